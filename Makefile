@@ -1,0 +1,40 @@
+# rebalance-lab: `make demo` runs the main job, `make test` runs the tests. Both run `setup` first.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ZK_JAR := /usr/share/java/zookeeper.jar
+
+.PHONY: setup system-deps test demo lint clean
+
+setup: system-deps $(STAMP)
+
+# Debian's ZooKeeper (jars only, no service) and a headless JRE, installed only when missing.
+system-deps:
+	@if [ ! -f "$(ZK_JAR)" ] || ! command -v java >/dev/null 2>&1; then \
+	  echo "installing Debian's zookeeper package and a headless JRE"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    zookeeper default-jre-headless >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/rebalance-lab demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) results .state

@@ -1,0 +1,23 @@
+"""The shared consumer interface: standard library only, the one thing both modes import."""
+
+from .config import ASSIGNOR_NAMES, DEFAULT_SESSION_TIMEOUT_MS, ConfigError, MemberConfig
+from .events import Event, EventKind, EventSink, JsonLinesSink, ListSink, TopicPartition, read_events, stamp
+from .member import Assignment, GroupMember, MemberState
+
+__all__ = [
+    "ASSIGNOR_NAMES",
+    "DEFAULT_SESSION_TIMEOUT_MS",
+    "Assignment",
+    "ConfigError",
+    "Event",
+    "EventKind",
+    "EventSink",
+    "GroupMember",
+    "JsonLinesSink",
+    "ListSink",
+    "MemberConfig",
+    "MemberState",
+    "TopicPartition",
+    "read_events",
+    "stamp",
+]
