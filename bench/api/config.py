@@ -65,7 +65,9 @@ class MemberConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.topics, str | list):
-            object.__setattr__(self, "topics", tuple([self.topics] if isinstance(self.topics, str) else self.topics))
+            object.__setattr__(
+                self, "topics", tuple([self.topics] if isinstance(self.topics, str) else self.topics)
+            )
         if not _GROUP_RE.match(self.group or ""):
             raise ConfigError(f"group: expected 1-200 of [A-Za-z0-9._-], got {self.group!r}")
         if not self.topics:
@@ -76,7 +78,9 @@ class MemberConfig:
         if self.assignor not in ASSIGNOR_NAMES:
             raise ConfigError(f"assignor: expected one of {', '.join(ASSIGNOR_NAMES)}, got {self.assignor!r}")
         if self.session_timeout_ms is not None and self.session_timeout_ms <= 0:
-            raise ConfigError(f"session_timeout_ms: expected a positive number, got {self.session_timeout_ms}")
+            raise ConfigError(
+                f"session_timeout_ms: expected a positive number, got {self.session_timeout_ms}"
+            )
         if not self.zk_root.startswith("/") or self.zk_root.endswith("/") and self.zk_root != "/":
             raise ConfigError(f"zk_root: expected an absolute znode path, got {self.zk_root!r}")
 

@@ -20,13 +20,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import IO, Any
 
 TopicPartition = tuple[str, int]
 
 
-class EventKind(str, Enum):
+class EventKind(StrEnum):
     JOINED = "joined"  # the member is registered in the group (znode created / JoinGroup answered)
     LEADER_ELECTED = "leader_elected"  # the member learned who leads the generation (itself or another)
     ASSIGNMENT_COMPUTED = "assignment_computed"  # the leader ran the assignor (leader only)

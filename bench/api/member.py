@@ -15,14 +15,14 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from .config import MemberConfig
 from .events import EventKind, EventSink, TopicPartition, stamp
 
 
-class MemberState(str, Enum):
+class MemberState(StrEnum):
     UNJOINED = "unjoined"  # created, not started, or between sessions
     REBALANCING = "rebalancing"  # joined; waiting for or applying a new generation
     STABLE = "stable"  # owns the partitions of the current generation

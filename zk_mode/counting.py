@@ -1,0 +1,77 @@
+"""A KazooClient that counts what it asks of ZooKeeper, by kind.
+
+Every request passes through ``KazooClient._call``, so counting there sees the recipes' calls
+(kazoo's ``SetPartitioner``, ``Lock``, ``ensure_path``) as well as ours. Reads are get, get_children
+and exists; writes are create, set, delete and multi (a multi also counts its operations); a
+request that carries a watcher sets a watch; a watcher's callback firing is a watch event received.
+Pings and session setup do not pass through ``_call`` and are not counted here: the server's
+``mntr`` readings carry those.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from kazoo.client import KazooClient
+from kazoo.protocol import serialization as s
+
+_READS = (s.GetData, s.GetChildren, s.GetChildren2, s.Exists)
+_WRITES = (s.Create, s.Create2, s.SetData, s.Delete, s.Transaction)
+_KIND = {
+    s.GetData: "get",
+    s.GetChildren: "get_children",
+    s.GetChildren2: "get_children",
+    s.Exists: "exists",
+    s.Create: "create",
+    s.Create2: "create",
+    s.SetData: "set",
+    s.Delete: "delete",
+    s.Transaction: "multi",
+}
+
+
+class CountingKazooClient(KazooClient):
+    """KazooClient with per-kind call counters (``counts()``), safe across kazoo's threads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._count_lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        # One wrapper per original watcher, so kazoo's per-path watcher sets still de-duplicate.
+        self._wrapped: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def _call(self, request: Any, async_object: Any) -> Any:
+        kind = _KIND.get(type(request))
+        if kind is not None:
+            with self._count_lock:
+                self._counts[kind] += 1
+                self._counts["reads" if isinstance(request, _READS) else "writes"] += 1
+                if isinstance(request, s.Transaction):
+                    self._counts["multi_ops"] += len(request.operations)
+                watcher = getattr(request, "watcher", None)
+                if watcher is not None:
+                    self._counts["watches_set"] += 1
+                    request = request._replace(watcher=self._wrap(watcher))
+        return super()._call(request, async_object)
+
+    def _wrap(self, watcher: Callable[..., Any]) -> Callable[..., Any]:
+        wrapped = self._wrapped.get(watcher)
+        if wrapped is None:
+
+            def wrapped(event: Any, _watcher: Callable[..., Any] = watcher) -> Any:
+                with self._count_lock:
+                    self._counts["watch_events"] += 1
+                return _watcher(event)
+
+            self._wrapped[watcher] = wrapped
+        return wrapped
+
+    def counts(self) -> dict[str, int]:
+        """Cumulative counts: reads, writes, watches_set, watch_events and per call kind."""
+        with self._count_lock:
+            out = {k: 0 for k in ("reads", "writes", "watches_set", "watch_events")}
+            out.update(self._counts)
+            return out

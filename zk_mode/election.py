@@ -1,0 +1,230 @@
+"""Leader election on ephemeral sequential znodes; the leader computes and publishes the assignment.
+
+Both variants register ``members/m-<seq>`` (EPHEMERAL_SEQUENTIAL, JSON subscription); the member
+with the lowest sequence leads. They differ only in who watches what:
+
+* ``chain`` — each member watches just its predecessor (``exists`` with a watch), as in ZooKeeper's
+  election recipe, so a departure wakes one member. Only the leader watches the membership
+  children, and it caches registrations (they never change), so a join costs the leader one
+  ``get_children`` and one ``get``: reads grow linearly with the group.
+* ``herd`` — the naive recipe: every member watches the membership children and, on every change,
+  re-reads the list and every registration to see whether it now leads. One join costs
+  N ``get_children`` and N² ``get``s.
+
+Publishing (leader only) is one ``multi``: ``check`` of the leader's own member znode (gone once
+its session expired, so a deposed leader cannot overwrite a newer decision) and ``set`` of
+``assignment`` at the version the leader read. The assignment znode's version is the generation.
+Every member keeps a data watch on ``assignment`` and takes its share through the claims in
+:mod:`zk_mode.member`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, RolledBackError
+from kazoo.protocol.states import EventType, WatchedEvent
+
+from bench.api import EventKind
+from bench.api.assignors import assign
+
+from .member import ZkMember, decode_json, encode_json
+from .paths import sequence_of
+
+log = logging.getLogger(__name__)
+
+
+class LeaderElectedMember(ZkMember):
+    """Registration, election and publication shared by ``chain`` and ``herd``."""
+
+    #: Whether every member watches the membership (herd) or only the leader does (chain).
+    watch_all: ClassVar[bool]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.node: str | None = None  # our member znode's name, e.g. m-0000000003
+        self.is_leader = False
+        self._registrations: dict[str, dict[str, Any] | None] = {}  # node -> parsed data (leader cache)
+        self._seen_generation: int | None = None
+
+    # -- registration and election -------------------------------------------------------------
+
+    def _join(self) -> None:
+        self.client.ensure_path(self.paths.members)
+        try:
+            self.client.create(self.paths.assignment, b"{}")
+        except NodeExistsError:
+            pass
+        path = self.client.create(
+            f"{self.paths.members}/m-", encode_json(self.subscription()), ephemeral=True, sequence=True
+        )
+        self.node = path.rsplit("/", 1)[1]
+        self.is_leader = False
+        self._registrations.clear()
+        self.emit(EventKind.JOINED, znode=self.node)
+        self._elect()
+        self._task_assignment()
+
+    def _task_elect(self) -> None:
+        if self.node is not None:
+            self._elect()
+
+    def _elect(self) -> None:
+        watch = self._members_changed if self.watch_all else None
+        children = sorted(self.client.get_children(self.paths.members, watch=watch), key=sequence_of)
+        if self.node not in children:
+            return  # our session is ending; the state listener rejoins
+        index = children.index(self.node)
+        if index == 0:
+            self._lead(children if self.watch_all else None)
+            return
+        if self.watch_all:
+            for node in children:  # the naive recipe reads every registration on every change
+                self._read_registration(node)
+            return
+        predecessor = f"{self.paths.members}/{children[index - 1]}"
+        if self.client.exists(predecessor, watch=self._predecessor_changed) is None:
+            self._elect()  # it left between the two calls
+
+    def _predecessor_changed(self, event: WatchedEvent) -> None:
+        if event.type == EventType.DELETED:
+            self.submit("elect")
+
+    def _members_changed(self, event: WatchedEvent) -> None:
+        self.submit("elect" if self.watch_all else "lead")
+
+    def _task_lead(self) -> None:
+        if self.is_leader:
+            self._lead(None)
+
+    # -- the leader ------------------------------------------------------------------------------
+
+    def _lead(self, children: list[str] | None) -> None:
+        """Compute the assignment for the current members and publish it, fenced."""
+        self.is_leader = True
+        if children is None:
+            children = sorted(
+                self.client.get_children(self.paths.members, watch=self._members_changed), key=sequence_of
+            )
+        subscriptions: dict[str, list[str]] = {}
+        for node in children:
+            data = self._registrations.get(node) if not self.watch_all else None
+            if data is None:
+                data = self._read_registration(node)
+            if data is not None and isinstance(data.get("member"), str):
+                subscriptions[data["member"]] = [
+                    t for t in data.get("topics", []) if t in self.partitions_per_topic
+                ]
+        for gone in set(self._registrations) - set(children):
+            del self._registrations[gone]
+
+        raw, stat = self.client.get(self.paths.assignment)
+        previous = decode_json(raw, self.paths.assignment) or {}
+        prev_members = previous.get("members") if isinstance(previous.get("members"), dict) else {}
+        if (
+            previous.get("leader") == self.member_id
+            and set(prev_members) == set(subscriptions)
+            and stat.version == self._seen_generation
+        ):
+            return  # nothing changed since our last decision
+        result = assign(
+            self.config.assignor,
+            subscriptions,
+            self.partitions_per_topic,
+            previous={
+                m: [tuple(tp) for tp in parts] for m, parts in prev_members.items() if m in subscriptions
+            },
+        )
+        generation = stat.version + 1
+        decision = {
+            "generation": generation,
+            "leader": self.member_id,
+            "leader_node": self.node,
+            "assignor": self.config.assignor,
+            "members": {m: [[t, p] for t, p in parts] for m, parts in result.items()},
+        }
+        tx = self.client.transaction()
+        tx.check(f"{self.paths.members}/{self.node}", 0)
+        tx.set_data(self.paths.assignment, encode_json(decision), version=stat.version)
+        results = tx.commit()
+        if any(isinstance(r, BadVersionError | NoNodeError | RolledBackError) for r in results):
+            log.info("%s: publication of generation %d fenced off (%s)", self.member_id, generation, results)
+            self.is_leader = False
+            self.submit("elect")
+            return
+        self.emit(
+            EventKind.ASSIGNMENT_COMPUTED,
+            generation=generation,
+            members=len(result),
+            assignment=decision["members"],
+        )
+
+    def _read_registration(self, node: str) -> dict[str, Any] | None:
+        path = f"{self.paths.members}/{node}"
+        try:
+            raw, _ = self.client.get(path)
+        except NoNodeError:
+            return None
+        data = decode_json(raw, path)
+        if data is not None and not self.watch_all:
+            self._registrations[node] = data
+        return data
+
+    # -- every member: follow the published assignment ------------------------------------------
+
+    def _assignment_changed(self, event: WatchedEvent) -> None:
+        self.submit("assignment")
+
+    def _task_assignment(self) -> None:
+        try:
+            raw, stat = self.client.get(self.paths.assignment, watch=self._assignment_changed)
+        except NoNodeError:
+            return
+        decision = decode_json(raw, self.paths.assignment)
+        if not decision or not isinstance(decision.get("members"), dict):
+            return  # empty (no leader decision yet) or garbage: wait for the next publication
+        generation = stat.version
+        if generation == self._seen_generation:
+            return
+        self._seen_generation = generation
+        leader = decision.get("leader")
+        share = decision["members"].get(self.member_id)
+        if share is None:
+            # Not part of this generation (we joined after it was computed): hold nothing.
+            self._apply_unannounced()
+            return
+        try:
+            target = [(str(t), int(p)) for t, p in share]
+        except (TypeError, ValueError):
+            log.warning("skipping malformed share for %s in %s", self.member_id, self.paths.assignment)
+            return
+        self.emit(
+            EventKind.LEADER_ELECTED, generation=generation, leader=leader, is_leader=leader == self.member_id
+        )
+        self._apply(generation, target, leader)
+
+    def _apply_unannounced(self) -> None:
+        self._revoke(self._owned, reason="rebalance")
+        self._release(self._claims)
+        self._target = None
+
+    def _leave_group(self) -> None:
+        if self.node is not None:
+            try:
+                self.client.delete(f"{self.paths.members}/{self.node}")
+            except NoNodeError:
+                pass
+            self.node = None
+
+
+class ChainMember(LeaderElectedMember):
+    """Predecessor-watch election: no herd effect."""
+
+    watch_all = False
+
+
+class HerdMember(LeaderElectedMember):
+    """Everyone watches the membership and reacts to every change."""
+
+    watch_all = True

@@ -1,0 +1,324 @@
+"""ZkMember: what every zk_mode variant shares — the kazoo session, one worker, ownership claims.
+
+Threading: kazoo calls watchers and state listeners on its own threads, which must never block.
+They only enqueue a task; one worker thread per member runs tasks in order (Kafka 0.8's consumer had
+the same single "watcher executor"), so a member's view of the group is never touched concurrently.
+
+Session handling, as a careful kazoo user does it:
+
+* ``SUSPENDED``: the session may or may not survive, so the member stops acting as owner at once
+  (``revoked``, reason ``suspended``) but keeps its claims in ZooKeeper.
+* ``CONNECTED`` again in the same session: the claims are still ours; the variant re-syncs and
+  announces ``assigned`` again.
+* ``LOST``: every ephemeral node of the session is gone. The member emits ``session_lost``, forgets
+  its claims and joins again with the new session kazoo opens. A member paused (SIGSTOP) past its
+  session timeout goes through SUSPENDED then LOST when it wakes, so it never acts on old partitions.
+
+Ownership hand-over (chain, herd, selfbalance): a member owns a partition only while it holds the
+ephemeral znode ``owners/<topic>-<partition>``; ZooKeeper's create is the mutual exclusion. A member
+deletes the claims it gives up before announcing nothing else, and a member that finds a claim still
+held sets an ``exists`` watch on it and retries when it is deleted. Cost per moved partition: one
+delete by the old owner and one create by the new one; a collision adds one exists (with a watch),
+one watch notification and one more create.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from kazoo.exceptions import (
+    ConnectionLoss,
+    KazooException,
+    NodeExistsError,
+    NoNodeError,
+    SessionExpiredError,
+)
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.protocol.states import KazooState
+from kazoo.retry import KazooRetry
+
+from bench.api import Assignment, ConfigError, EventKind, EventSink, GroupMember, MemberConfig, MemberState
+from bench.api.events import TopicPartition
+
+from . import catalog
+from .counting import CountingKazooClient
+from .paths import GroupPaths
+
+log = logging.getLogger(__name__)
+
+#: Variant name -> "module:class". The first is the default.
+VARIANT_CLASSES = {
+    "chain": "zk_mode.election:ChainMember",
+    "herd": "zk_mode.election:HerdMember",
+    "selfbalance": "zk_mode.selfbalance:SelfBalancingMember",
+    "setpartitioner": "zk_mode.partitioner:SetPartitionerMember",
+}
+VARIANTS = tuple(VARIANT_CLASSES)
+
+
+def create_member(config: MemberConfig, sink: EventSink) -> ZkMember:
+    variant = config.variant or VARIANTS[0]
+    if variant not in VARIANT_CLASSES:
+        raise ConfigError(f"variant: zk mode has variants {', '.join(VARIANTS)}, got {variant!r}")
+    if not config.zk_hosts:
+        raise ConfigError("zk_hosts: zk mode needs a ZooKeeper connect string (--zk HOST:PORT,...)")
+    module_name, _, cls_name = VARIANT_CLASSES[variant].partition(":")
+    cls = getattr(importlib.import_module(module_name), cls_name)
+    return cls(config.with_(variant=variant), sink)
+
+
+def decode_json(raw: bytes | None, path: str) -> dict[str, Any] | None:
+    """Parse a znode's JSON object; garbage is logged and skipped, never raised into the group."""
+    try:
+        value = json.loads(raw or b"")
+        if isinstance(value, dict):
+            return value
+        raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        log.warning("skipping unparseable data in %s (%r...): %s", path, (raw or b"")[:60], exc)
+        return None
+
+
+def encode_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
+class ZkMember(GroupMember):
+    """Base of the zk_mode variants. Subclasses implement ``_join`` and ``_resync``."""
+
+    mode = "zk"
+    #: Worker wake-up period for variants that poll (kazoo's SetPartitioner); None = only on tasks.
+    poll_interval: float | None = None
+
+    def __init__(self, config: MemberConfig, sink: EventSink, **kwargs: Any) -> None:
+        super().__init__(config, sink, **kwargs)
+        self.paths = GroupPaths(config.zk_root, config.group)
+        self.client = CountingKazooClient(
+            hosts=config.zk_hosts,
+            timeout=config.session_timeout / 1000.0,
+            connection_retry=KazooRetry(max_tries=-1, delay=0.05, max_delay=1.0),
+        )
+        self.partitions_per_topic: dict[str, int] = {}
+        self.generation: int | None = None
+        self._tasks: queue.Queue[tuple[str, tuple[Any, ...]]] = queue.Queue()
+        self._worker = threading.Thread(target=self._run, name=f"zk-member-{self.member_id}", daemon=True)
+        self._stopping = threading.Event()
+        self._left = threading.Event()
+        self._claims: set[TopicPartition] = set()  # owner znodes this session holds
+        self._owned: set[TopicPartition] = set()  # what we announced as owned (assigned - revoked)
+        self._target: tuple[int | None, frozenset[TopicPartition], str | None] | None = None
+        self._suspended = False
+        self._session_lost = False
+
+    # -- the interface -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.client.add_listener(self._on_state)
+        try:
+            self.client.start(timeout=max(10.0, self.config.session_timeout / 1000.0))
+        except KazooTimeoutError:
+            self.client.close()
+            raise ConnectionError(f"cannot reach ZooKeeper at {self.config.zk_hosts}") from None
+        try:
+            self.partitions_per_topic = catalog.read_topics(
+                self.client, self.config.zk_root, self.config.topics
+            )
+        except ConfigError:
+            self.client.stop()
+            self.client.close()
+            raise
+        self.state = MemberState.REBALANCING
+        self._worker.start()
+        self.submit("join")
+
+    def leave(self, timeout: float = 30.0) -> None:
+        if self._worker.is_alive():
+            self.submit("leave")
+            self._left.wait(timeout)
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._tasks.put(("stop", ()))
+        if self._worker.is_alive() and threading.current_thread() is not self._worker:
+            self._worker.join(timeout=10)
+        try:
+            self.client.stop()
+            self.client.close()
+        except Exception:  # closing twice or a dead connection: nothing left to free
+            log.debug("close of %s", self.member_id, exc_info=True)
+
+    def zk_counts(self) -> dict[str, int]:
+        return self.client.counts()
+
+    # -- the worker ----------------------------------------------------------------------------
+
+    def submit(self, task: str, *args: Any) -> None:
+        self._tasks.put((task, args))
+
+    def _run(self) -> None:
+        while True:
+            try:
+                task, args = self._tasks.get(timeout=self.poll_interval)
+            except queue.Empty:
+                task, args = "poll", ()
+            if task == "stop":
+                return
+            if self._left.is_set() and task != "leave":
+                continue
+            try:
+                getattr(self, f"_task_{task}")(*args)
+            except (ConnectionLoss, SessionExpiredError, KazooTimeoutError) as exc:
+                # The state listener queues the recovery (resync or rejoin); nothing to do here.
+                log.info("%s: %s interrupted by %s", self.member_id, task, type(exc).__name__)
+            except KazooException:
+                log.exception("%s: %s failed; retrying on the next change", self.member_id, task)
+            except Exception:
+                log.exception("%s: %s failed", self.member_id, task)
+
+    def _on_state(self, state: KazooState) -> None:
+        # Called on kazoo's connection thread: only enqueue.
+        if not self._stopping.is_set():
+            self.submit("state", state)
+
+    def _task_state(self, state: KazooState) -> None:
+        if state == KazooState.SUSPENDED:
+            self._suspended = True
+            self._revoke(self._owned, reason="suspended")
+            self.state = MemberState.REBALANCING
+        elif state == KazooState.LOST:
+            self._suspended = False
+            self._session_lost = True
+            self._revoke(self._owned, reason="session_lost")
+            self._claims.clear()
+            self._target = None
+            self.generation = None
+            self.state = MemberState.REBALANCING
+            self.emit(EventKind.SESSION_LOST)
+        elif state == KazooState.CONNECTED:
+            if self._session_lost:
+                self._session_lost = False
+                self._suspended = False
+                self._join()
+            elif self._suspended:
+                self._suspended = False
+                self._resync()
+
+    def _task_join(self) -> None:
+        self._join()
+
+    def _task_claim(self) -> None:
+        # A claim we waited for was released: try the current target again.
+        if self._target is not None:
+            self._apply(*self._target)
+
+    def _task_leave(self) -> None:
+        try:
+            self._revoke(self._owned, reason="leave")
+            self._release(self._claims)
+            self._leave_group()
+        except KazooException:
+            log.warning(
+                "%s: leave did not finish cleanly; the session's close removes the rest", self.member_id
+            )
+        finally:
+            self._set_assignment(None)
+            self.state = MemberState.LEFT
+            self.emit(EventKind.LEFT, generation=self.generation)
+            self._stopping.set()
+            self._left.set()
+
+    def _task_poll(self) -> None:
+        """Periodic work for polling variants."""
+
+    # -- hooks for variants --------------------------------------------------------------------
+
+    def _join(self) -> None:
+        raise NotImplementedError
+
+    def _resync(self) -> None:
+        """The session survived a disconnection: re-announce what we still own."""
+        if self._target is not None:
+            self._apply(*self._target)
+
+    def _leave_group(self) -> None:
+        """Remove our registration (the variant knows where it is)."""
+
+    # -- ownership -----------------------------------------------------------------------------
+
+    def _apply(self, generation: int | None, target: Iterable[TopicPartition], leader: str | None) -> bool:
+        """Move our ownership to ``target``: release what we give up, then claim the rest.
+
+        Announces ``assigned`` only once every claim is held; returns whether it was.
+        """
+        target = frozenset(target)
+        self._target = (generation, target, leader)
+        if self._suspended:
+            return False
+        self._revoke(self._owned - target, reason="rebalance")
+        self._release(self._claims - target)
+        waiting = [tp for tp in sorted(target - self._claims) if not self._claim(tp)]
+        if waiting:
+            log.debug("%s: waiting for %d claims of generation %s", self.member_id, len(waiting), generation)
+            return False
+        self.generation = generation
+        self._owned = set(target)
+        self._set_assignment(Assignment.of(generation or 0, target, leader, self.member_id))
+        self.state = MemberState.STABLE
+        self.emit(EventKind.ASSIGNED, generation=generation, partitions=target, leader=leader)
+        return True
+
+    def _claim(self, tp: TopicPartition) -> bool:
+        path = self.paths.owner(*tp)
+        while True:
+            try:
+                self.client.create(path, self.member_id.encode(), ephemeral=True, makepath=True)
+                self._claims.add(tp)
+                return True
+            except NodeExistsError:
+                # Still held by its previous owner: wait for the delete, then try again.
+                if self.client.exists(path, watch=self._claim_released) is not None:
+                    return False
+
+    def _claim_released(self, event: Any) -> None:
+        self.submit("claim")
+
+    def _release(self, partitions: Iterable[TopicPartition]) -> None:
+        for tp in sorted(partitions):
+            try:
+                self.client.delete(self.paths.owner(*tp))
+            except NoNodeError:
+                pass
+            self._claims.discard(tp)
+
+    def _revoke(self, partitions: Iterable[TopicPartition], reason: str) -> None:
+        partitions = set(partitions) & self._owned
+        if not partitions:
+            return
+        self._owned -= partitions
+        self._set_assignment(None if not self._owned else self._assignment_with(self._owned))
+        self.emit(EventKind.REVOKED, generation=self.generation, partitions=partitions, reason=reason)
+
+    def _assignment_with(self, owned: set[TopicPartition]) -> Assignment | None:
+        current = self.assignment()
+        if current is None:
+            return None
+        return Assignment(current.generation, tuple(sorted(owned)), current.leader_id, current.is_leader)
+
+    def _set_assignment(self, assignment: Assignment | None) -> None:
+        with self._lock:
+            self._assignment = assignment
+
+    def all_partitions(self) -> list[TopicPartition]:
+        return [
+            (t, p) for t in sorted(self.partitions_per_topic) for p in range(self.partitions_per_topic[t])
+        ]
+
+    def subscription(self) -> dict[str, Any]:
+        return {"member": self.member_id, "topics": list(self.config.topics), "registered": time.time()}
