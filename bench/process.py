@@ -1,0 +1,87 @@
+"""Stopping processes by pid, for services that outlive the command that started them.
+
+``rebalance-lab cluster up`` leaves its servers running and records their pids; ``cluster down`` (a
+different process, maybe much later) stops them. A pid may have been reused by then, so every call
+takes a ``match`` string that must occur in the process's command line (e.g. its config file path)
+before we signal it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _cmdline(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The state follows the parenthesised command name, which may itself contain spaces or ')'.
+    return stat[stat.rfind(")") + 2 :].startswith("Z")
+
+
+def pid_alive(pid: int, match: str | None = None) -> bool:
+    """Whether ``pid`` runs (not a zombie) and, if ``match`` is given, its command line contains it."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else; the match below decides
+    # An orphan we killed may linger as a zombie until its new parent reaps it: it is gone for us.
+    if _is_zombie(pid):
+        return False
+    if match is None:
+        return True
+    cmdline = _cmdline(pid)
+    return cmdline is not None and match in cmdline
+
+
+def signal_pid(pid: int, sig: int, match: str | None = None) -> bool:
+    """Send ``sig`` if the process is alive (and matches); False when there was nothing to signal."""
+    if not pid_alive(pid, match):
+        return False
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_pid_gone(pid: int, timeout: float, match: str | None = None) -> bool:
+    """Poll until the process is gone; True if it went within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid, match):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def terminate_pid(pid: int, match: str | None = None, grace: float = 10.0) -> bool:
+    """SIGTERM, then SIGKILL after ``grace`` seconds. True if the process was running."""
+    if not signal_pid(pid, signal.SIGTERM, match):
+        return False
+    # A paused (SIGSTOPped) process cannot act on SIGTERM until it is continued.
+    signal_pid(pid, signal.SIGCONT, match)
+    if not wait_pid_gone(pid, grace, match):
+        log.warning("pid %d did not exit %.0fs after SIGTERM; sending SIGKILL", pid, grace)
+        signal_pid(pid, signal.SIGKILL, match)
+        wait_pid_gone(pid, 10.0, match)
+    return True
