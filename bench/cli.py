@@ -21,9 +21,11 @@ def main(verbose: int) -> None:
 
 def _register() -> None:
     from bench.cluster import cluster
+    from bench.joincost import join_cost
     from bench.membercli import member
 
     main.add_command(cluster)
+    main.add_command(join_cost)
     main.add_command(member)
 
 

@@ -1,0 +1,110 @@
+"""Member processes: ``rebalance-lab member`` run as a child whose JSON events are collected.
+
+Each child is its own process (own session, own pid) so faults are real: SIGKILL, SIGSTOP/SIGCONT,
+SIGTERM for a graceful leave. A reader thread turns its stdout into :class:`~bench.api.Event`s
+and appends them to a shared, thread-safe history; stderr goes to a log file next to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench.api import Event, read_events
+
+log = logging.getLogger(__name__)
+
+
+class History:
+    """Events from many members, in arrival order; ``snapshot()`` copies them sorted by clock."""
+
+    def __init__(self) -> None:
+        self._events: list[Event] = []
+        self._cond = threading.Condition()
+
+    def append(self, event: Event) -> None:
+        with self._cond:
+            self._events.append(event)
+            self._cond.notify_all()
+
+    def snapshot(self) -> list[Event]:
+        with self._cond:
+            return sorted(self._events, key=lambda e: e.mono_ns)
+
+    def wait_for(self, predicate: Callable[[list[Event]], bool], timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: predicate(sorted(self._events, key=lambda e: e.mono_ns)), timeout
+            )
+
+
+class MemberProcess:
+    """One ``rebalance-lab member`` child process."""
+
+    def __init__(self, args: Sequence[str], history: History, log_path: Path | None = None) -> None:
+        self.args = list(args)
+        self.history = history
+        self.log_path = log_path
+        self.member_id: str | None = None  # learned from its first event
+        self._stderr = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench", *self.args],
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+            start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True, name=f"member-{self.proc.pid}")
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for event in read_events(self.proc.stdout):
+            self.member_id = self.member_id or event.member
+            self.history.append(event)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def terminate(self, timeout: float = 30.0) -> int:
+        """Graceful leave: SIGTERM, wait for exit; SIGKILL if it hangs. Returns the exit code."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("member %s ignored SIGTERM for %.0fs; killing it", self.pid, timeout)
+            self.proc.kill()
+            code = self.proc.wait()
+        self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait()
+        self._reader.join(5)
+
+    def pause(self) -> None:
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
+    def close(self) -> None:
+        """Make sure the process is gone (used in finally blocks)."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGCONT)
+            self.kill()
+        if self._stderr is not subprocess.DEVNULL:
+            self._stderr.close()

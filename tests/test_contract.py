@@ -1,0 +1,224 @@
+"""The consumer-interface contract, run against every mode and variant as separate processes.
+
+Each test starts real ``rebalance-lab member`` processes against a real ZooKeeper (and, for the
+coordinator mode, real brokers) and judges them only by the JSON events they print, folded with
+:class:`bench.history.GroupView`: one generation, complete and disjoint ownership, one leader.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bench.api import EventKind
+from bench.history import GroupView
+from bench.members import History, MemberProcess
+from tests.conftest import wait_until
+
+SESSION_MS = 4_000
+TOPICS = {"orders": 8, "clicks": 4}
+PARTITIONS = {(t, p) for t, n in TOPICS.items() for p in range(n)}
+CONVERGE_S = 60.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """A mode and variant under test, and the member flags it needs."""
+
+    mode: str
+    variant: str
+    has_leader: bool
+    options: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.mode}-{self.variant}"
+
+
+TARGETS = [
+    Target("zk", "chain", True),
+    Target("zk", "herd", True),
+    Target("zk", "selfbalance", False, ("rebalance_backoff_ms=200",)),
+    Target("zk", "setpartitioner", False, ("time_boundary_s=0.5",)),
+]
+
+
+@dataclass
+class Group:
+    target: Target
+    connect_args: list[str]
+    log_dir: Path
+    name: str
+    history: History = field(default_factory=History)
+    procs: list[MemberProcess] = field(default_factory=list)
+    dead: set[str] = field(default_factory=set)
+
+    def add(self, n: int = 1) -> list[MemberProcess]:
+        new = []
+        for _ in range(n):
+            i = len(self.procs)
+            args = [
+                "member",
+                "--mode",
+                self.target.mode,
+                "--variant",
+                self.target.variant,
+                "--group",
+                self.name,
+                *(a for t in TOPICS for a in ("--topic", t)),
+                "--session-timeout-ms",
+                str(SESSION_MS),
+                "--heartbeat-interval-ms",
+                "500",
+                "--name",
+                f"m{i}",
+                *self.connect_args,
+                *(a for o in self.target.options for a in ("--option", o)),
+            ]
+            proc = MemberProcess(args, self.history, self.log_dir / f"member-{i}.log")
+            self.procs.append(proc)
+            new.append(proc)
+        for proc in new:
+            wait_until(lambda p=proc: p.member_id or not p.alive(), 30, what="a member's first event")
+            assert proc.member_id, f"member exited with {proc.proc.returncode}: {self._log_tail(proc)}"
+        return new
+
+    def _log_tail(self, proc: MemberProcess) -> str:
+        return proc.log_path.read_text()[-2000:] if proc.log_path and proc.log_path.exists() else ""
+
+    def live(self) -> list[MemberProcess]:
+        return [p for p in self.procs if p.alive() and p.member_id not in self.dead]
+
+    def view(self, until_ns: int | None = None) -> GroupView:
+        events = self.history.snapshot()
+        if until_ns is not None:
+            events = [e for e in events if e.mono_ns < until_ns]
+        view = GroupView().apply_all(events)
+        for member in self.dead:
+            view.mark_gone(member)
+        return view
+
+    def wait_converged(self, members: list[MemberProcess], newer_than: int | None = None) -> GroupView:
+        ids = [p.member_id for p in members]
+
+        def done() -> GroupView | None:
+            view = self.view()
+            if not view.converged(PARTITIONS, ids):
+                return None
+            generation = view.generation(ids)
+            if newer_than is not None and (generation is None or generation <= newer_than):
+                return None
+            if self.target.has_leader:
+                leaders = view.leaders(ids)
+                if len(leaders) != 1 or next(iter(leaders)) not in ids:
+                    return None
+            return view
+
+        try:
+            return wait_until(
+                done, CONVERGE_S, interval=0.1, what=f"{len(ids)} members of {self.target} to converge"
+            )
+        except AssertionError:
+            view = self.view()
+            state = {m: (v.generation, sorted(v.owned), v.leader) for m, v in view.members.items()}
+            raise AssertionError(f"no convergence of {ids}; state: {state}") from None
+
+    def kill(self, proc: MemberProcess) -> None:
+        proc.kill()
+        self.dead.add(proc.member_id)
+
+
+@pytest.fixture(params=TARGETS, ids=str)
+def target(request: pytest.FixtureRequest) -> Target:
+    return request.param
+
+
+@pytest.fixture
+def group(target: Target, zk_server, zk_root: str, kazoo_client, tmp_path: Path) -> Iterator[Group]:
+    from zk_mode.catalog import write_topics
+
+    write_topics(kazoo_client, zk_root, TOPICS)
+    connect = ["--zk", zk_server.connect_string, "--zk-root", zk_root]
+    g = Group(target, connect, tmp_path, name=f"contract-{target.variant}")
+    try:
+        yield g
+    finally:
+        for proc in g.procs:
+            proc.close()
+
+
+def generation_of(view: GroupView, procs: list[MemberProcess]) -> int:
+    generation = view.generation([p.member_id for p in procs])
+    assert generation is not None
+    return generation
+
+
+@pytest.mark.parametrize("n", [1, 3, 10])
+def test_formation(group: Group, n: int) -> None:
+    procs = group.add(n)
+    view = group.wait_converged(procs)
+    owners = [tp for p in procs for tp in view.members[p.member_id].owned]
+    assert sorted(owners) == sorted(PARTITIONS)
+    if group.target.has_leader:
+        assert len(view.leaders([p.member_id for p in procs])) == 1
+
+
+def test_graceful_leave_then_join(group: Group) -> None:
+    procs = group.add(3)
+    first = generation_of(group.wait_converged(procs), procs)
+
+    leaving = procs[0]
+    assert leaving.terminate() == 0
+    assert any(e.kind == EventKind.LEFT and e.member == leaving.member_id for e in group.history.snapshot())
+    rest = procs[1:]
+    second = generation_of(group.wait_converged(rest, newer_than=first), rest)
+
+    joined = group.add(1)
+    group.wait_converged(rest + joined, newer_than=second)
+
+
+def test_leader_killed(group: Group) -> None:
+    procs = group.add(3)
+    view = group.wait_converged(procs)
+    first = generation_of(view, procs)
+    old_leader = next(iter(view.leaders([p.member_id for p in procs])))
+    victim = next((p for p in procs if p.member_id == old_leader), procs[0])
+
+    group.kill(victim)
+    survivors = [p for p in procs if p is not victim]
+    view = group.wait_converged(survivors, newer_than=first)
+    if group.target.has_leader:
+        assert view.leaders([p.member_id for p in survivors]) != {old_leader}
+
+
+def test_paused_member_never_reports_a_partition_another_owns(group: Group) -> None:
+    procs = group.add(3)
+    first = generation_of(group.wait_converged(procs), procs)
+    paused = procs[1]
+    others = [p for p in procs if p is not paused]
+
+    paused.pause()
+    try:
+        # The others converge without it only once its session has expired.
+        second = generation_of(group.wait_converged(others, newer_than=first), others)
+    finally:
+        resumed_ns = time.monotonic_ns()
+        paused.resume()
+    group.wait_converged(procs, newer_than=second)
+
+    after = [e for e in group.history.snapshot() if e.member == paused.member_id and e.mono_ns >= resumed_ns]
+    ownership = [
+        e for e in after if e.kind in (EventKind.ASSIGNED, EventKind.REVOKED, EventKind.SESSION_LOST)
+    ]
+    assert ownership, "the resumed member reported nothing"
+    assert ownership[0].kind != EventKind.ASSIGNED, f"acted on old partitions first: {ownership[0]}"
+    for event in after:
+        if event.kind != EventKind.ASSIGNED:
+            continue
+        view = group.view(until_ns=event.mono_ns)
+        others_own = {tp for m, v in view.members.items() if m != paused.member_id for tp in v.owned}
+        clash = others_own & set(event.partitions or ())
+        assert not clash, f"resumed member reported {sorted(clash)} while others owned them"
