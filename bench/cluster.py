@@ -1,0 +1,216 @@
+"""``rebalance-lab cluster up|down``: a local ZooKeeper ensemble that outlives the command.
+
+``up`` starts the servers as detached JVMs, waits until they serve, writes the topic catalog and
+records everything in ``<state-dir>/cluster.json``; ``down`` (any later process) stops them by pid.
+
+``cluster.json`` lists every process under ``services``: each entry has ``kind``, ``name``, ``pid``,
+``match`` (a string that must be in the process's command line, so a reused pid is never signalled)
+and ``dir`` (removed on ``down``). Other kinds of service (brokers) append entries of their own and
+their connect info as top-level keys (``zk`` now, ``bootstrap`` later); ``down`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bench.process import pid_alive, terminate_pid
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "cluster.json"
+STATE_VERSION = 1
+DEFAULT_STATE_DIR = Path(".state/cluster")
+_TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+
+
+# -- cluster.json --------------------------------------------------------------------------------
+
+
+def state_path(state_dir: Path) -> Path:
+    return state_dir / STATE_FILE
+
+
+def load_state(state_dir: Path) -> dict[str, Any] | None:
+    """The recorded cluster, or None when there is none (or its file is unreadable)."""
+    path = state_path(state_dir)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s: %s", path, exc)
+        return None
+
+
+def write_state(state_dir: Path, state: dict[str, Any]) -> None:
+    # Write then rename, so a reader never sees half a file.
+    path = state_path(state_dir)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def running_services(state: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in state.get("services", []) if s.get("pid") and pid_alive(int(s["pid"]), s.get("match"))]
+
+
+def stop_services(state: dict[str, Any], grace: float = 10.0) -> list[dict[str, Any]]:
+    """Stop every recorded process (last started first) and remove their dirs; returns those that ran."""
+    stopped = []
+    for service in reversed(state.get("services", [])):
+        pid = service.get("pid")
+        if pid and terminate_pid(int(pid), service.get("match"), grace):
+            stopped.append(service)
+    for path in [*(s.get("dir") for s in state.get("services", [])), *state.get("dirs", [])]:
+        if path:
+            shutil.rmtree(path, ignore_errors=True)
+    return stopped
+
+
+# -- options -------------------------------------------------------------------------------------
+
+
+def parse_topics(
+    ctx: click.Context | None, param: click.Parameter | None, values: tuple[str, ...]
+) -> dict[str, int]:
+    """``NAME:PARTITIONS`` values -> {name: partitions}; errors name the bad value and the format."""
+    topics: dict[str, int] = {}
+    for value in values:
+        name, sep, count = value.partition(":")
+        if not sep:
+            raise click.BadParameter(f"expected NAME:PARTITIONS (e.g. orders:6), got {value!r}: no ':'")
+        if not _TOPIC_RE.match(name):
+            raise click.BadParameter(f"topic name in {value!r} must be 1-200 of [A-Za-z0-9._-]")
+        try:
+            partitions = int(count)
+        except ValueError:
+            raise click.BadParameter(
+                f"partitions in {value!r} must be a whole number, got {count!r}"
+            ) from None
+        if partitions < 1:
+            raise click.BadParameter(f"partitions in {value!r} must be at least 1, got {partitions}")
+        if name in topics:
+            raise click.BadParameter(f"topic {name!r} given twice")
+        topics[name] = partitions
+    return topics
+
+
+_state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_STATE_DIR,
+    show_default=True,
+    help="Where cluster.json, the data and the logs live.",
+)
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+@click.group()
+def cluster() -> None:
+    """Start or stop a local ZooKeeper ensemble that keeps running between commands."""
+
+
+@cluster.command()
+@click.option(
+    "--zk", "zk_size", type=click.IntRange(min=1), default=1, show_default=True, help="ZooKeeper servers."
+)
+@click.option(
+    "--topic",
+    "topics",
+    multiple=True,
+    callback=parse_topics,
+    metavar="NAME:PARTITIONS",
+    help="A topic for the catalog; repeat for more.",
+)
+@_state_dir_option
+@click.option("--zk-root", default="/zkmode", show_default=True, help="Root znode of the topic catalog.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for a quorum.")
+def up(zk_size: int, topics: dict[str, int], state_dir: Path, zk_root: str, timeout: float) -> None:
+    """Start the ensemble in the background, write the topic catalog, print one JSON line."""
+    from kazoo.client import KazooClient
+
+    from bench.zookeeper import ZooKeeperEnsemble, ZooKeeperNotFound, ZooKeeperStartError
+    from zk_mode.catalog import write_topics
+
+    if not zk_root.startswith("/") or (zk_root != "/" and zk_root.endswith("/")):
+        raise click.BadParameter(f"expected an absolute znode path, got {zk_root!r}", param_hint="--zk-root")
+    state_dir = state_dir.resolve()
+    previous = load_state(state_dir)
+    if previous is not None:
+        if running_services(previous):
+            raise click.ClickException(
+                f"a cluster from {state_dir} is already running (zk {previous.get('zk')}); "
+                f"run `rebalance-lab cluster down --state-dir {state_dir}` first"
+            )
+        log.info("cleaning up a stale cluster record in %s", state_dir)
+        stop_services(previous)
+        state_path(state_dir).unlink(missing_ok=True)
+
+    zk_dir = state_dir / "zookeeper"
+    shutil.rmtree(zk_dir, ignore_errors=True)  # old data would carry another ensemble's epochs
+    zk_dir.mkdir(parents=True)
+    ensemble = ZooKeeperEnsemble(zk_size, base_dir=zk_dir)
+    try:
+        ensemble.start(timeout=timeout)
+        client = KazooClient(hosts=ensemble.connect_string, timeout=10.0)
+        client.start(timeout=timeout)
+        try:
+            write_topics(client, zk_root, topics)
+        finally:
+            client.stop()
+            client.close()
+        state = {
+            "version": STATE_VERSION,
+            "state_dir": str(state_dir),
+            "started_wall": time.time(),
+            "zk": ensemble.connect_string,
+            "zk_root": zk_root,
+            "topics": topics,
+            "services": [s.describe() for s in ensemble.servers],
+            "dirs": [str(zk_dir)],
+        }
+        write_state(state_dir, state)
+    except BaseException as exc:
+        ensemble.stop()
+        if isinstance(exc, ZooKeeperNotFound | ZooKeeperStartError):
+            raise click.ClickException(str(exc)) from None
+        raise
+    ensemble.detach()  # the servers now belong to cluster.json, not to this process
+    click.echo(
+        json.dumps(
+            {"zk": ensemble.connect_string, "topics": topics, "state_dir": str(state_dir), "zk_root": zk_root}
+        )
+    )
+
+
+@cluster.command()
+@_state_dir_option
+def down(state_dir: Path) -> None:
+    """Stop everything `cluster up` started from this state dir and remove its data."""
+    state_dir = state_dir.resolve()
+    state = load_state(state_dir)
+    if state is None:
+        click.echo(f"no cluster recorded in {state_dir}; nothing to stop")
+        return
+    stopped = stop_services(state)
+    state_path(state_dir).unlink(missing_ok=True)
+    try:
+        state_dir.rmdir()  # only if nothing else lives there
+    except OSError:
+        pass
+    if stopped:
+        names = ", ".join(f"{s.get('name', s.get('kind'))} (pid {s['pid']})" for s in stopped)
+        click.echo(f"stopped {names}; removed the data in {state_dir}")
+    else:
+        click.echo(f"the cluster recorded in {state_dir} was not running; removed its files")
