@@ -1,15 +1,24 @@
-"""Shared test helpers: waiting on conditions (never fixed sleeps)."""
+"""Shared test helpers: waiting on conditions (never fixed sleeps), and a real ZooKeeper."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
+
+import pytest
+from kazoo.client import KazooClient
+
+from bench.zookeeper import ZooKeeperEnsemble
 
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = "") -> T:
+def wait_until(
+    predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = ""
+) -> T:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -19,3 +28,81 @@ def wait_until(predicate: Callable[[], T], timeout: float = 30.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+# -- ZooKeeper fixtures ---------------------------------------------------------------------------
+# One real standalone server for the whole session; tests isolate themselves by root znode.
+
+
+class EnsembleFactory:
+    """Builds ensembles for one test under its tmp_path (kept by pytest, so logs survive a failure)."""
+
+    def __init__(self, base: Path) -> None:
+        self._base = base
+        self.ensembles: list[ZooKeeperEnsemble] = []
+
+    def __call__(self, size: int = 1, start: bool = True, **cfg_overrides: object) -> ZooKeeperEnsemble:
+        ensemble = ZooKeeperEnsemble(size, base_dir=self._base / f"zk{len(self.ensembles)}", **cfg_overrides)
+        self.ensembles.append(ensemble)  # registered before start: stopped even if start fails
+        if start:
+            ensemble.start()
+        return ensemble
+
+    def stop_all(self) -> None:
+        for ensemble in reversed(self.ensembles):
+            ensemble.stop()
+
+
+@pytest.fixture(scope="session")
+def zk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperEnsemble]:
+    """One standalone ZooKeeper for the session."""
+    ensemble = ZooKeeperEnsemble(1, base_dir=tmp_path_factory.mktemp("zk-session"))
+    try:
+        ensemble.start()
+        yield ensemble
+    finally:
+        ensemble.stop()
+
+
+@pytest.fixture
+def zk_ensemble_factory(tmp_path: Path) -> Iterator[EnsembleFactory]:
+    """``zk_ensemble_factory(3)`` -> a started ensemble of this test's own, stopped after it."""
+    factory = EnsembleFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture
+def zk_root(zk_server: ZooKeeperEnsemble) -> str:
+    """A root znode no other test uses, under the ``zkmode`` namespace."""
+    return f"/zkmode/t-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def kazoo_client(zk_server: ZooKeeperEnsemble) -> Iterator[KazooClient]:
+    client = KazooClient(hosts=zk_server.connect_string, timeout=10.0)
+    try:
+        client.start(timeout=30.0)
+        yield client
+    finally:
+        client.stop()
+        client.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """When a test that used ZooKeeper fails, attach the tail of each server's log to its report."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    ensembles: list[ZooKeeperEnsemble] = []
+    for value in getattr(item, "funcargs", {}).values():
+        if isinstance(value, ZooKeeperEnsemble):
+            ensembles.append(value)
+        elif isinstance(value, EnsembleFactory):
+            ensembles.extend(value.ensembles)
+    for i, ensemble in enumerate(dict.fromkeys(ensembles)):
+        report.sections.append((f"zookeeper logs ({report.when}, ensemble {i})", ensemble.log_tails(30)))
