@@ -46,6 +46,11 @@ class JoinCost:
     join_to_stable_ms: float
 
 
+def parse_hosts(connect: str) -> list[tuple[str, int]]:
+    """``host:port,host:port[/chroot]`` -> [(host, port), ...]."""
+    return [(h, int(p)) for h, p in (s.rsplit(":", 1) for s in connect.split("/", 1)[0].split(","))]
+
+
 def _read_all(servers: Sequence[tuple[str, int]]) -> list[Mntr]:
     return [read_mntr(host, port) for host, port in servers]
 
@@ -171,7 +176,7 @@ def run_join_costs(
         ensemble = ZooKeeperEnsemble(size=1)
         ensemble.start()
         zk_hosts = ensemble.connect_string
-    servers = [(h, int(p)) for h, p in (s.rsplit(":", 1) for s in zk_hosts.split(","))]
+    servers = parse_hosts(zk_hosts)
     try:
         rows = []
         for variant in variant_names:

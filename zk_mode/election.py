@@ -3,10 +3,11 @@
 Both variants register ``members/m-<seq>`` (EPHEMERAL_SEQUENTIAL, JSON subscription); the member
 with the lowest sequence leads. They differ only in who watches what:
 
-* ``chain`` — each member watches just its predecessor (``exists`` with a watch), as in ZooKeeper's
-  election recipe, so a departure wakes one member. Only the leader watches the membership
-  children, and it caches registrations (they never change), so a join costs the leader one
-  ``get_children`` and one ``get``: reads grow linearly with the group.
+* ``chain`` — each member watches just its predecessor (``get`` with a watch, as kazoo's Lock
+  does), as in ZooKeeper's election recipe, so a departure wakes one member. A predecessor whose
+  data is garbage is no member: the member looks further down, and leads if nothing valid is below.
+  Only the leader watches the membership children, and it caches registrations (they never
+  change), so a join costs the leader one ``get_children`` and one ``get``: reads grow linearly.
 * ``herd`` — the naive recipe: every member watches the membership children and, on every change,
   re-reads the list and every registration to see whether it now leads. One join costs
   N ``get_children`` and N² ``get``s.
@@ -75,17 +76,18 @@ class LeaderElectedMember(ZkMember):
         children = sorted(self.client.get_children(self.paths.members, watch=watch), key=sequence_of)
         if self.node not in children:
             return  # our session is ending; the state listener rejoins
-        index = children.index(self.node)
-        if index == 0:
-            self._lead(children if self.watch_all else None)
-            return
+        below = children[: children.index(self.node)]
         if self.watch_all:
-            for node in children:  # the naive recipe reads every registration on every change
-                self._read_registration(node)
+            # The naive recipe: read every registration on every change; the lowest valid one leads.
+            registrations = {node: self._read_registration(node) for node in children}
+            if not any(registrations[node] for node in below):
+                self._lead(registrations)
             return
-        predecessor = f"{self.paths.members}/{children[index - 1]}"
-        if self.client.exists(predecessor, watch=self._predecessor_changed) is None:
-            self._elect()  # it left between the two calls
+        # Watch the nearest predecessor that is a real member; garbage in a znode is not a member.
+        for node in reversed(below):
+            if self._read_registration(node, watch=self._predecessor_changed) is not None:
+                return
+        self._lead(None)
 
     def _predecessor_changed(self, event: WatchedEvent) -> None:
         if event.type == EventType.DELETED:
@@ -100,24 +102,29 @@ class LeaderElectedMember(ZkMember):
 
     # -- the leader ------------------------------------------------------------------------------
 
-    def _lead(self, children: list[str] | None) -> None:
-        """Compute the assignment for the current members and publish it, fenced."""
+    def _lead(self, registrations: dict[str, dict[str, Any] | None] | None) -> None:
+        """Compute the assignment for the current members and publish it, fenced.
+
+        ``registrations`` are the ones herd just read; chain reads new members only (cached).
+        """
         self.is_leader = True
-        if children is None:
-            children = sorted(
-                self.client.get_children(self.paths.members, watch=self._members_changed), key=sequence_of
-            )
+        if registrations is None:
+            children = self.client.get_children(self.paths.members, watch=self._members_changed)
+            for gone in set(self._registrations) - set(children):
+                del self._registrations[gone]
+            registrations = {
+                node: self._registrations[node]
+                if node in self._registrations
+                else self._read_registration(node)
+                for node in children
+            }
+            self._registrations.update(registrations)
         subscriptions: dict[str, list[str]] = {}
-        for node in children:
-            data = self._registrations.get(node) if not self.watch_all else None
-            if data is None:
-                data = self._read_registration(node)
+        for data in registrations.values():
             if data is not None and isinstance(data.get("member"), str):
                 subscriptions[data["member"]] = [
                     t for t in data.get("topics", []) if t in self.partitions_per_topic
                 ]
-        for gone in set(self._registrations) - set(children):
-            del self._registrations[gone]
 
         raw, stat = self.client.get(self.paths.assignment)
         previous = decode_json(raw, self.paths.assignment) or {}
@@ -160,16 +167,15 @@ class LeaderElectedMember(ZkMember):
             assignment=decision["members"],
         )
 
-    def _read_registration(self, node: str) -> dict[str, Any] | None:
+    def _read_registration(self, node: str, watch: Any = None) -> dict[str, Any] | None:
+        """A member znode's registration; None when it is gone or holds garbage (logged)."""
         path = f"{self.paths.members}/{node}"
         try:
-            raw, _ = self.client.get(path)
+            raw, _ = self.client.get(path, watch=watch)
         except NoNodeError:
             return None
         data = decode_json(raw, path)
-        if data is not None and not self.watch_all:
-            self._registrations[node] = data
-        return data
+        return data if data is not None and isinstance(data.get("member"), str) else None
 
     # -- every member: follow the published assignment ------------------------------------------
 

@@ -1,0 +1,175 @@
+"""zk_mode beyond the contract: bad input, garbage in znodes, counted calls, the cost of a join."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from kazoo.client import KazooClient
+
+from bench.api import ConfigError, EventKind, ListSink, MemberConfig
+from bench.api.registry import create_member
+from bench.history import GroupView
+from bench.joincost import measure_join, parse_hosts
+from tests.conftest import wait_until
+from zk_mode.catalog import write_topics
+from zk_mode.paths import GroupPaths
+
+TOPICS = {"t": 6}
+PARTITIONS = {("t", p) for p in range(6)}
+
+
+def member_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", "member", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.fixture
+def catalog(kazoo_client: KazooClient, zk_root: str) -> str:
+    write_topics(kazoo_client, zk_root, TOPICS)
+    return zk_root
+
+
+@pytest.fixture
+def members(zk_server, catalog: str):
+    """Start in-process members on demand; all are closed in finally."""
+    started = []
+    sink = ListSink()
+
+    def start(variant: str, n: int, **options: object):
+        base = MemberConfig(
+            group="g",
+            topics=("t",),
+            variant=variant,
+            zk_hosts=zk_server.connect_string,
+            zk_root=catalog,
+            session_timeout_ms=4000,
+            options=dict(options),
+        )
+        new = [create_member(base.with_(member_name=f"m{len(started) + i}"), sink) for i in range(n)]
+        for m in new:
+            m.start()
+        started.extend(new)
+        return new
+
+    try:
+        yield start, sink
+    finally:
+        for m in started:
+            m.close()
+
+
+def converged(sink: ListSink, ms) -> bool:
+    return GroupView().apply_all(sink.events).converged(PARTITIONS, [m.member_id for m in ms])
+
+
+def test_unknown_variant_is_a_clear_error(zk_server, catalog: str) -> None:
+    out = member_cli("--variant", "nope", "--group", "g", "--topic", "t", "--zk", zk_server.connect_string)
+    assert out.returncode != 0
+    assert "variant" in out.stderr and "chain" in out.stderr
+
+
+def test_unknown_assignor_is_a_clear_error(zk_server) -> None:
+    out = member_cli("--assignor", "fair", "--group", "g", "--topic", "t", "--zk", zk_server.connect_string)
+    assert out.returncode != 0
+    assert "roundrobin" in out.stderr
+
+
+def test_topic_missing_from_catalog_is_a_clear_error(zk_server, catalog: str) -> None:
+    out = member_cli(
+        "--group", "g", "--topic", "missing", "--zk", zk_server.connect_string, "--zk-root", catalog
+    )
+    assert out.returncode != 0
+    assert "'missing' is not in the catalog" in out.stderr
+
+
+def test_garbage_in_the_catalog_is_a_clear_error(zk_server, kazoo_client: KazooClient, catalog: str) -> None:
+    kazoo_client.set(f"{catalog}/topics/t", b"\x00not json")
+    config = MemberConfig(group="g", topics=("t",), zk_hosts=zk_server.connect_string, zk_root=catalog)
+    with pytest.raises(ConfigError, match="not valid"):
+        create_member(config, ListSink()).start()
+
+
+def test_config_errors_name_the_field() -> None:
+    with pytest.raises(ConfigError, match="assignor"):
+        MemberConfig(group="g", topics=("t",), assignor="fair")
+    with pytest.raises(ConfigError, match="group"):
+        MemberConfig(group="bad group!", topics=("t",))
+    with pytest.raises(ConfigError, match="zk_hosts"):
+        create_member(MemberConfig(group="g", topics=("t",)), ListSink())
+
+
+@pytest.mark.parametrize("variant", ["chain", "herd", "selfbalance"])
+def test_garbage_member_znode_is_skipped(
+    members, kazoo_client: KazooClient, catalog: str, variant: str
+) -> None:
+    start, sink = members
+    paths = GroupPaths(catalog, "g")
+    kazoo_client.ensure_path(paths.members)
+    # Garbage registered first, so for chain and herd it holds the lowest sequence number.
+    name = "m-" if variant != "selfbalance" else "garbage"
+    kazoo_client.create(
+        f"{paths.members}/{name}", b"\xff\xfe{garbage", ephemeral=True, sequence=variant != "selfbalance"
+    )
+    group = start(variant, 3, rebalance_backoff_ms=100)
+    assert sink.wait_for(lambda _: converged(sink, group), 60), "group did not converge around the garbage"
+
+
+@pytest.mark.parametrize("variant", ["chain", "herd"])
+def test_garbage_assignment_is_skipped_until_the_next_decision(
+    members, kazoo_client: KazooClient, catalog: str, variant: str
+) -> None:
+    start, sink = members
+    group = start(variant, 2)
+    assert sink.wait_for(lambda _: converged(sink, group), 60)
+    kazoo_client.set(GroupPaths(catalog, "g").assignment, b"]]garbage")
+    group += start(variant, 1)
+    assert sink.wait_for(lambda _: converged(sink, group), 60), "no new decision after garbage"
+    assert all(m._worker.is_alive() for m in group)
+
+
+def test_client_counts_match_what_a_member_did(members) -> None:
+    start, sink = members
+    (solo,) = start("chain", 1)
+    assert sink.wait_for(lambda _: converged(sink, [solo]), 60)
+    counts = solo.zk_counts()
+    # One member alone: it created its registration and claimed all 6 partitions ...
+    assert counts["create"] >= 1 + len(PARTITIONS)
+    # ... published once through a multi, and watches the assignment.
+    assert counts["multi"] == 1
+    assert counts["watches_set"] >= 2
+    assert counts["reads"] == counts["get"] + counts["get_children"] + counts["exists"]
+
+
+def test_session_loss_is_reported_and_the_member_rejoins(members, zk_server) -> None:
+    start, sink = members
+    a, b = start("chain", 2)
+    assert sink.wait_for(lambda _: converged(sink, [a, b]), 60)
+    # Expire b's session from the server side: a second client with the same session id closes it.
+    session_id, password = b.client.client_id
+    thief = KazooClient(zk_server.connect_string)
+    thief._session_id, thief._session_passwd = session_id, password  # the documented way to share a session
+    thief.start()
+    thief.stop()
+    thief.close()
+    assert sink.wait_for(
+        lambda ev: any(e.kind == EventKind.SESSION_LOST and e.member == b.member_id for e in ev), 30
+    )
+    wait_until(
+        lambda: converged(sink, [a, b]) and GroupView().apply_all(sink.events).members[b.member_id].owned, 60
+    )
+
+
+def test_herd_reads_grow_faster_than_chain(zk_server) -> None:
+    servers = parse_hosts(zk_server.connect_string)
+    cost = {
+        (v, n): measure_join(zk_server.connect_string, servers, v, n, partitions=16).server.reads
+        for v in ("chain", "herd")
+        for n in (4, 8)
+    }
+    assert cost["herd", 8] > cost["chain", 8]
+    herd_growth = cost["herd", 8] / cost["herd", 4]
+    chain_growth = cost["chain", 8] / cost["chain", 4]
+    assert herd_growth > 2.0 > chain_growth, cost
