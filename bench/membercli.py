@@ -1,12 +1,12 @@
-"""``rebalance-lab member``: run one group member in the foreground, events as JSON lines on stdout.
+"""``rebalance-lab member``: run group members in the foreground, events as JSON lines on stdout.
 
-SIGTERM (and Ctrl-C) make the member leave gracefully and exit 0. On exit the member's own counts
-of ZooKeeper calls (zk mode) or broker requests (coordinator mode) are logged on stderr.
+One process may host many members (``--count``), each with its own session, so hundreds of members
+fit on one machine; a fault aimed at a member hits its whole process. SIGTERM (and Ctrl-C) make
+every member leave gracefully and the process exit 0.
 """
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import threading
@@ -15,8 +15,6 @@ import click
 
 from bench.api import ASSIGNOR_NAMES, ConfigError, JsonLinesSink, MemberConfig
 from bench.api.registry import MODES, create_member
-
-log = logging.getLogger(__name__)
 
 
 @click.command()
@@ -29,17 +27,29 @@ log = logging.getLogger(__name__)
 @click.option("--bootstrap", default=None, help="coordinator mode: brokers host:port,...")
 @click.option("--assignor", type=click.Choice(ASSIGNOR_NAMES), default="range", show_default=True)
 @click.option("--session-timeout-ms", type=click.IntRange(min=1), default=None, help="Default: the mode's.")
-@click.option("--heartbeat-interval-ms", type=click.IntRange(min=1), default=MemberConfig.heartbeat_interval_ms)
+@click.option(
+    "--heartbeat-interval-ms", type=click.IntRange(min=1), default=MemberConfig.heartbeat_interval_ms
+)
 @click.option("--name", "member_name", default=None, help="Prefix of the member id.")
 @click.option("--group-instance-id", default=None, help="coordinator mode: static membership id.")
 @click.option("--option", "options", multiple=True, help="Variant knob KEY=VALUE, e.g. time_boundary_s=2.")
-def member(options: tuple[str, ...], **kwargs: object) -> None:
-    """Run one member of a consumer group until SIGTERM."""
+@click.option(
+    "--count", type=click.IntRange(min=1), default=1, show_default=True, help="Members in this process."
+)
+def member(options: tuple[str, ...], count: int, **kwargs: object) -> None:
+    """Run members of a consumer group until SIGTERM."""
+    sink = JsonLinesSink(sys.stdout)
+    members = []
     try:
         config = MemberConfig(**kwargs, options=_parse_options(options))  # type: ignore[arg-type]
-        group_member = create_member(config, JsonLinesSink(sys.stdout))
-        group_member.start()
+        for i in range(count):
+            name = config.member_name if count == 1 else f"{config.member_name or 'm'}.{i}"
+            members.append(create_member(config.with_(member_name=name), sink))
+        for group_member in members:
+            group_member.start()
     except (ConfigError, ConnectionError) as exc:
+        for group_member in members:
+            group_member.close()
         raise click.ClickException(str(exc)) from None
 
     done = threading.Event()
@@ -47,12 +57,13 @@ def member(options: tuple[str, ...], **kwargs: object) -> None:
         signal.signal(sig, lambda *_: done.set())
     while not done.wait(0.5):
         pass
-    try:
-        group_member.leave()
-    finally:
-        counts = getattr(group_member, "zk_counts", None) or getattr(group_member, "stats", None)
-        if counts is not None:
-            log.info("member %s cost: %s", group_member.member_id, counts())
+    # Leave in parallel: a large host must not take count x leave-time to exit.
+    leaving = [threading.Thread(target=m.leave) for m in members]
+    for thread in leaving:
+        thread.start()
+    for thread in leaving:
+        thread.join()
+    for group_member in members:
         group_member.close()
 
 

@@ -50,7 +50,7 @@ class MemberProcess:
         self.args = list(args)
         self.history = history
         self.log_path = log_path
-        self.member_id: str | None = None  # learned from its first event
+        self.member_ids: list[str] = []  # learned from their events, in order of appearance
         self._stderr = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench", *self.args],
@@ -66,10 +66,16 @@ class MemberProcess:
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def member_id(self) -> str | None:
+        """The first member this process reported (the only one unless it runs ``--count`` > 1)."""
+        return self.member_ids[0] if self.member_ids else None
+
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for event in read_events(self.proc.stdout):
-            self.member_id = self.member_id or event.member
+            if event.member not in self.member_ids:
+                self.member_ids.append(event.member)
             self.history.append(event)
 
     def alive(self) -> bool:

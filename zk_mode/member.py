@@ -230,7 +230,7 @@ class ZkMember(GroupMember):
         finally:
             self._set_assignment(None)
             self.state = MemberState.LEFT
-            self.emit(EventKind.LEFT, generation=self.generation)
+            self.emit(EventKind.LEFT, generation=self.generation, zk_calls=self.client.counts())
             self._stopping.set()
             self._left.set()
 
