@@ -1,16 +1,74 @@
-"""Folding a history of member events into the group's state, event by event.
+"""A run's history, and folding its member events into the group's state, event by event.
 
-The contract tests and the checker both ask the same questions of a history: who owns what now,
-which generation each member is in, and whether the live members have converged (one generation,
-every partition owned, none owned twice). :class:`GroupView` answers them from events alone.
+:class:`History` collects member events from many processes (and, in a run, the harness's own
+records of actions) and appends each as one JSON line to ``events.jsonl`` when given a path.
+
+The contract tests, the runner and the checker all ask the same questions of a history: who owns
+what now, which generation each member is in, and whether the live members have converged (one
+generation, every partition owned, none owned twice). :class:`GroupView` answers them from events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
 
 from bench.api import Event, EventKind, TopicPartition
+
+
+class History:
+    """Member events in arrival order, plus harness records; thread-safe.
+
+    With a ``path``, every event and record is also appended to that file as one JSON line.
+    ``snapshot()`` returns the member events sorted by their monotonic clock.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._events: list[Event] = []
+        self.records: list[dict[str, Any]] = []
+        self._cond = threading.Condition()
+        self._file: IO[str] | None = open(path, "a") if path else None  # noqa: SIM115
+
+    def _write(self, obj: dict[str, Any]) -> None:
+        if self._file is not None:
+            self._file.write(json.dumps(obj, separators=(",", ":")) + "\n")
+            self._file.flush()
+
+    def append(self, event: Event) -> None:
+        with self._cond:
+            self._events.append(event)
+            self._write(event.to_dict())
+            self._cond.notify_all()
+
+    def record(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Append a harness record (``{"event": kind, ...}``) stamped with both clocks."""
+        obj = {"event": kind, **fields, "mono_ns": time.monotonic_ns(), "wall": time.time()}
+        with self._cond:
+            self.records.append(obj)
+            self._write(obj)
+            self._cond.notify_all()
+        return obj
+
+    def snapshot(self) -> list[Event]:
+        with self._cond:
+            return sorted(self._events, key=lambda e: e.mono_ns)
+
+    def wait_for(self, predicate: Callable[[list[Event]], bool], timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: predicate(sorted(self._events, key=lambda e: e.mono_ns)), timeout
+            )
+
+    def close(self) -> None:
+        with self._cond:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 @dataclass

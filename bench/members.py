@@ -2,7 +2,7 @@
 
 Each child is its own process (own session, own pid) so faults are real: SIGKILL, SIGSTOP/SIGCONT,
 SIGTERM for a graceful leave. A reader thread turns its stdout into :class:`~bench.api.Event`s
-and appends them to a shared, thread-safe history; stderr goes to a log file next to it.
+and appends them to a shared :class:`~bench.history.History`; stderr goes to a log file.
 """
 
 from __future__ import annotations
@@ -12,35 +12,13 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from bench.api import Event, read_events
+from bench.api import read_events
+from bench.history import History
 
 log = logging.getLogger(__name__)
-
-
-class History:
-    """Events from many members, in arrival order; ``snapshot()`` copies them sorted by clock."""
-
-    def __init__(self) -> None:
-        self._events: list[Event] = []
-        self._cond = threading.Condition()
-
-    def append(self, event: Event) -> None:
-        with self._cond:
-            self._events.append(event)
-            self._cond.notify_all()
-
-    def snapshot(self) -> list[Event]:
-        with self._cond:
-            return sorted(self._events, key=lambda e: e.mono_ns)
-
-    def wait_for(self, predicate: Callable[[list[Event]], bool], timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: predicate(sorted(self._events, key=lambda e: e.mono_ns)), timeout
-            )
 
 
 class MemberProcess:

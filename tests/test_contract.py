@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from bench.api import EventKind
-from bench.history import GroupView
-from bench.members import History, MemberProcess
+from bench.history import GroupView, History
+from bench.members import MemberProcess
 from tests.conftest import wait_until
 
 SESSION_MS = 4_000
