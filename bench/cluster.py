@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 STATE_FILE = "cluster.json"
 STATE_VERSION = 1
 DEFAULT_STATE_DIR = Path(".state/cluster")
+#: Marks a data dir as ours, so `up` never wipes a directory it did not create.
+MARKER = ".rebalance-lab-cluster"
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 
@@ -61,6 +63,20 @@ def write_state(state_dir: Path, state: dict[str, Any]) -> None:
 
 def running_services(state: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for s in state.get("services", []) if s.get("pid") and pid_alive(int(s["pid"]), s.get("match"))]
+
+
+def stop_orphans(zk_dir: Path) -> int:
+    """Stop servers an interrupted ``up`` left without a record (they still have pid files)."""
+    count = 0
+    for pid_file in zk_dir.glob("zk-*/zookeeper.pid"):
+        try:
+            pid = int(pid_file.read_text())
+        except (OSError, ValueError):
+            continue
+        if terminate_pid(pid, str(pid_file.parent / "zoo.cfg")):
+            log.warning("stopped zookeeper pid %d left behind in %s", pid, pid_file.parent)
+            count += 1
+    return count
 
 
 def stop_services(state: dict[str, Any], grace: float = 10.0) -> list[dict[str, Any]]:
@@ -158,8 +174,14 @@ def up(zk_size: int, topics: dict[str, int], state_dir: Path, zk_root: str, time
         state_path(state_dir).unlink(missing_ok=True)
 
     zk_dir = state_dir / "zookeeper"
+    if zk_dir.exists() and any(zk_dir.iterdir()) and not (zk_dir / MARKER).exists():
+        raise click.ClickException(
+            f"{zk_dir} exists and was not made by `cluster up`; choose another --state-dir"
+        )
+    stop_orphans(zk_dir)
     shutil.rmtree(zk_dir, ignore_errors=True)  # old data would carry another ensemble's epochs
     zk_dir.mkdir(parents=True)
+    (zk_dir / MARKER).touch()
     ensemble = ZooKeeperEnsemble(zk_size, base_dir=zk_dir)
     try:
         ensemble.start(timeout=timeout)
@@ -201,7 +223,11 @@ def down(state_dir: Path) -> None:
     state_dir = state_dir.resolve()
     state = load_state(state_dir)
     if state is None:
-        click.echo(f"no cluster recorded in {state_dir}; nothing to stop")
+        orphans = stop_orphans(state_dir / "zookeeper")
+        if orphans:
+            click.echo(f"no cluster recorded in {state_dir}, but stopped {orphans} server(s) left behind")
+        else:
+            click.echo(f"no cluster recorded in {state_dir}; nothing to stop")
         return
     stopped = stop_services(state)
     state_path(state_dir).unlink(missing_ok=True)

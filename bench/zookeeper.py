@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.mntr import Mntr, four_letter, read_mntr
+from bench.mntr import Mntr, MntrUnavailable, four_letter, read_mntr
 from bench.ports import HOST, free_ports
 from bench.process import pid_alive, terminate_pid
 
@@ -412,6 +412,10 @@ class ZooKeeperEnsemble:
                     and attempt < attempts
                 ):
                     log.warning("a zookeeper port was taken meanwhile; retrying with new ports")
+                    for server in self.servers:
+                        shutil.rmtree(
+                            server.data_dir, ignore_errors=True
+                        )  # epochs of a quorum that never formed
                     self._allocate()
                     continue
                 if isinstance(exc, ZooKeeperStartError):
@@ -486,9 +490,23 @@ class ZooKeeperEnsemble:
                 return server
         return None
 
-    def mntr(self) -> list[Mntr]:
-        """One reading per running server."""
-        return [s.mntr() for s in self.servers if s.is_running()]
+    def mntr(self, strict: bool = True) -> list[Mntr]:
+        """One reading per running server.
+
+        A running server that does not serve (electing a leader, paused) raises
+        :class:`~bench.mntr.MntrUnavailable` or ``OSError``, unless ``strict`` is False: then it is left out.
+        """
+        readings = []
+        for server in self.servers:
+            if not server.is_running():
+                continue
+            try:
+                readings.append(server.mntr(timeout=5.0 if strict else 2.0))
+            except (OSError, MntrUnavailable):
+                if strict:
+                    raise
+                log.info("zookeeper %d gave no mntr reading; leaving it out", server.id)
+        return readings
 
     def log_tails(self, lines: int = 40) -> str:
         return "\n".join(

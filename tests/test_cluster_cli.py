@@ -1,0 +1,155 @@
+"""``rebalance-lab cluster up|down`` as a user runs it: separate processes, servers that outlive `up`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from kazoo.client import KazooClient
+
+from bench.cluster import cluster, load_state, stop_services
+from bench.process import pid_alive
+from bench.zookeeper import ZooKeeperEnsemble
+from zk_mode.catalog import read_topics
+
+
+def _cli() -> list[str]:
+    script = Path(sys.executable).with_name("rebalance-lab")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "bench"]
+
+
+def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*_cli(), *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    """A state dir whose servers are stopped after the test, also when `cluster down` never ran."""
+    path = tmp_path / "cluster"
+    try:
+        yield path
+    finally:
+        state = load_state(path)
+        if state is not None:
+            stop_services(state)
+
+
+def test_up_serves_the_catalog_and_down_stops_every_server(state_dir: Path) -> None:
+    up = _run(
+        "cluster",
+        "up",
+        "--zk",
+        "3",
+        "--topic",
+        "orders:6",
+        "--topic",
+        "audit:2",
+        "--state-dir",
+        str(state_dir),
+    )
+    assert up.returncode == 0, up.stderr
+    lines = up.stdout.strip().splitlines()
+    assert len(lines) == 1, up.stdout
+    info = json.loads(lines[0])
+    assert info["topics"] == {"orders": 6, "audit": 2}
+    assert Path(info["state_dir"]) == state_dir.resolve()
+    assert len(info["zk"].split(",")) == 3
+
+    state = load_state(state_dir)
+    assert state is not None and state["zk"] == info["zk"]
+    pids = [(s["pid"], s["match"]) for s in state["services"]]
+    assert len(pids) == 3
+    assert all(pid_alive(pid, match) for pid, match in pids)  # `up` has exited; the servers run on
+
+    client = KazooClient(hosts=info["zk"], timeout=10.0)
+    try:
+        client.start(timeout=30)
+        assert read_topics(client, "/zkmode", ["orders", "audit"]) == {"orders": 6, "audit": 2}
+    finally:
+        client.stop()
+        client.close()
+
+    again = _run("cluster", "up", "--state-dir", str(state_dir))
+    assert again.returncode != 0
+    assert "already running" in again.stderr
+
+    down = _run("cluster", "down", "--state-dir", str(state_dir))
+    assert down.returncode == 0, down.stderr
+    assert "stopped" in down.stdout
+    assert not any(pid_alive(pid, match) for pid, match in pids)
+    assert not state_dir.exists()
+
+    nothing = _run("cluster", "down", "--state-dir", str(state_dir))
+    assert nothing.returncode == 0
+    assert "nothing to stop" in nothing.stdout
+
+
+@pytest.mark.parametrize(
+    ("topic", "message"),
+    [
+        ("orders", "expected NAME:PARTITIONS"),
+        ("orders:six", "must be a whole number"),
+        ("orders:0", "must be at least 1"),
+        ("orders:-2", "must be at least 1"),
+        (":3", "topic name"),
+    ],
+)
+def test_bad_topic_is_refused_before_anything_starts(tmp_path: Path, topic: str, message: str) -> None:
+    result = CliRunner().invoke(cluster, ["up", "--topic", topic, "--state-dir", str(tmp_path / "st")])
+    assert result.exit_code == 2
+    assert "--topic" in result.output and message in result.output
+    assert not (tmp_path / "st").exists()
+
+
+def test_up_without_zookeeper_says_how_to_get_it(tmp_path: Path) -> None:
+    env = {"ZOOKEEPER_CLASSPATH": str(tmp_path / "nowhere.jar")}
+    result = CliRunner().invoke(cluster, ["up", "--state-dir", str(tmp_path / "st")], env=env)
+    assert result.exit_code == 1
+    assert "make setup" in result.output
+
+
+def test_down_of_a_stale_record_cleans_up(tmp_path: Path) -> None:
+    state_dir = tmp_path / "st"
+    data = state_dir / "zookeeper" / "zk-1"
+    data.mkdir(parents=True)
+    no_such_pid = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    service = {"kind": "zookeeper", "name": "zk-1", "pid": no_such_pid, "match": "zoo.cfg", "dir": str(data)}
+    record = {"services": [service], "dirs": [str(data.parent)]}
+    (state_dir / "cluster.json").write_text(json.dumps(record))
+    result = CliRunner().invoke(cluster, ["down", "--state-dir", str(state_dir)])
+    assert result.exit_code == 0
+    assert "was not running" in result.output
+    assert not state_dir.exists()
+
+
+def test_down_stops_servers_an_interrupted_up_left_without_a_record(state_dir: Path) -> None:
+    ensemble = ZooKeeperEnsemble(1, base_dir=state_dir / "zookeeper")
+    try:
+        ensemble.start()
+        ensemble.detach()  # as if `up` died before writing cluster.json
+        server = ensemble.servers[0]
+        pid = server.pid
+        assert pid is not None
+        result = CliRunner().invoke(cluster, ["down", "--state-dir", str(state_dir)])
+        assert result.exit_code == 0
+        assert "left behind" in result.output
+        assert not pid_alive(pid, str(server.cfg_path))
+    finally:
+        ensemble.stop()
+
+
+def test_up_refuses_to_wipe_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    foreign = tmp_path / "zookeeper"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("keep me")
+    result = CliRunner().invoke(cluster, ["up", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "was not made by `cluster up`" in result.output
+    assert (foreign / "precious.txt").read_text() == "keep me"
