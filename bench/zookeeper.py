@@ -180,6 +180,7 @@ class ZooKeeperServer:
         self._java = java
         self._proc: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
+        self._log_offset = 0  # where this run's output starts in the (appended) log
 
     # -- layout ---------------------------------------------------------------------------------
 
@@ -234,6 +235,7 @@ class ZooKeeperServer:
         (self.data_dir / "myid").write_text(f"{self.id}\n")
         self.cfg_path.write_text(self.config_text())
         with self.log_path.open("ab") as logfile:
+            self._log_offset = logfile.tell()
             logfile.write(f"--- starting zookeeper {self.id}: {' '.join(command)}\n".encode())
             logfile.flush()
             self._proc = subprocess.Popen(
@@ -317,6 +319,15 @@ class ZooKeeperServer:
 
     def mntr(self, timeout: float = 5.0) -> Mntr:
         return read_mntr(HOST, self.client_port, timeout)
+
+    def port_taken(self) -> bool:
+        """Whether this run failed to bind a port (a quorum/election bind failure exits only seconds later)."""
+        try:
+            with self.log_path.open("rb") as logfile:
+                logfile.seek(self._log_offset)
+                return b"Address already in use" in logfile.read()
+        except OSError:
+            return False
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -404,18 +415,14 @@ class ZooKeeperEnsemble:
                 self.wait_for_quorum(timeout)
                 return
             except BaseException as exc:
+                port_taken = any(s.port_taken() for s in self.servers)
                 tails = self.log_tails()
                 self._stop_servers()
-                if (
-                    isinstance(exc, ZooKeeperStartError)
-                    and "Address already in use" in tails
-                    and attempt < attempts
-                ):
+                if isinstance(exc, ZooKeeperStartError) and port_taken and attempt < attempts:
                     log.warning("a zookeeper port was taken meanwhile; retrying with new ports")
                     for server in self.servers:
-                        shutil.rmtree(
-                            server.data_dir, ignore_errors=True
-                        )  # epochs of a quorum that never formed
+                        # Its epoch files belong to a quorum that never formed.
+                        shutil.rmtree(server.data_dir, ignore_errors=True)
                     self._allocate()
                     continue
                 if isinstance(exc, ZooKeeperStartError):
@@ -433,6 +440,10 @@ class ZooKeeperEnsemble:
                     raise ZooKeeperStartError(f"zookeeper {s.id} (pid {s.pid}) exited; see {s.log_path}")
             modes = {s.id: s.mode() for s in running}
             values = list(modes.values())
+            # A server whose election port was taken can still serve, then exits a few seconds later.
+            taken = [s.id for s in running if s.port_taken()]
+            if taken:
+                raise ZooKeeperStartError(f"zookeeper {taken} could not bind a port (Address already in use)")
             if running and all(m in _SERVING_MODES for m in values):
                 leaders = values.count("leader") + values.count("standalone")
                 if leaders == 1:

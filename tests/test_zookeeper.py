@@ -137,3 +137,14 @@ def test_classpath_pointing_nowhere_says_what_to_do(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("ZOOKEEPER_HOME", str(tmp_path))
     with pytest.raises(ZooKeeperNotFound, match="ZOOKEEPER_HOME"):
         zookeeper_classpath()
+
+
+def test_start_moves_to_new_ports_when_one_was_taken(zk_ensemble_factory: EnsembleFactory) -> None:
+    ensemble = zk_ensemble_factory(1, start=False)
+    taken = ensemble.servers[0].client_port
+    with socket.socket() as blocker:  # another process grabbed the port after free_ports chose it
+        blocker.bind(("127.0.0.1", taken))
+        blocker.listen()
+        ensemble.start(timeout=60)
+        assert ensemble.servers[0].client_port != taken
+        assert ensemble.servers[0].mode() == "standalone"
