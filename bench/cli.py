@@ -23,10 +23,12 @@ def _register() -> None:
     from bench.cluster import cluster
     from bench.joincost import join_cost
     from bench.membercli import member
+    from coordinator_mode.cli import broker
 
     main.add_command(cluster)
     main.add_command(join_cost)
     main.add_command(member)
+    main.add_command(broker)
 
 
 _register()

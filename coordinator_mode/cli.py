@@ -1,0 +1,81 @@
+"""``rebalance-lab broker``: run one coordinator-mode broker in the foreground."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .broker import BrokerConfig, run_broker
+from .controller import DEFAULT_ZK_ROOT
+
+_D = BrokerConfig.__dataclass_fields__  # defaults come from the dataclass, declared once
+
+
+@click.command("broker")
+@click.option("--id", "broker_id", type=int, required=True, help="Broker id (broker.id).")
+@click.option("--zk", "zk_connect", required=True, help="ZooKeeper connect string host:port,...")
+@click.option("--port", type=int, required=True, help="Port to listen on; advertised as 127.0.0.1:PORT.")
+@click.option(
+    "--log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Log directory shared by all brokers (offsets partitions' logs).",
+)
+@click.option("--offsets-partitions", type=int, default=_D["offsets_partitions"].default, show_default=True)
+@click.option(
+    "--initial-rebalance-delay-ms",
+    type=int,
+    default=_D["initial_rebalance_delay_ms"].default,
+    show_default=True,
+    help="group.initial.rebalance.delay.ms",
+)
+@click.option("--zk-root", default=DEFAULT_ZK_ROOT, show_default=True, help="Root znode of the cluster.")
+@click.option("--host", default=_D["host"].default, show_default=True)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where broker_stats.json goes [default: LOG_DIR/broker-ID].",
+)
+@click.option(
+    "--zk-session-timeout-ms", type=int, default=_D["zk_session_timeout_ms"].default, show_default=True
+)
+@click.option(
+    "--min-session-timeout-ms",
+    type=int,
+    default=_D["min_session_timeout_ms"].default,
+    show_default=True,
+    help="group.min.session.timeout.ms",
+)
+def broker(
+    broker_id: int,
+    zk_connect: str,
+    port: int,
+    log_dir: Path,
+    offsets_partitions: int,
+    initial_rebalance_delay_ms: int,
+    zk_root: str,
+    host: str,
+    state_dir: Path | None,
+    zk_session_timeout_ms: int,
+    min_session_timeout_ms: int,
+) -> None:
+    """Run a Kafka-wire broker whose metadata lives in ZooKeeper (coordinator mode)."""
+    if offsets_partitions < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--offsets-partitions")
+    run_broker(
+        BrokerConfig(
+            broker_id=broker_id,
+            zk_connect=zk_connect,
+            port=port,
+            log_dir=log_dir,
+            host=host,
+            zk_root=zk_root,
+            offsets_partitions=offsets_partitions,
+            initial_rebalance_delay_ms=initial_rebalance_delay_ms,
+            min_session_timeout_ms=min_session_timeout_ms,
+            zk_session_timeout_ms=zk_session_timeout_ms,
+            state_dir=state_dir,
+        )
+    )
