@@ -315,7 +315,7 @@ class KafkaClient:
                 return await self.connection(address)
             except Errors.KafkaError as exc:
                 errors.append(exc)
-        raise Errors.NoBrokersAvailable(f"no broker reachable: {errors}")
+        raise Errors.KafkaConnectionError(f"no broker reachable: {errors}")
 
     async def metadata(self, topics: list[str] | None) -> Any:
         """Metadata for ``topics`` (``None``: all topics); also refreshes the broker list."""

@@ -1,0 +1,615 @@
+"""The coordinator-mode group member: Kafka's classic consumer group protocol, client side.
+
+A :class:`CoordinatorMember` is an asyncio client on its own event loop in a background thread, so
+the synchronous :class:`~bench.api.GroupMember` interface (``start``/``leave``/``close``/
+``assignment``) stays prompt. It speaks the Kafka wire protocol with kafka-python's message classes
+and Kafka's consumer protocol embedding, so it can share a group with real Kafka consumers.
+
+The protocol, step by step (kafka-python's ``BaseCoordinator`` phases; the reference is
+``kafka-coordinator.md``):
+
+1. **Bootstrap and discovery.** Metadata from a bootstrap broker names the brokers; FindCoordinator
+   (key type 0) names the broker leading ``__consumer_offsets`` partition
+   ``abs(hash(group)) % 50``: the group's coordinator. ``COORDINATOR_NOT_AVAILABLE`` or a dead
+   broker: back off and ask again (100 ms doubling to 1 s, Kafka's ``retry.backoff.ms`` /
+   ``retry.backoff.max.ms``).
+2. **Join and sync** (one round is :class:`~coordinator_mode.rebalance.GroupRebalance`). Before
+   joining, the member revokes everything it owns (the eager protocol). ``MEMBER_ID_REQUIRED`` on
+   the first join: join again with the id the coordinator gave. The leader runs
+   ``bench.api.assignors.assign`` and sends every member's assignment; followers send an empty
+   SyncGroup. The SyncGroup answer is the member's complete new assignment.
+3. **Heartbeats** on their own timer (``heartbeat_interval_ms``) while the generation is stable.
+   The answer steers the member:
+
+   - ``REBALANCE_IN_PROGRESS``: revoke, rejoin with the same member id;
+   - ``ILLEGAL_GENERATION``: the group moved on without us; revoke, rejoin with the same id;
+   - ``UNKNOWN_MEMBER_ID``: our session expired (e.g. we were paused): emit ``session_lost``,
+     forget the member id, join as a new member;
+   - ``NOT_COORDINATOR`` / ``COORDINATOR_NOT_AVAILABLE`` / connection loss: rediscover the
+     coordinator and carry on in the same generation if the new coordinator still has it;
+   - ``COORDINATOR_LOAD_IN_PROGRESS``: the new coordinator is loading the group; retry after the
+     backoff.
+
+   Independently, if no request of ours was answered within the session timeout (measured from
+   its send time, see :mod:`~coordinator_mode.heartbeat`), the member assumes its session is gone,
+   emits ``session_lost`` and stops owning anything before it does anything else.
+4. **Leave.** ``leave()`` revokes, sends LeaveGroup (dynamic members only: static members, with
+   ``group_instance_id``, never send it, as KIP-345 specifies) and emits ``left``.
+
+Event ``member`` fields carry our client id (``GroupMember.member_id``, also sent as Kafka's
+``client.id``) so one process's events stay attributable; the coordinator's id for us goes into the
+``kafka_member_id`` extra. The coordinator builds member ids as ``client.id-UUID``, so ``leader``
+extras name the leader by its client id (see :func:`client_id_of`) and ``leader_kafka_member_id``
+keeps the raw id; ``assignment_computed`` is keyed by the coordinator's ids, which are unique even
+when real clients share a client id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import kafka.errors as Errors
+from kafka.protocol.consumer.group import HeartbeatRequest, LeaveGroupRequest
+
+from bench.api import (
+    Assignment,
+    ConfigError,
+    EventKind,
+    EventSink,
+    GroupMember,
+    MemberConfig,
+    MemberState,
+    TopicPartition,
+)
+
+from .client import BrokerAddress, KafkaClient, RequestStats, parse_bootstrap
+from .heartbeat import Heartbeat
+from .rebalance import NO_GENERATION, Generation, GroupRebalance
+
+log = logging.getLogger(__name__)
+
+#: Variants of this mode; the first is the default.
+VARIANTS = ("classic",)
+
+#: Errors after which retrying cannot help (AbstractCoordinator's fatal JoinGroup errors, plus a
+#: broker that does not speak a version we need).
+FATAL_ERRORS: tuple[type[Exception], ...] = (
+    Errors.FencedInstanceIdError,
+    Errors.InconsistentGroupProtocolError,
+    Errors.InvalidSessionTimeoutError,
+    Errors.InvalidGroupIdError,
+    Errors.GroupAuthorizationFailedError,
+    Errors.GroupMaxSizeReachedError,
+    Errors.UnsupportedVersionError,
+)
+#: Errors that mean "this broker is not (or no longer) the coordinator, or is unreachable".
+COORDINATOR_LOST_ERRORS: tuple[type[Exception], ...] = (
+    Errors.NotCoordinatorError,
+    Errors.CoordinatorNotAvailableError,
+    Errors.KafkaConnectionError,
+    Errors.RequestTimedOutError,
+)
+
+
+#: Kafka names a member ``client.id + "-" + UUID`` (``group.instance.id`` for static members).
+_KAFKA_MEMBER_ID = re.compile(
+    r"^(?P<client>.*)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+)
+
+
+def client_id_of(kafka_member_id: str) -> str:
+    """The client id inside a coordinator-made member id: our members use their event ``member``
+    id as client id, so followers can name the leader the way the leader's own events do."""
+    match = _KAFKA_MEMBER_ID.match(kafka_member_id)
+    return match.group("client") if match else kafka_member_id
+
+
+@dataclass(frozen=True)
+class CoordinatorSettings:
+    """What the client needs, from :class:`MemberConfig` plus client knobs from ``config.options``.
+
+    The knobs default to the Java consumer's values; set them with ``--option KEY=VALUE``.
+    """
+
+    bootstrap: str
+    session_timeout_ms: int
+    heartbeat_interval_ms: int
+    rebalance_timeout_ms: int
+    retry_backoff_ms: int = 100  # retry.backoff.ms
+    retry_backoff_max_ms: int = 1_000  # retry.backoff.max.ms
+    request_timeout_ms: int = 30_000  # request.timeout.ms
+
+    @classmethod
+    def from_config(cls, config: MemberConfig) -> CoordinatorSettings:
+        if not config.bootstrap:
+            raise ConfigError("bootstrap: coordinator mode needs brokers as host:port,...")
+        try:
+            parse_bootstrap(config.bootstrap)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        knobs = {}
+        for name in ("retry_backoff_ms", "retry_backoff_max_ms", "request_timeout_ms"):
+            if name in config.options:
+                value = config.options[name]
+                if not isinstance(value, int) or value <= 0:
+                    raise ConfigError(f"options.{name}: expected a positive integer, got {value!r}")
+                knobs[name] = value
+        return cls(
+            bootstrap=config.bootstrap,
+            session_timeout_ms=config.session_timeout,
+            heartbeat_interval_ms=config.heartbeat_interval_ms,
+            rebalance_timeout_ms=config.rebalance_timeout_ms,
+            **knobs,
+        )
+
+
+class _Backoff:
+    """Exponential backoff with +-20% jitter, as the Java client's ExponentialBackoff."""
+
+    def __init__(self, initial_ms: int, max_ms: int) -> None:
+        self.initial = initial_ms / 1000
+        self.max = max_ms / 1000
+        self.attempts = 0
+
+    def next(self) -> float:
+        delay = min(self.max, self.initial * 2**self.attempts)
+        self.attempts += 1
+        return delay * random.uniform(0.8, 1.2)
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+class CoordinatorMember(GroupMember):
+    """One consumer in a Kafka-style group whose leader a broker-side coordinator elects."""
+
+    mode = "coordinator"
+
+    def __init__(
+        self,
+        config: MemberConfig,
+        sink: EventSink,
+        *,
+        clock: Callable[[], int] = time.monotonic_ns,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(config, sink, clock=clock)
+        self.settings = CoordinatorSettings.from_config(config)
+        self._monotonic = monotonic
+        # Validates interval < session timeout up front, so a bad config fails in the caller.
+        self._heartbeat = Heartbeat(
+            interval_ms=self.settings.heartbeat_interval_ms,
+            session_timeout_ms=self.settings.session_timeout_ms,
+            retry_backoff_ms=self.settings.retry_backoff_ms,
+            clock=monotonic,
+        )
+        self._stats = RequestStats()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        # Everything below is touched only on the event loop's thread.
+        self._client: KafkaClient | None = None
+        self._coordinator: BrokerAddress | None = None
+        self._generation: Generation = NO_GENERATION
+        self._kafka_member_id = ""  # the coordinator's id for us; survives rebalances
+        self._rejoin_needed = True
+        self._owned: tuple[TopicPartition, ...] | None = None
+        self._last_owned: tuple[TopicPartition, ...] | None = None  # sticky's "previous assignment"
+        self._last_generation = -1
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- the interface (any thread) ------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name=f"member-{self.member_id}", daemon=True)
+        self._thread.start()
+        self._ready.wait(timeout=10)
+
+    def leave(self, timeout: float = 30.0) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed() or self.state in (MemberState.LEFT, MemberState.FAILED):
+            return
+        future = asyncio.run_coroutine_threadsafe(self._leave(), loop)
+        try:
+            future.result(timeout)
+        except TimeoutError:
+            log.warning("%s: leave did not finish within %.0f s", self.member_id, timeout)
+            future.cancel()
+
+    def close(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # the loop closed in between
+                pass
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Requests and bytes this member sent and received, per Kafka API."""
+        return self._stats.snapshot()
+
+    @property
+    def kafka_member_id(self) -> str:
+        """The coordinator's id for this member ("" until the first JoinGroup answer)."""
+        return self._kafka_member_id
+
+    @property
+    def coordinator(self) -> BrokerAddress | None:
+        return self._coordinator
+
+    # -- the event loop ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._main(loop))
+        except Exception:
+            log.exception("%s: event loop failed", self.member_id)
+            self.state = MemberState.FAILED
+        finally:
+            self._ready.set()
+            loop.close()
+
+    async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._stop = asyncio.Event()
+        self._wakeup = asyncio.Event()  # the coordination routine has something to do
+        self._hb_wakeup = asyncio.Event()  # the heartbeat routine should look at the state again
+        self._client = KafkaClient(
+            self.settings.bootstrap,
+            client_id=self.member_id,
+            stats=self._stats,
+            request_timeout=self.settings.request_timeout_ms / 1000,
+        )
+        self._loop = loop
+        self._tasks = [
+            loop.create_task(self._coordination_routine(), name="coordination"),
+            loop.create_task(self._heartbeat_routine(), name="heartbeat"),
+        ]
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self._cancel_routines()
+            self._client.close()
+
+    async def _cancel_routines(self) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in self._tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _wake(self) -> None:
+        self._wakeup.set()
+        self._hb_wakeup.set()
+
+    # -- coordination: discovery and rebalances ------------------------------------------------
+
+    async def _coordination_routine(self) -> None:
+        backoff = _Backoff(self.settings.retry_backoff_ms, self.settings.retry_backoff_max_ms)
+        while self.state is not MemberState.FAILED:
+            self._wakeup.clear()
+            try:
+                if self._coordinator is None:
+                    await self._discover_coordinator()
+                elif self._rejoin_needed:
+                    await self._rebalance()
+                else:
+                    await self._wakeup.wait()
+                    continue
+                backoff.reset()
+            except FATAL_ERRORS as exc:
+                self._fail(exc)
+                return
+            except Errors.KafkaError as exc:
+                if self._handle_error(exc, "rebalance"):
+                    # A plain sleep: the error itself may have set the wakeup event.
+                    await asyncio.sleep(backoff.next())
+            except Exception:
+                # e.g. the assignor rejected its input: log it, back off, and try the round again
+                log.exception("%s: rebalance round failed", self.member_id)
+                self._rejoin_needed = True
+                await asyncio.sleep(backoff.next())
+
+    async def _discover_coordinator(self) -> None:
+        assert self._client is not None
+        if not self._client.brokers:
+            # Bootstrap: learn the brokers and whether our topics exist.
+            response = await self._client.metadata(list(self.config.topics))
+            missing = [t.name for t in response.topics if t.error_code != 0]
+            if missing:
+                log.warning("%s: topics %s do not exist (yet)", self.member_id, missing)
+        address = await self._client.find_coordinator(self.config.group)
+        await self._client.connection(address)
+        self._coordinator = address
+        self._heartbeat.fail()  # a heartbeat to the new coordinator is due after the backoff
+        log.info("%s: coordinator of %s is %s", self.member_id, self.config.group, address)
+        self._hb_wakeup.set()
+
+    async def _rebalance(self) -> None:
+        assert self._client is not None and self._coordinator is not None
+        self._revoke("rebalance")  # eager protocol: own nothing while the group rebalances
+        self.state = MemberState.REBALANCING
+        coordinator = self._coordinator
+        conn = await self._client.connection(coordinator)
+        sticky_previous = self._last_owned if self.config.assignor == "sticky" else None
+        round_ = GroupRebalance(
+            conn,
+            self._client,
+            group=self.config.group,
+            topics=self.config.topics,
+            assignor=self.config.assignor,
+            member_id=self._kafka_member_id,
+            group_instance_id=self.config.group_instance_id,
+            session_timeout_ms=self.settings.session_timeout_ms,
+            rebalance_timeout_ms=self.settings.rebalance_timeout_ms,
+            previous=sticky_previous,
+            previous_generation=self._last_generation,
+            clock=self._monotonic,
+        )
+        try:
+            joined = await round_.join()
+        finally:
+            # Keep the id MEMBER_ID_REQUIRED gave us even if the second join failed.
+            self._kafka_member_id = round_.member_id
+        generation = joined.generation
+        self._generation = generation
+        self._kafka_member_id = generation.member_id
+        gen_id = generation.generation_id
+        self.emit(
+            EventKind.JOINED,
+            generation=gen_id,
+            coordinator=coordinator.node_id,
+            kafka_member_id=generation.member_id,
+            protocol=generation.protocol,
+        )
+        self.emit(
+            EventKind.LEADER_ELECTED,
+            generation=gen_id,
+            leader=client_id_of(generation.leader_id),
+            is_leader=generation.is_leader,
+            kafka_member_id=generation.member_id,
+            leader_kafka_member_id=generation.leader_id,
+        )
+        assignment = None
+        if generation.is_leader and not joined.skip_assignment:
+            assignment = await round_.compute_assignment(joined)
+            self.emit(
+                EventKind.ASSIGNMENT_COMPUTED,
+                generation=gen_id,
+                assignment={m: [[t, p] for t, p in parts] for m, parts in sorted(assignment.items())},
+                kafka_member_id=generation.member_id,
+                protocol=generation.protocol,
+            )
+        result = await round_.sync(joined, assignment)
+        if self._monotonic() > result.sent_at + self.settings.session_timeout_ms / 1000:
+            # The answer sat unread for longer than a session (we were paused): the coordinator may
+            # have moved on, so do not act on it. Rejoin with our id; if we are still a member the
+            # coordinator hands back the same generation.
+            self._generation = NO_GENERATION
+            self._rejoin_needed = True
+            log.warning("%s: SyncGroup answer is older than the session timeout; rejoining", self.member_id)
+            return
+        self._heartbeat.start_session(result.sent_at)
+        self._rejoin_needed = False
+        self._own(generation, result.partitions)
+
+    def _own(self, generation: Generation, partitions: tuple[TopicPartition, ...]) -> None:
+        self._owned = partitions
+        self._last_owned = partitions
+        self._last_generation = generation.generation_id
+        with self._lock:
+            self._assignment = Assignment.of(
+                generation.generation_id, partitions, generation.leader_id, generation.member_id
+            )
+        self.state = MemberState.STABLE
+        self.emit(
+            EventKind.ASSIGNED,
+            generation=generation.generation_id,
+            partitions=partitions,
+            leader=client_id_of(generation.leader_id),
+            kafka_member_id=generation.member_id,
+            leader_kafka_member_id=generation.leader_id,
+        )
+        self._hb_wakeup.set()
+
+    # -- heartbeats ------------------------------------------------------------------------------
+
+    async def _heartbeat_routine(self) -> None:
+        hb = self._heartbeat
+        while True:
+            self._hb_wakeup.clear()
+            if self.state is not MemberState.STABLE:
+                await self._hb_wakeup.wait()
+            elif hb.session_expired():
+                self._lose_session("no request answered within the session timeout", forget_member_id=False)
+            elif self._coordinator is None:
+                await self._sleep(self._hb_wakeup, hb.time_to_session_expiry())
+            elif not hb.should_heartbeat():
+                await self._sleep(
+                    self._hb_wakeup, min(hb.time_to_next_heartbeat(), hb.time_to_session_expiry())
+                )
+            else:
+                await self._send_heartbeat()
+
+    async def _send_heartbeat(self) -> None:
+        assert self._client is not None and self._coordinator is not None
+        generation, coordinator = self._generation, self._coordinator
+        request = HeartbeatRequest(
+            group_id=self.config.group,
+            generation_id=generation.generation_id,
+            member_id=generation.member_id,
+            group_instance_id=self.config.group_instance_id,
+        )
+        sent_at = self._heartbeat.sent()
+        error: Errors.KafkaError | None
+        try:
+            conn = await self._client.connection(coordinator)
+            response = await conn.send(request)
+            error = None if response.error_code == 0 else Errors.for_code(response.error_code)()
+        except Errors.KafkaError as exc:
+            error = exc
+        if self._generation != generation or self.state is not MemberState.STABLE:
+            return  # a rebalance or a leave started meanwhile; this answer is about the past
+        if error is None:
+            self._heartbeat.acknowledged(sent_at)
+            return
+        if isinstance(error, Errors.RebalanceInProgressError):
+            self._heartbeat.acknowledged(sent_at)  # the coordinator did reset our session timer
+        if isinstance(error, FATAL_ERRORS):
+            self._fail(error)
+            return
+        self._heartbeat.fail()
+        self._handle_error(error, "heartbeat")
+
+    # -- errors and state changes ----------------------------------------------------------------
+
+    def _handle_error(self, error: Errors.KafkaError, during: str) -> bool:
+        """Steer after a group error; returns whether the caller should back off before retrying."""
+        if isinstance(error, Errors.UnknownMemberIdError):
+            self._lose_session(f"{during}: coordinator does not know us", forget_member_id=True)
+            return False
+        if isinstance(error, Errors.RebalanceInProgressError | Errors.IllegalGenerationError):
+            log.info("%s: %s answered %s; rejoining", self.member_id, during, type(error).__name__)
+            self._request_rejoin(type(error).__name__)
+            return False
+        if isinstance(error, COORDINATOR_LOST_ERRORS):
+            self._coordinator_dead(f"{during}: {error!r}")
+            return True
+        if isinstance(error, Errors.CoordinatorLoadInProgressError):
+            log.info("%s: coordinator is loading the group; retrying", self.member_id)
+            return True
+        log.warning("%s: %s failed with %r; retrying", self.member_id, during, error)
+        if during == "rebalance":
+            self._rejoin_needed = True
+        return True
+
+    def _request_rejoin(self, reason: str) -> None:
+        self._revoke(reason)
+        self._generation = Generation(-1, self._kafka_member_id, None, "")
+        self._rejoin_needed = True
+        self.state = MemberState.REBALANCING
+        self._wake()
+
+    def _coordinator_dead(self, reason: str) -> None:
+        if self._coordinator is not None and self._client is not None:
+            log.info("%s: coordinator %s lost (%s); rediscovering", self.member_id, self._coordinator, reason)
+            self._client.drop(self._coordinator)
+        self._coordinator = None
+        self._wake()
+
+    def _lose_session(self, reason: str, *, forget_member_id: bool) -> None:
+        """Our membership is (or may be) gone: own nothing, say so, and join again."""
+        had_membership = self._owned is not None or self._generation.generation_id >= 0
+        generation = self._generation.generation_id
+        self._owned = None
+        with self._lock:
+            self._assignment = None
+        if had_membership:
+            log.warning("%s: session lost: %s", self.member_id, reason)
+            self.emit(
+                EventKind.SESSION_LOST,
+                generation=generation if generation >= 0 else None,
+                reason=reason,
+                kafka_member_id=self._kafka_member_id,
+            )
+        if forget_member_id:
+            self._kafka_member_id = ""
+        self._generation = Generation(-1, self._kafka_member_id, None, "")
+        self._rejoin_needed = True
+        self.state = MemberState.UNJOINED
+        self._wake()
+
+    def _revoke(self, reason: str) -> None:
+        owned = self._owned
+        if owned is None:
+            return
+        self._owned = None
+        with self._lock:
+            self._assignment = None
+        if owned:
+            self.emit(
+                EventKind.REVOKED,
+                generation=self._generation.generation_id,
+                partitions=owned,
+                reason=reason,
+                kafka_member_id=self._kafka_member_id,
+            )
+
+    def _fail(self, error: BaseException) -> None:
+        log.error("%s: giving up: %r", self.member_id, error)
+        self._revoke("failed")
+        self.state = MemberState.FAILED
+        self._wake()
+
+    async def _leave(self) -> None:
+        if self.state in (MemberState.LEFT, MemberState.FAILED):
+            return
+        await self._cancel_routines()
+        generation = self._generation.generation_id
+        self._revoke("leave")
+        if self.config.group_instance_id is None and self._kafka_member_id:
+            await self._send_leave_group()
+        self._generation = NO_GENERATION
+        self.state = MemberState.LEFT
+        self.emit(
+            EventKind.LEFT,
+            generation=generation if generation >= 0 else None,
+            kafka_member_id=self._kafka_member_id,
+        )
+
+    async def _send_leave_group(self) -> None:
+        """A best-effort LeaveGroup, as the Java client's: one attempt, errors only logged."""
+        assert self._client is not None
+        member = self._kafka_member_id
+        request = LeaveGroupRequest(
+            group_id=self.config.group,
+            member_id=member,
+            members=[
+                LeaveGroupRequest.MemberIdentity(member_id=member, group_instance_id=None, reason="leave")
+            ],
+        )
+        try:
+            coordinator = self._coordinator or await self._client.find_coordinator(self.config.group)
+            conn = await self._client.connection(coordinator)
+            response = await conn.send(request)
+        except Errors.KafkaError as exc:
+            log.warning("%s: LeaveGroup failed: %r", self.member_id, exc)
+            return
+        errors = [response.error_code, *(m.error_code for m in getattr(response, "members", None) or [])]
+        if any(errors):
+            log.warning(
+                "%s: LeaveGroup answered %s", self.member_id, [Errors.for_code(e).__name__ for e in errors]
+            )
+
+    @staticmethod
+    async def _sleep(event: asyncio.Event, seconds: float) -> None:
+        """Sleep up to ``seconds``, waking early when ``event`` is set."""
+        try:
+            await asyncio.wait_for(event.wait(), max(seconds, 0.001))
+        except TimeoutError:
+            pass
+
+    def __repr__(self) -> str:
+        return f"<CoordinatorMember {self.member_id} {self.state.value} gen={self._generation.generation_id}>"
+
+
+def create_member(config: MemberConfig, sink: EventSink) -> GroupMember:
+    """The registry's factory (``bench.api.registry.MODES['coordinator']``)."""
+    if config.variant not in (None, *VARIANTS):
+        raise ConfigError(f"variant: coordinator mode has {', '.join(VARIANTS)}, got {config.variant!r}")
+    return CoordinatorMember(config, sink)
+
+
+__all__ = ["VARIANTS", "CoordinatorMember", "CoordinatorSettings", "create_member"]
