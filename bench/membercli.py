@@ -13,7 +13,7 @@ import threading
 
 import click
 
-from bench.api import ASSIGNOR_NAMES, ConfigError, JsonLinesSink, MemberConfig
+from bench.api import ASSIGNOR_NAMES, ConfigError, JsonLinesSink, MemberConfig, MemberState
 from bench.api.registry import MODES, create_member
 
 
@@ -56,7 +56,10 @@ def member(options: tuple[str, ...], count: int, **kwargs: object) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     while not done.wait(0.5):
-        pass
+        if all(m.state == MemberState.FAILED for m in members):
+            for group_member in members:
+                group_member.close()
+            raise click.ClickException("every member gave up (see the log above)")
     # Leave in parallel: a large host must not take count x leave-time to exit.
     leaving = [threading.Thread(target=m.leave) for m in members]
     for thread in leaving:

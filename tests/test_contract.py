@@ -8,9 +8,11 @@ coordinator mode, real brokers) and judges them only by the JSON events they pri
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +35,7 @@ class Target:
     variant: str
     has_leader: bool
     options: tuple[str, ...] = ()
+    session_ms: int = SESSION_MS
 
     def __str__(self) -> str:
         return f"{self.mode}-{self.variant}"
@@ -43,6 +46,8 @@ TARGETS = [
     Target("zk", "herd", True),
     Target("zk", "selfbalance", False, ("rebalance_backoff_ms=200",)),
     Target("zk", "setpartitioner", False, ("time_boundary_s=0.5",)),
+    # Kafka's brokers refuse sessions below group.min.session.timeout.ms (6 s).
+    Target("coordinator", "classic", True, session_ms=6_000),
 ]
 
 
@@ -70,7 +75,7 @@ class Group:
                 self.name,
                 *(a for t in TOPICS for a in ("--topic", t)),
                 "--session-timeout-ms",
-                str(SESSION_MS),
+                str(self.target.session_ms),
                 "--heartbeat-interval-ms",
                 "500",
                 "--name",
@@ -136,13 +141,39 @@ def target(request: pytest.FixtureRequest) -> Target:
     return request.param
 
 
-@pytest.fixture
-def group(target: Target, zk_server, zk_root: str, kazoo_client, tmp_path: Path) -> Iterator[Group]:
-    from zk_mode.catalog import write_topics
+@pytest.fixture(scope="module")
+def brokers(zk_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One broker with no initial rebalance delay, shared by this module's coordinator-mode tests."""
+    from coordinator_mode.launcher import BrokerCluster
 
-    write_topics(kazoo_client, zk_root, TOPICS)
-    connect = ["--zk", zk_server.connect_string, "--zk-root", zk_root]
-    g = Group(target, connect, tmp_path, name=f"contract-{target.variant}")
+    cluster = BrokerCluster(
+        zk_server.connect_string,
+        1,
+        tmp_path_factory.mktemp("brokers"),
+        topics=TOPICS,
+        initial_rebalance_delay_ms=0,
+        zk_root=f"/kafka-contract-{uuid.uuid4().hex[:8]}",
+    )
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def group(
+    target: Target, zk_server, zk_root: str, kazoo_client, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Group]:
+    if target.mode == "coordinator":
+        connect = ["--bootstrap", request.getfixturevalue("brokers").bootstrap]
+    else:
+        from zk_mode.catalog import write_topics
+
+        write_topics(kazoo_client, zk_root, TOPICS)
+        connect = ["--zk", zk_server.connect_string, "--zk-root", zk_root]
+    # Each test gets its own group, so coordinator-mode tests sharing one broker never meet.
+    g = Group(target, connect, tmp_path, name=f"contract-{target.variant}-{uuid.uuid4().hex[:6]}")
     try:
         yield g
     finally:
