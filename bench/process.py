@@ -25,13 +25,24 @@ def _cmdline(pid: int) -> str | None:
     return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
-def _is_zombie(pid: int) -> bool:
+def _state(stat_path: Path) -> str | None:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = stat_path.read_text()
     except OSError:
-        return False
+        return None
     # The state follows the parenthesised command name, which may itself contain spaces or ')'.
-    return stat[stat.rfind(")") + 2 :].startswith("Z")
+    return stat[stat.rfind(")") + 2 :][:1] or None
+
+
+def _is_zombie(pid: int) -> bool:
+    return _state(Path(f"/proc/{pid}/stat")) == "Z"
+
+
+def all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is stopped (SIGSTOP is delivered asynchronously, thread by thread)."""
+    # A thread that exits meanwhile has no state any more: skip it.
+    states = [st for task in Path(f"/proc/{pid}/task").glob("*") if (st := _state(task / "stat"))]
+    return bool(states) and all(st in ("T", "t") for st in states)
 
 
 def pid_alive(pid: int, match: str | None = None) -> bool:
