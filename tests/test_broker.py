@@ -74,7 +74,9 @@ def kafka_python(cluster: BrokerCluster, group: str, **kw: object) -> KafkaConsu
 
 
 def kp_assignment(consumer: KafkaConsumer) -> set[tuple[str, int]]:
-    consumer.poll(timeout_ms=100)
+    # Long polls: kafka-python 3.0.12 never applies a join that completes after poll() timed out
+    # mid-rejoin (need_rejoin() is already False then), so short polls can strand a consumer.
+    consumer.poll(timeout_ms=1000)
     return {(tp.topic, tp.partition) for tp in consumer.assignment()}
 
 
