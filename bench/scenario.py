@@ -1,0 +1,823 @@
+"""Scenarios: YAML files validated into frozen dataclasses, plus the timing profiles they run under.
+
+A scenario says what to start (cluster, groups), what to run it against (modes and variants), under
+which timing profile, how often, and a timeline of actions. Validation is strict: an unknown key, a
+wrong type or an action that does not fit the scenario is a :class:`ScenarioError` that names the
+file, the field path (``timeline[2].action``) and what was expected.
+
+Example (the library under ``bench/scenarios/`` has one file per situation)::
+
+    name: member-crash
+    description: SIGKILL one follower; the others take over its partitions.
+    cluster: {zk_nodes: 1, brokers: 1}
+    groups: {count: 1, members: 4, topics: {orders: 16}}
+    modes: [{mode: coordinator, variant: classic}, {mode: zk, variant: all}]
+    profile: kafka-defaults
+    overrides: {stable_timeout_s: 200}
+    repetitions: 5
+    timeline:
+      - action: start_members
+      - {action: kill_member, pick: follower}
+      - action: stop
+
+Actions and their parameters (``group`` is an index into ``groups``' ids ``g0, g1, ...``; omitted
+means every group; kill and pause act on a member's process, so with ``members_per_process`` > 1
+they hit every member in it):
+
+==================  =============================================================================
+start_members       ``count`` (default ``groups.members``) members per group
+add_members         ``count`` (1) more members per group
+leave_members       ``count`` (1) members leave gracefully; ``pick``: newest|oldest|random|leader|follower
+kill_member         SIGKILL ``count`` (1) members chosen by ``pick`` (random)
+kill_leader         SIGKILL the current generation's leader (leaderless variants: the oldest member)
+pause_member        SIGSTOP a member (``pick``: follower) for ``seconds``, or ``sessions`` times the
+                    mode's session timeout, then SIGCONT
+rolling_restart     restart every member in turn: ``graceful`` (true: leave, false: SIGKILL), then a
+                    new member joins; ``between``: stable or seconds
+kill_coordinator    SIGKILL the broker coordinating the group (coordinator mode only)
+stop_zk             stop one ZooKeeper server: ``server`` leader|follower|index
+restart_zk          start it again: ``server`` stopped (the last one stopped)|index
+set_delay           add ``rtt_ms`` of round trip (half each way) and ``jitter_ms`` on ``target``
+cut_link            ``how``: blackhole (hold bytes) or reset, on ``target``
+heal_link           undo cut_link on ``target``
+stop                end the run (last step)
+==================  =============================================================================
+
+Link targets: ``all``, ``zk``, ``brokers``, ``zk-<i>``, ``broker-<i>`` (the members' links to them).
+
+``wait`` on a step is ``stable`` (the default: until every group converged at a newer generation,
+at most ``timeout`` or the profile's ``stable_timeout_s`` seconds) or a number of seconds.
+``sweep: {groups.members: [2, 4, 8]}`` turns one file into the cartesian set of scenarios
+(:func:`expand`); paths are dotted with list indices, e.g. ``timeline[0].rtt_ms``.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, fields, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from bench.api import ASSIGNOR_NAMES
+from bench.api.registry import MODES, variants
+
+LIBRARY_DIR = Path(__file__).with_name("scenarios")
+
+
+class ScenarioError(ValueError):
+    """A scenario file is invalid: ``source``, ``field`` (a path such as ``timeline[2].action``), why."""
+
+    def __init__(self, source: str, field: str, message: str) -> None:
+        self.source = source
+        self.field = field
+        self.message = message
+        super().__init__(f"{source}: {field}: {message}" if field else f"{source}: {message}")
+
+
+# -- profiles --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every timing knob a run sets, declared once; a scenario's ``overrides`` replace any of them."""
+
+    name: str
+    #: coordinator mode: ``session.timeout.ms`` (Kafka 3.0+ default 45 s, KIP-735)
+    coordinator_session_timeout_ms: int
+    #: coordinator mode: ``heartbeat.interval.ms``
+    heartbeat_interval_ms: int
+    #: coordinator mode, broker: ``group.initial.rebalance.delay.ms`` (KIP-134)
+    group_initial_rebalance_delay_ms: int
+    #: coordinator mode: ``max.poll.interval.ms``, sent as the JoinGroup rebalance timeout
+    rebalance_timeout_ms: int
+    #: zk mode: the members' ZooKeeper session timeout (Kafka 0.8's ``zookeeper.session.timeout.ms``)
+    zk_session_timeout_ms: int
+    #: zk selfbalance: Kafka 0.8's ``rebalance.backoff.ms`` and ``rebalance.max.retries``
+    rebalance_backoff_ms: int
+    rebalance_max_retries: int
+    #: zk setpartitioner: kazoo's ``time_boundary`` (the party must hold still this long)
+    time_boundary_s: float
+    #: harness: how long ``wait: stable`` waits before the step counts as not converged
+    stable_timeout_s: float
+
+    def session_timeout_ms(self, mode: str) -> int:
+        return self.coordinator_session_timeout_ms if mode == "coordinator" else self.zk_session_timeout_ms
+
+    def member_settings(self, mode: str, variant: str) -> dict[str, Any]:
+        """Keyword arguments for :class:`bench.api.MemberConfig` (``options`` for the variant's knobs)."""
+        options: dict[str, Any] = {}
+        if (mode, variant) == ("zk", "selfbalance"):
+            options = {
+                "rebalance_backoff_ms": self.rebalance_backoff_ms,
+                "rebalance_max_retries": self.rebalance_max_retries,
+            }
+        elif (mode, variant) == ("zk", "setpartitioner"):
+            options = {"time_boundary_s": self.time_boundary_s}
+        return {
+            "session_timeout_ms": self.session_timeout_ms(mode),
+            "heartbeat_interval_ms": self.heartbeat_interval_ms,
+            "rebalance_timeout_ms": self.rebalance_timeout_ms,
+            "options": options,
+        }
+
+    def broker_settings(self) -> dict[str, int]:
+        return {"group_initial_rebalance_delay_ms": self.group_initial_rebalance_delay_ms}
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            name="kafka-defaults",
+            coordinator_session_timeout_ms=45_000,
+            heartbeat_interval_ms=3_000,
+            group_initial_rebalance_delay_ms=3_000,
+            rebalance_timeout_ms=300_000,
+            zk_session_timeout_ms=6_000,
+            rebalance_backoff_ms=2_000,
+            rebalance_max_retries=4,
+            time_boundary_s=30.0,
+            stable_timeout_s=180.0,  # a crash waits out a 45 s session, then a rebalance
+        ),
+        Profile(
+            name="fast",
+            coordinator_session_timeout_ms=6_000,  # the broker's group.min.session.timeout.ms
+            heartbeat_interval_ms=500,
+            group_initial_rebalance_delay_ms=0,
+            rebalance_timeout_ms=10_000,
+            zk_session_timeout_ms=4_000,  # ZooKeeper's floor with tickTime 2000
+            rebalance_backoff_ms=200,
+            rebalance_max_retries=4,
+            time_boundary_s=0.5,
+            stable_timeout_s=60.0,
+        ),
+    )
+}
+
+_PROFILE_KNOBS = tuple(f for f in fields(Profile) if f.name != "name")
+#: knobs for which 0 means "off"; every other knob must be positive
+_ZERO_ALLOWED = frozenset({"group_initial_rebalance_delay_ms", "rebalance_backoff_ms", "time_boundary_s"})
+
+
+# -- the scenario's parts --------------------------------------------------------------------------
+
+
+class Action(StrEnum):
+    START_MEMBERS = "start_members"
+    ADD_MEMBERS = "add_members"
+    LEAVE_MEMBERS = "leave_members"
+    KILL_MEMBER = "kill_member"
+    KILL_LEADER = "kill_leader"
+    PAUSE_MEMBER = "pause_member"
+    ROLLING_RESTART = "rolling_restart"
+    KILL_COORDINATOR = "kill_coordinator"
+    STOP_ZK = "stop_zk"
+    RESTART_ZK = "restart_zk"
+    SET_DELAY = "set_delay"
+    CUT_LINK = "cut_link"
+    HEAL_LINK = "heal_link"
+    STOP = "stop"
+
+
+class Pick(StrEnum):
+    """Which member(s) an action picks; leaderless variants have no leader, so ``leader`` there
+    means the oldest member and ``follower`` any member."""
+
+    NEWEST = "newest"
+    OLDEST = "oldest"
+    RANDOM = "random"
+    LEADER = "leader"
+    FOLLOWER = "follower"
+
+
+class LinkCut(StrEnum):
+    BLACKHOLE = "blackhole"  # bytes are held until the link heals (a partition)
+    RESET = "reset"  # connections are reset and new ones refused until the link heals
+
+
+class WaitKind(StrEnum):
+    STABLE = "stable"
+    SECONDS = "seconds"
+
+
+@dataclass(frozen=True)
+class Wait:
+    kind: WaitKind
+    seconds: float  # SECONDS: how long; STABLE: the timeout
+
+
+@dataclass(frozen=True)
+class Cluster:
+    zk_nodes: int = 1
+    brokers: int = 1
+
+
+@dataclass(frozen=True)
+class Groups:
+    members: int
+    topics: tuple[tuple[str, int], ...]
+    count: int = 1
+    assignor: str = "range"
+    members_per_process: int = 1
+
+    def names(self) -> list[str]:
+        """Group ids; an action's ``group`` index refers to this list."""
+        return [f"g{i}" for i in range(self.count)]
+
+    def partitions(self) -> list[tuple[str, int]]:
+        return [(t, p) for t, n in self.topics for p in range(n)]
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    mode: str
+    variant: str
+
+    def __str__(self) -> str:
+        return f"{self.mode}/{self.variant}"
+
+
+@dataclass(frozen=True)
+class Step:
+    action: Action
+    params: tuple[tuple[str, Any], ...]  # every parameter of the action, defaults filled in
+    wait: Wait
+
+    def param(self, name: str) -> Any:
+        return dict(self.params)[name]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.params)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    source: str
+    cluster: Cluster
+    groups: Groups
+    modes: tuple[ModeSpec, ...]
+    profile: Profile  # with the overrides applied
+    overrides: tuple[tuple[str, Any], ...]
+    repetitions: int
+    timeline: tuple[Step, ...]
+    sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    #: the values this scenario took in its sweep (empty unless made by :func:`expand`)
+    swept: tuple[tuple[str, Any], ...] = ()
+    raw: dict[str, Any] = field(default_factory=dict, hash=False, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scenario as run, loadable again (a sweep's expansions drop ``sweep``)."""
+        out = copy.deepcopy(self.raw)
+        out["name"] = self.name
+        if self.swept:
+            out.pop("sweep", None)
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def pause_seconds(self, step: Step, mode: str) -> float:
+        """How long a ``pause_member`` step pauses, in the given mode (``sessions`` is per mode)."""
+        params = step.as_dict()
+        if params.get("seconds") is not None:
+            return float(params["seconds"])
+        return float(params["sessions"]) * self.profile.session_timeout_ms(mode) / 1000.0
+
+
+# -- validation ------------------------------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    """Raised by checkers with what was expected; the caller adds the file and field."""
+
+
+def _fmt(value: Any) -> str:
+    return repr(value) if not isinstance(value, dict | list) else type(value).__name__
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise _Invalid(f"expected a positive integer, got {_fmt(value)}")
+    return value
+
+
+def _non_negative_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _Invalid(f"expected an integer >= 0, got {_fmt(value)}")
+    return value
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise _Invalid(f"expected a number of seconds >= 0, got {_fmt(value)}")
+    return float(value)
+
+
+def _positive_number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise _Invalid(f"expected a positive number, got {_fmt(value)}")
+    return float(value)
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"expected true or false, got {_fmt(value)}")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Invalid(f"expected a non-empty string, got {_fmt(value)}")
+    return value
+
+
+def _choice(enum: type[StrEnum]) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        try:
+            return enum(value)
+        except ValueError:
+            raise _Invalid(f"expected one of {', '.join(enum)}, got {_fmt(value)}") from None
+
+    return check
+
+
+@dataclass(frozen=True)
+class _Param:
+    check: Callable[[Any], Any]
+    default: Any = None
+    required: bool = False
+
+
+# Parameters that depend on the rest of the scenario (group index, server index, link target) are
+# checked again in _check_step_context.
+_GROUP = _Param(lambda v: v if v is None else _non_negative_int(v))
+_COUNT1 = _Param(_positive_int, 1)
+_LINK = _Param(_text, "all")
+
+ACTION_PARAMS: dict[Action, dict[str, _Param]] = {
+    Action.START_MEMBERS: {"group": _GROUP, "count": _Param(_positive_int)},  # default: groups.members
+    Action.ADD_MEMBERS: {"group": _GROUP, "count": _COUNT1},
+    Action.LEAVE_MEMBERS: {"group": _GROUP, "count": _COUNT1, "pick": _Param(_choice(Pick), Pick.NEWEST)},
+    Action.KILL_MEMBER: {"group": _GROUP, "count": _COUNT1, "pick": _Param(_choice(Pick), Pick.RANDOM)},
+    Action.KILL_LEADER: {"group": _GROUP},
+    Action.PAUSE_MEMBER: {
+        "group": _GROUP,
+        "pick": _Param(_choice(Pick), Pick.FOLLOWER),
+        "seconds": _Param(_positive_number),
+        "sessions": _Param(_positive_number),  # multiples of the mode's session timeout
+    },
+    Action.ROLLING_RESTART: {
+        "group": _GROUP,
+        "graceful": _Param(_boolean, True),
+        "between": _Param(lambda v: v, "stable"),
+    },
+    Action.KILL_COORDINATOR: {"group": _GROUP},
+    Action.STOP_ZK: {"server": _Param(lambda v: v, "leader")},
+    Action.RESTART_ZK: {"server": _Param(lambda v: v, "stopped")},
+    Action.SET_DELAY: {
+        "target": _LINK,
+        "rtt_ms": _Param(_seconds, required=True),  # added round trip, half per direction
+        "jitter_ms": _Param(_seconds, 0.0),
+    },
+    Action.CUT_LINK: {"target": _LINK, "how": _Param(_choice(LinkCut), LinkCut.BLACKHOLE)},
+    Action.HEAL_LINK: {"target": _LINK},
+    Action.STOP: {},
+}
+
+#: actions that act on members, so a start_members step must come first
+_NEEDS_MEMBERS = frozenset(
+    {
+        Action.ADD_MEMBERS,
+        Action.LEAVE_MEMBERS,
+        Action.KILL_MEMBER,
+        Action.KILL_LEADER,
+        Action.PAUSE_MEMBER,
+        Action.ROLLING_RESTART,
+        Action.KILL_COORDINATOR,
+    }
+)
+_STEP_KEYS = ("action", "wait", "timeout")
+_TOP_KEYS = (
+    "name",
+    "description",
+    "cluster",
+    "groups",
+    "modes",
+    "profile",
+    "overrides",
+    "repetitions",
+    "timeline",
+    "sweep",
+)
+_LINK_RE = re.compile(r"^(all|zk|brokers|zk-(\d+)|broker-(\d+))$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?(\.[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?)*$")
+
+
+class _Reader:
+    """Walks the raw YAML, turning problems into ScenarioErrors with the field's path."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, message: str) -> ScenarioError:
+        return ScenarioError(self.source, path, message)
+
+    def mapping(self, value: Any, path: str, allowed: Iterable[str], required: Iterable[str] = ()) -> dict:
+        allowed = tuple(allowed)
+        if not isinstance(value, dict):
+            raise self.fail(path or "(top level)", f"expected a mapping with keys {', '.join(allowed)}")
+        for key in value:
+            if key not in allowed:
+                where = f"{path}.{key}" if path else str(key)
+                raise self.fail(where, f"unknown key; allowed here: {', '.join(allowed)}")
+        for key in required:
+            if key not in value:
+                raise self.fail(f"{path}.{key}" if path else key, "missing (required)")
+        return value
+
+    def check(self, value: Any, path: str, checker: Callable[[Any], Any]) -> Any:
+        try:
+            return checker(value)
+        except _Invalid as exc:
+            raise self.fail(path, str(exc)) from None
+
+
+def _cluster(r: _Reader, raw: Any) -> Cluster:
+    raw = r.mapping({} if raw is None else raw, "cluster", ("zk_nodes", "brokers"))
+    return Cluster(
+        zk_nodes=r.check(raw.get("zk_nodes", 1), "cluster.zk_nodes", _positive_int),
+        brokers=r.check(raw.get("brokers", 1), "cluster.brokers", _positive_int),
+    )
+
+
+def _groups(r: _Reader, raw: Any) -> Groups:
+    raw = r.mapping(
+        raw,
+        "groups",
+        ("count", "members", "topics", "assignor", "members_per_process"),
+        required=("members", "topics"),
+    )
+    topics = raw["topics"]
+    if not isinstance(topics, dict) or not topics:
+        raise r.fail("groups.topics", "expected a mapping of topic name to partition count")
+    pairs = []
+    for topic, n in topics.items():
+        if not isinstance(topic, str) or not _NAME_RE.match(topic):
+            raise r.fail(f"groups.topics.{topic}", "expected a topic name of [A-Za-z0-9._-]")
+        pairs.append((topic, r.check(n, f"groups.topics.{topic}", _positive_int)))
+    assignor = raw.get("assignor", "range")
+    if assignor not in ASSIGNOR_NAMES:
+        raise r.fail("groups.assignor", f"expected one of {', '.join(ASSIGNOR_NAMES)}, got {_fmt(assignor)}")
+    return Groups(
+        members=r.check(raw["members"], "groups.members", _positive_int),
+        topics=tuple(pairs),
+        count=r.check(raw.get("count", 1), "groups.count", _positive_int),
+        assignor=assignor,
+        members_per_process=r.check(
+            raw.get("members_per_process", 1), "groups.members_per_process", _positive_int
+        ),
+    )
+
+
+def _modes(r: _Reader, raw: Any) -> tuple[ModeSpec, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise r.fail("modes", "expected a non-empty list of {mode, variant}")
+    out: list[ModeSpec] = []
+    for i, item in enumerate(raw):
+        path = f"modes[{i}]"
+        item = r.mapping(item, path, ("mode", "variant"), required=("mode",))
+        mode = item["mode"]
+        if mode not in MODES:
+            raise r.fail(f"{path}.mode", f"expected one of {', '.join(MODES)}, got {_fmt(mode)}")
+        try:
+            known = variants(mode)
+        except Exception as exc:  # the mode's package is broken: say so, naming the field
+            raise r.fail(
+                f"{path}.mode", f"cannot load mode {mode!r} to check its variants: {exc!r}"
+            ) from None
+        variant = item.get("variant", known[0])
+        if variant == "all":
+            chosen = known
+        elif variant in known:
+            chosen = (variant,)
+        else:
+            raise r.fail(
+                f"{path}.variant",
+                f"expected one of {', '.join(known)} or all for {mode}, got {_fmt(variant)}",
+            )
+        for v in chosen:
+            spec = ModeSpec(mode, v)
+            if spec in out:
+                raise r.fail(path, f"{spec} is listed twice")
+            out.append(spec)
+    return tuple(out)
+
+
+def _profile(r: _Reader, name: Any, overrides: Any) -> tuple[Profile, tuple[tuple[str, Any], ...]]:
+    if name not in PROFILES:
+        raise r.fail("profile", f"expected one of {', '.join(PROFILES)}, got {_fmt(name)}")
+    knobs = {f.name: f for f in _PROFILE_KNOBS}
+    overrides = r.mapping({} if overrides is None else overrides, "overrides", knobs)
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        path = f"overrides.{key}"
+        if knobs[key].type in ("int", int):
+            check = _non_negative_int if key in _ZERO_ALLOWED else _positive_int
+        else:
+            check = _seconds if key in _ZERO_ALLOWED else _positive_number
+        changes[key] = r.check(value, path, check)
+    return replace(PROFILES[name], **changes), tuple(changes.items())
+
+
+def _wait(r: _Reader, raw: dict, path: str, profile: Profile) -> Wait:
+    wait = raw.get("wait", "stable")
+    timeout = raw.get("timeout")
+    if wait == "stable":
+        seconds = profile.stable_timeout_s
+        if timeout is not None:
+            seconds = r.check(timeout, f"{path}.timeout", _positive_number)
+        return Wait(WaitKind.STABLE, seconds)
+    if timeout is not None:
+        raise r.fail(f"{path}.timeout", "only allowed with wait: stable")
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0:
+        raise r.fail(f"{path}.wait", f"expected stable or a number of seconds >= 0, got {_fmt(wait)}")
+    return Wait(WaitKind.SECONDS, float(wait))
+
+
+def _step(r: _Reader, raw: Any, path: str, profile: Profile) -> Step:
+    if not isinstance(raw, dict) or "action" not in raw:
+        raise r.fail(path, "expected a mapping with an action: {action: NAME, ...params, wait}")
+    try:
+        action = Action(raw["action"])
+    except ValueError:
+        raise r.fail(
+            f"{path}.action", f"expected one of {', '.join(Action)}, got {_fmt(raw['action'])}"
+        ) from None
+    specs = ACTION_PARAMS[action]
+    r.mapping(raw, path, (*_STEP_KEYS, *specs))
+    params: dict[str, Any] = {}
+    for key, spec in specs.items():
+        if key not in raw:
+            if spec.required:
+                raise r.fail(f"{path}.{key}", f"missing (required by {action})")
+            params[key] = spec.default
+        else:
+            params[key] = r.check(raw[key], f"{path}.{key}", spec.check)
+    if action == Action.PAUSE_MEMBER and (params["seconds"] is None) == (params["sessions"] is None):
+        raise r.fail(path, "pause_member needs exactly one of seconds or sessions")
+    if action == Action.ROLLING_RESTART and params["between"] != "stable":
+        params["between"] = r.check(params["between"], f"{path}.between", _seconds)
+    wait = Wait(WaitKind.SECONDS, 0.0) if action == Action.STOP else _wait(r, raw, path, profile)
+    return Step(action, tuple(params.items()), wait)
+
+
+def _check_step_context(r: _Reader, step: Step, path: str, s: dict[str, Any]) -> None:
+    """Checks that need the rest of the scenario: indices in range, the action fits the modes."""
+    params = step.as_dict()
+    groups: Groups = s["groups"]
+    cluster: Cluster = s["cluster"]
+    if params.get("group") is not None and params["group"] >= groups.count:
+        raise r.fail(f"{path}.group", f"expected a group index below groups.count={groups.count}")
+    if step.action == Action.KILL_COORDINATOR:
+        zk_modes = [str(m) for m in s["modes"] if m.mode != "coordinator"]
+        if zk_modes:
+            raise r.fail(
+                f"{path}.action", f"kill_coordinator needs coordinator mode only; modes include {zk_modes[0]}"
+            )
+    if step.action in (Action.STOP_ZK, Action.RESTART_ZK):
+        server = params["server"]
+        named = ("leader", "follower") if step.action == Action.STOP_ZK else ("stopped",)
+        if server not in named:
+            index = r.check(server, f"{path}.server", _non_negative_int)
+            if index >= cluster.zk_nodes:
+                raise r.fail(f"{path}.server", f"expected an index below cluster.zk_nodes={cluster.zk_nodes}")
+        if server == "follower" and cluster.zk_nodes < 3:
+            raise r.fail(f"{path}.server", "a follower exists only with cluster.zk_nodes >= 3")
+    if "target" in params:
+        match = _LINK_RE.match(params["target"])
+        if not match:
+            raise r.fail(
+                f"{path}.target",
+                f"expected all, zk, brokers, zk-<i> or broker-<i>, got {_fmt(params['target'])}",
+            )
+        zk_index, broker_index = match.group(2), match.group(3)
+        if zk_index is not None and int(zk_index) >= cluster.zk_nodes:
+            raise r.fail(f"{path}.target", f"expected a zk index below cluster.zk_nodes={cluster.zk_nodes}")
+        if broker_index is not None and int(broker_index) >= cluster.brokers:
+            raise r.fail(f"{path}.target", f"expected a broker index below cluster.brokers={cluster.brokers}")
+
+
+def _sweep(r: _Reader, raw: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not raw:
+        raise r.fail("sweep", "expected a mapping of field path to a list of values")
+    out = []
+    for key, values in raw.items():
+        if not isinstance(key, str) or not _PATH_RE.match(key) or key.split(".")[0].split("[")[0] == "sweep":
+            raise r.fail(f"sweep.{key}", "expected a field path such as groups.members or timeline[0].rtt_ms")
+        if not isinstance(values, list) or not values:
+            raise r.fail(f"sweep.{key}", "expected a non-empty list of values")
+        out.append((key, tuple(values)))
+    return tuple(out)
+
+
+def _parse(raw: Any, source: str) -> Scenario:
+    r = _Reader(source)
+    raw = r.mapping(raw, "", _TOP_KEYS, required=("name", "groups", "modes", "timeline"))
+    name = raw["name"]
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise r.fail("name", f"expected a name of [A-Za-z0-9._-], got {_fmt(name)}")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise r.fail("description", f"expected a string, got {_fmt(description)}")
+    profile, overrides = _profile(r, raw.get("profile", "kafka-defaults"), raw.get("overrides"))
+    parts: dict[str, Any] = {
+        "cluster": _cluster(r, raw.get("cluster")),
+        "groups": _groups(r, raw["groups"]),
+        "modes": _modes(r, raw["modes"]),
+    }
+    timeline = raw["timeline"]
+    if not isinstance(timeline, list) or not timeline:
+        raise r.fail("timeline", "expected a non-empty list of steps")
+    steps = []
+    for i, item in enumerate(timeline):
+        step = _step(r, item, f"timeline[{i}]", profile)
+        _check_step_context(r, step, f"timeline[{i}]", parts)
+        if step.action == Action.STOP and i != len(timeline) - 1:
+            raise r.fail(f"timeline[{i}].action", "stop must be the last step")
+        steps.append(step)
+    started = False
+    for i, step in enumerate(steps):
+        started = started or step.action == Action.START_MEMBERS
+        if step.action in _NEEDS_MEMBERS and not started:
+            raise r.fail(f"timeline[{i}].action", f"{step.action} before any start_members step")
+    if not started:
+        raise r.fail("timeline", "expected a start_members step")
+    return Scenario(
+        name=name,
+        description=description.strip(),
+        source=source,
+        profile=profile,
+        overrides=overrides,
+        repetitions=r.check(raw.get("repetitions", 1), "repetitions", _positive_int),
+        timeline=tuple(steps),
+        sweep=_sweep(r, raw.get("sweep")),
+        raw=copy.deepcopy(raw),
+        **parts,
+    )
+
+
+def _set_path(raw: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``a.b[2].c`` in nested dicts and lists; missing mapping keys are created."""
+    parts = re.findall(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[(\d+)\])?", path)
+    node: Any = raw
+    for i, (key, index) in enumerate(parts):
+        last = i == len(parts) - 1
+        if not isinstance(node, dict):
+            raise KeyError(key)
+        if last and not index:
+            node[key] = value
+            return
+        if key not in node:
+            if index:
+                raise KeyError(key)
+            node[key] = {}
+        node = node[key]
+        if index:
+            if not isinstance(node, list) or int(index) >= len(node):
+                raise KeyError(f"{key}[{index}]")
+            if last:
+                node[int(index)] = value
+                return
+            node = node[int(index)]
+
+
+def _slug(value: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(value))
+
+
+def _expand(scenario: Scenario) -> list[Scenario]:
+    if not scenario.sweep:
+        return [scenario]
+    r = _Reader(scenario.source)
+    keys = [k for k, _ in scenario.sweep]
+    out = []
+    for combo in itertools.product(*(values for _, values in scenario.sweep)):
+        raw = copy.deepcopy(scenario.raw)
+        raw.pop("sweep", None)
+        suffix = []
+        for key, value in zip(keys, combo, strict=True):
+            try:
+                _set_path(raw, key, value)
+            except KeyError:
+                raise r.fail(f"sweep.{key}", "expected a path to an existing field or list element") from None
+            leaf = re.sub(r"\[\d+\]$", "", key.rsplit(".", 1)[-1])
+            suffix.append(f"{leaf}-{_slug(value)}")
+        raw["name"] = "-".join([scenario.name, *suffix])
+        try:
+            one = _parse(raw, scenario.source)
+        except ScenarioError as exc:
+            swept = ", ".join(f"{k}={v!r}" for k, v in zip(keys, combo, strict=True))
+            raise ScenarioError(exc.source, exc.field, f"{exc.message} (in the sweep {swept})") from None
+        out.append(
+            replace(one, sweep=(), swept=tuple(zip(keys, combo, strict=True)), raw={**raw, "name": one.name})
+        )
+    return out
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate one scenario file (its sweep expansions are validated too)."""
+    path = Path(path)
+    source = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ScenarioError(source, "", f"cannot read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ScenarioError(source, "", f"not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    scenario = _parse(raw, source)
+    _expand(scenario)  # so a bad sweep value fails here, not in the middle of a run
+    return scenario
+
+
+def expand(scenario: Scenario) -> list[Scenario]:
+    """The scenarios a sweep stands for (the cartesian set, in declared order), else ``[scenario]``."""
+    return _expand(scenario)
+
+
+def library() -> dict[str, Path]:
+    """The scenarios shipped in ``bench/scenarios/``, by name (the file stem)."""
+    return {p.stem: p for p in sorted(LIBRARY_DIR.glob("*.yaml"))}
+
+
+def resolve(name_or_path: str) -> Path:
+    """A path as given, or the library file of that name."""
+    path = Path(name_or_path)
+    if path.exists() or path.suffix in (".yaml", ".yml"):
+        return path
+    return library().get(name_or_path, path)
+
+
+def describe(scenario: Scenario) -> dict[str, Any]:
+    """A flat, JSON-able summary (for listings and run manifests)."""
+    return {
+        "name": scenario.name,
+        "description": scenario.description,
+        "modes": [str(m) for m in scenario.modes],
+        "profile": asdict(scenario.profile),
+        "repetitions": scenario.repetitions,
+        "expansions": len(expand(scenario)),
+    }
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+
+@click.command("validate")
+@click.argument("scenarios", nargs=-1, required=True)
+def validate(scenarios: tuple[str, ...]) -> None:
+    """Check scenario files (or library names); prints OK or the error per file."""
+    failed = 0
+    for name in scenarios:
+        path = resolve(name)
+        try:
+            scenario = load_scenario(path)
+        except ScenarioError as exc:
+            failed += 1
+            click.echo(f"ERROR {exc}")
+            continue
+        n = len(expand(scenario))
+        runs = n * len(scenario.modes) * scenario.repetitions
+        click.echo(
+            f"OK    {path}: {scenario.name} ({n} scenario(s) x {len(scenario.modes)} modes x "
+            f"{scenario.repetitions} repetitions = {runs} runs)"
+        )
+    if failed:
+        raise SystemExit(1)
+
+
+@click.command("scenarios")
+def scenarios() -> None:
+    """List the scenario library: name, description, modes."""
+    for name, path in library().items():
+        try:
+            s = load_scenario(path)
+        except ScenarioError as exc:
+            click.echo(f"{name}\n    INVALID: {exc}\n")
+            continue
+        modes = ", ".join(str(m) for m in s.modes)
+        sweep = "; sweep " + ", ".join(f"{k} {list(v)}" for k, v in s.sweep) if s.sweep else ""
+        click.echo(f"{name}\n    {s.description}\n    modes: {modes}; profile {s.profile.name}{sweep}\n")
