@@ -1,0 +1,119 @@
+"""The checker on hand-written histories (tests/data/*.jsonl): each failure kind is found, with details."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.checker import Check, check
+from bench.replay import RunHistory
+
+DATA = Path(__file__).parent / "data"
+
+
+def history(name: str) -> RunHistory:
+    return RunHistory.read(DATA / name)
+
+
+def test_double_ownership_is_flagged_with_its_duration() -> None:
+    # c is assigned t-0 at 6.0 s while a still owns it; a revokes it at 6.5 s.
+    report = check(history("double_ownership.jsonl"))
+    assert not report.passed
+    (overlap,) = report.of(Check.DOUBLE_OWNERSHIP)
+    assert overlap.group == "g0"
+    assert overlap.details["partition"] == ["t", 0]
+    assert overlap.details["members"] == ["a", "c"]
+    assert overlap.details["start_s"] == 6.0
+    assert overlap.details["duration_s"] == 0.5
+    assert overlap.details["open_at_end"] is False
+    assert "0.500 s" in overlap.message
+    assert report.failures == (overlap,), "nothing else is wrong in that history"
+
+
+def test_a_clean_crash_and_recovery_passes() -> None:
+    report = check(history("run-member-crash/events.jsonl"))
+    assert report.passed, report.to_dict()
+    assert report.examined["stable_points"] >= 2, "stability was actually examined"
+    assert report.examined["generations_with_leader_claims"] == 2
+
+
+def test_a_paused_member_owns_nothing_until_it_reports_after_waking() -> None:
+    # b is frozen 10-20 s and still "owns" p-1 by its last report while a takes p-1 at 15 s;
+    # after the resume b first reports session_lost: no overlap.
+    assert check(history("pause.jsonl")).passed
+
+
+def test_a_woken_member_acting_on_its_old_assignment_is_a_double_owner() -> None:
+    # Same, but b's first report after waking re-asserts p-1 (20.2 s) until its session_lost (20.5 s).
+    report = check(history("pause_stale.jsonl"))
+    (overlap,) = report.of(Check.DOUBLE_OWNERSHIP)
+    assert overlap.details["partition"] == ["p", 1]
+    assert overlap.details["members"] == ["a", "b"]
+    assert overlap.details["start_s"] == 20.2
+    assert overlap.details["duration_s"] == 0.3
+
+
+def test_two_leaders_in_a_generation_and_an_unowned_partition_when_stable() -> None:
+    report = check(history("two_leaders.jsonl"))
+    (leaders,) = report.of(Check.MULTIPLE_LEADERS)
+    assert leaders.details["generation"] == 1
+    assert leaders.details["leaders"] == {"a": ["a"], "b": ["b"]}
+    (unowned,) = report.of(Check.UNOWNED_WHEN_STABLE)
+    assert unowned.details["partitions"] == [["q", 2]]
+    assert unowned.details["generation"] == 1
+
+
+def test_a_lost_commit_across_a_coordinator_failover() -> None:
+    report = check(history("offsets_lost.jsonl"))
+    (lost,) = report.of(Check.OFFSET_LOST)
+    assert lost.details["partition"] == ["o", 0]
+    assert (lost.details["committed"], lost.details["fetched"]) == (42, 40)
+    assert lost.details["across_failover"] is True
+    assert report.examined["offset_fetches"] == 1
+    assert len(report.failures) == 1, "o-1 came back as committed"
+
+
+def test_events_after_a_kill_and_an_open_overlap_are_reported(tmp_path: Path) -> None:
+    lines = (DATA / "run-member-crash/events.jsonl").read_text().splitlines()
+    # c keeps reporting after its kill at 10 s, and a and b end the run owning o-0 twice.
+    late = {
+        "event": "assigned",
+        "member": "c",
+        "group": "g0",
+        "mode": "coordinator",
+        "variant": "classic",
+        "generation": 1,
+        "partitions": [["o", 4]],
+        "mono_ns": 20_000_000_000,
+        "wall": 0.0,
+    }
+    twice = {
+        **late,
+        "member": "b",
+        "generation": 2,
+        "partitions": [["o", 0], ["o", 3], ["o", 4], ["o", 5]],
+        "mono_ns": 57_000_000_000,
+    }
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join([*lines, json.dumps(late), json.dumps(twice)]) + "\n")
+    report = check(RunHistory.read(path))
+    (late_event,) = report.of(Check.LATE_EVENT)
+    assert late_event.details["member"] == "c"
+    (overlap,) = report.of(Check.DOUBLE_OWNERSHIP)
+    assert overlap.details["open_at_end"] is True
+    assert overlap.details["duration_s"] == 3.0, "until the stop action at 60 s"
+
+
+def test_failures_serialise_for_summary_json() -> None:
+    as_dict = check(history("double_ownership.jsonl")).to_dict()
+    assert as_dict["passed"] is False
+    assert as_dict["failure_counts"] == {"double_ownership": 1}
+    assert json.loads(json.dumps(as_dict))["failures"][0]["check"] == "double_ownership"
+
+
+def test_unreadable_lines_are_kept_as_problems(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"event": "joined"}\nnot json\n')
+    h = RunHistory.read(path)
+    assert len(h.problems) == 3  # two bad lines, and no run start record
+    assert any("line 2" in p for p in h.problems)
