@@ -377,7 +377,7 @@ class CoordinatorMember(GroupMember):
         self.emit(
             EventKind.LEADER_ELECTED,
             generation=gen_id,
-            leader=client_id_of(generation.leader_id),
+            leader=self._leader_name(generation),
             is_leader=generation.is_leader,
             kafka_member_id=generation.member_id,
             leader_kafka_member_id=generation.leader_id,
@@ -405,6 +405,11 @@ class CoordinatorMember(GroupMember):
         self._rejoin_needed = False
         self._own(generation, result.partitions)
 
+    def _leader_name(self, generation: Generation) -> str:
+        """The leader as events name members: our own id if we lead, else the client id inside the
+        coordinator's id for the leader (for a static leader that is its ``group.instance.id``)."""
+        return self.member_id if generation.is_leader else client_id_of(generation.leader_id)
+
     def _own(self, generation: Generation, partitions: tuple[TopicPartition, ...]) -> None:
         self._owned = partitions
         self._last_owned = partitions
@@ -418,7 +423,7 @@ class CoordinatorMember(GroupMember):
             EventKind.ASSIGNED,
             generation=generation.generation_id,
             partitions=partitions,
-            leader=client_id_of(generation.leader_id),
+            leader=self._leader_name(generation),
             kafka_member_id=generation.member_id,
             leader_kafka_member_id=generation.leader_id,
         )

@@ -86,25 +86,33 @@ class Members:
     def view(self) -> GroupView:
         return GroupView().apply_all(list(self.sink.events))
 
-    def converged(self, members: list[CoordinatorMember], newer_than: int = -1) -> GroupView | None:
-        """The members' events and ``assignment()`` agree on one complete, disjoint generation."""
+    def converged(
+        self, members: list[CoordinatorMember], newer_than: int = -1, named_leader: bool = True
+    ) -> GroupView | None:
+        """The members' events and ``assignment()`` agree on one complete, disjoint generation with
+        one leader (``named_leader``: and followers name it by its ``member`` id, which they can
+        for dynamic members only: a static leader is known by its ``group.instance.id``)."""
         ids = [m.member_id for m in members]
         view = self.view()
         generation = view.generation(ids)
         if generation is None or generation <= newer_than or not view.converged(PARTITIONS, ids):
             return None
         leaders = view.leaders(ids)
-        if len(leaders) != 1 or not leaders <= set(ids):
+        if named_leader and (len(leaders) != 1 or not leaders <= set(ids)):
             return None
         assignments = [m.assignment() for m in members]
         if any(a is None or a.generation != generation for a in assignments):
             return None
+        if sum(a.is_leader for a in assignments) != 1:
+            return None
         return view
 
-    def wait_converged(self, members: list[CoordinatorMember], newer_than: int = -1) -> GroupView:
+    def wait_converged(
+        self, members: list[CoordinatorMember], newer_than: int = -1, named_leader: bool = True
+    ) -> GroupView:
         try:
             return wait_until(
-                lambda: self.converged(members, newer_than),
+                lambda: self.converged(members, newer_than, named_leader),
                 CONVERGE_S,
                 interval=0.05,
                 what=f"{len(members)} members to converge past generation {newer_than}",
@@ -197,6 +205,32 @@ def test_each_member_revokes_before_its_next_assignment(members: Members) -> Non
                 owned = frozenset(e.partitions or ())
             elif e.kind == EventKind.REVOKED:
                 owned = owned - frozenset(e.partitions or ())
+
+
+def test_static_leader_restart_keeps_the_generation(members: Members) -> None:
+    """KIP-345: a static member closes without LeaveGroup and a new process with the same
+    ``group.instance.id`` takes its place in the Stable group without a rebalance; here it is the
+    leader, which the coordinator answers with ``skip_assignment`` (JoinGroup v9)."""
+    (a,) = members.add(1, group_instance_id="static-a")
+    members.wait_converged([a])
+    (b,) = members.add(1, group_instance_id="static-b")
+    members.wait_converged([a, b], newer_than=a.assignment().generation, named_leader=False)
+    before = a.assignment()
+    assert before.is_leader
+    mark = len(members.sink.events)
+    a.close()
+    (a2,) = members.add(1, group_instance_id="static-a")
+
+    members.wait_converged([a2, b], named_leader=False)
+    assert_complete_and_disjoint([a2, b])
+    assert a2.assignment().generation == before.generation
+    assert a2.assignment().partitions == before.partitions and a2.assignment().is_leader
+    since = members.sink.events[mark:]
+    assert not [e for e in since if e.member == b.member_id and e.kind == EventKind.REVOKED]
+    assert not [e for e in since if e.kind == EventKind.ASSIGNMENT_COMPUTED]
+    assert "LeaveGroup" not in a.stats()
+    a2.leave()
+    assert "LeaveGroup" not in a2.stats() and a2.state is MemberState.LEFT
 
 
 @pytest.mark.parametrize(
