@@ -198,9 +198,6 @@ class KafkaConnection:
             )
         return min(ours, broker[1])
 
-    def supports(self, request_cls: type[ApiMessage]) -> bool:
-        return request_cls.API_KEY in self._versions
-
     async def send(self, request: ApiMessage, timeout: float | None = None) -> Any:
         """Send ``request`` and wait for its response (raises KafkaConnectionError / RequestTimedOutError)."""
         if self._closed:

@@ -58,9 +58,6 @@ class Heartbeat:
         self.last_acked_send = -math.inf
         self.failed = False
 
-    def now(self) -> float:
-        return self._clock()
-
     def sent(self) -> float:
         """Record that a heartbeat goes out now; returns its send time for :meth:`acknowledged`."""
         self.last_send = self._clock()

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 #: Extra time a parked JoinGroup may take beyond the rebalance timeout (Java's joinGroupTimeoutMs).
 JOIN_TIMEOUT_SLACK_S = 5.0
-#: JoinGroup v4 introduced MEMBER_ID_REQUIRED; v5 group.instance.id (static membership).
+#: JoinGroup v5 added group.instance.id: a static member cannot use anything older.
 MIN_JOIN_VERSION_STATIC = 5
 
 
