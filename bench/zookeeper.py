@@ -57,6 +57,8 @@ DEFAULT_CFG: dict[str, str] = {
     "initLimit": "20",
     "syncLimit": "5",
     "admin.enableServer": "false",
+    # Every member has its own session from 127.0.0.1; the default cap of 60 per address is too few.
+    "maxClientCnxns": "0",
     "4lw.commands.whitelist": FOUR_LETTER_WHITELIST,
     # The txn log otherwise preallocates 64 MB per file.
     "preAllocSize": "4096",
