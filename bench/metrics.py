@@ -572,9 +572,12 @@ def _run_identity(run_dir: Path, history: RunHistory) -> dict[str, Any]:
         log.warning("%s: no readable environment.json", run_dir)
     modes = sorted({(g.mode, g.variant) for g in history.groups.values()})
     groups = scenario.get("groups") if isinstance(scenario.get("groups"), dict) else {}
+    name = scenario.get("name") or environment.get("scenario") or run_dir.name
+    point = scenario.get("sweep_point") if isinstance(scenario.get("sweep_point"), dict) else {}
     return {
         "run_id": run_dir.name,
-        "scenario": scenario.get("name") or environment.get("scenario") or run_dir.name,
+        "scenario": name,
+        "family": point.get("scenario") or name,
         "scenario_members": groups.get("members"),
         "mode": "+".join(sorted({m for m, _ in modes})),
         "variant": "+".join(sorted({v for _, v in modes})),
@@ -760,6 +763,7 @@ def _run_rows(ident: dict[str, Any], history: RunHistory, samples: Samples) -> l
 ZK_COLUMNS = [
     "run_id",
     "scenario",
+    "family",
     "scenario_members",
     "mode",
     "variant",

@@ -272,15 +272,19 @@ class Scenario:
     sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     #: the values this scenario took in its sweep (empty unless made by :func:`expand`)
     swept: tuple[tuple[str, Any], ...] = ()
+    #: the scenario a sweep point was expanded from (None for a scenario that is not a sweep point)
+    swept_from: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, hash=False, compare=False, repr=False)
 
+    @property
+    def family(self) -> str:
+        """The name sweep points share: the swept scenario's, else this scenario's own."""
+        return self.swept_from or self.name
+
     def to_dict(self) -> dict[str, Any]:
-        """The scenario as run, loadable again (a sweep's expansions drop ``sweep``)."""
-        out = copy.deepcopy(self.raw)
-        out["name"] = self.name
-        if self.swept:
-            out.pop("sweep", None)
-        return out
+        """The scenario as run, loadable again; a sweep point records where it came from in
+        ``sweep_point: {scenario: NAME, values: {PATH: VALUE}}``."""
+        return copy.deepcopy(self.raw)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -417,6 +421,7 @@ _TOP_KEYS = (
     "repetitions",
     "timeline",
     "sweep",
+    "sweep_point",  # written by expand(): which sweep this scenario is a point of
 )
 _LINK_RE = re.compile(r"^(all|zk|brokers|zk-(\d+)|broker-(\d+))$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -632,6 +637,20 @@ def _sweep(r: _Reader, raw: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     return tuple(out)
 
 
+def _sweep_point(r: _Reader, raw: dict[str, Any]) -> dict[str, Any]:
+    point = raw.get("sweep_point")
+    if point is None:
+        return {}
+    point = r.mapping(point, "sweep_point", ("scenario", "values"), required=("scenario", "values"))
+    if "sweep" in raw:
+        raise r.fail("sweep_point", "a sweep point cannot have a sweep of its own")
+    if not isinstance(point["scenario"], str) or not _NAME_RE.match(point["scenario"]):
+        raise r.fail("sweep_point.scenario", f"expected a scenario name, got {_fmt(point['scenario'])}")
+    if not isinstance(point["values"], dict):
+        raise r.fail("sweep_point.values", "expected a mapping of field path to value")
+    return {"swept_from": point["scenario"], "swept": tuple(point["values"].items())}
+
+
 def _parse(raw: Any, source: str) -> Scenario:
     r = _Reader(source)
     raw = r.mapping(raw, "", _TOP_KEYS, required=("name", "groups", "modes", "timeline"))
@@ -673,6 +692,7 @@ def _parse(raw: Any, source: str) -> Scenario:
         repetitions=r.check(raw.get("repetitions", 1), "repetitions", _positive_int),
         timeline=tuple(steps),
         sweep=_sweep(r, raw.get("sweep")),
+        **_sweep_point(r, raw),
         raw=copy.deepcopy(raw),
         **parts,
     )
@@ -725,14 +745,13 @@ def _expand(scenario: Scenario) -> list[Scenario]:
             leaf = re.sub(r"\[\d+\]$", "", key.rsplit(".", 1)[-1])
             suffix.append(f"{leaf}-{_slug(value)}")
         raw["name"] = "-".join([scenario.name, *suffix])
+        raw["sweep_point"] = {"scenario": scenario.name, "values": dict(zip(keys, combo, strict=True))}
         try:
             one = _parse(raw, scenario.source)
         except ScenarioError as exc:
             swept = ", ".join(f"{k}={v!r}" for k, v in zip(keys, combo, strict=True))
             raise ScenarioError(exc.source, exc.field, f"{exc.message} (in the sweep {swept})") from None
-        out.append(
-            replace(one, sweep=(), swept=tuple(zip(keys, combo, strict=True)), raw={**raw, "name": one.name})
-        )
+        out.append(one)
     return out
 
 

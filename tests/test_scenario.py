@@ -241,6 +241,7 @@ def test_sweep_expands_into_the_cartesian_set(tmp_path: Path) -> None:
     ]
     assert runs[4].name == "probe-members-8-rtt_ms-5"
     assert runs[4].swept == (("groups.members", 8), ("timeline[0].rtt_ms", 5))
+    assert runs[4].family == "probe" and base.family == "probe"
     # What a run directory records loads again as the same scenario.
     again = load_scenario(write(tmp_path, yaml.safe_load(runs[4].to_yaml()), "again.yaml"))
     assert (
