@@ -23,6 +23,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,9 +286,14 @@ class BrokerCluster:
                 n = view.topics.get(topic)
                 if n is None or any(view.live_leader(topic, p) is None for p in range(n)):
                     return None
+                # Settled: the controller has spread the topic evenly over every running broker
+                # (a broker that registered late gets its share a moment later).
+                counts = Counter(s.leader for s in view.leaders.get(topic, {}).values())
+                if max(counts[b] for b in running) - min(counts[b] for b in running) > 1:
+                    return None
             return view
 
-        return _wait(ready, timeout, "brokers to register and lead every partition", 0.1)
+        return _wait(ready, timeout, "brokers to register and lead an even share of every topic", 0.1)
 
     def stop(self) -> None:
         """Stop every broker (SIGTERM, then SIGKILL); idempotent."""

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import random
+import string
+import uuid
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kafka.protocol.metadata import FindCoordinatorRequest
 
+from bench.zookeeper import ZooKeeperEnsemble
+from coordinator_mode.controller import OFFSETS_TOPIC
 from coordinator_mode.hashing import java_abs, java_string_hash, partition_for
+from coordinator_mode.launcher import BrokerCluster, send_request
 
 #: group id, Java hashCode, partition for 50 partitions (checked against the JVM; see the reference).
 VECTORS = [
@@ -53,3 +62,48 @@ def test_matches_the_textbook_definition(group: str, n: int) -> None:
 def test_partition_count_must_be_positive() -> None:
     with pytest.raises(ValueError):
         partition_for("g", 0)
+
+
+# -- on a real 3-broker cluster: FindCoordinator spreads groups over every broker ------------------
+
+
+@pytest.fixture(scope="module")
+def cluster3(
+    zk_server: ZooKeeperEnsemble, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrokerCluster]:
+    c = BrokerCluster(
+        zk_server.connect_string,
+        3,
+        tmp_path_factory.mktemp("hashing"),
+        initial_rebalance_delay_ms=0,
+        zk_root=f"/kafka-{uuid.uuid4().hex[:8]}",
+    )
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+def test_random_groups_spread_over_all_brokers(cluster3: BrokerCluster) -> None:
+    rng = random.Random(2024)
+    alphabet = string.ascii_letters + string.digits + "._-"
+    groups = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40))) for _ in range(1_000)]
+    view = cluster3.view()
+    assert view.topics[OFFSETS_TOPIC] == 50
+    # One batched FindCoordinator (v4) to any broker answers for all 1,000 groups.
+    request = FindCoordinatorRequest(version=4, key_type=0, coordinator_keys=groups)
+    response = send_request(cluster3.broker(2).address, request)
+    by_group = {c.key: c for c in response.coordinators}
+    assert set(by_group) == set(groups) and all(c.error_code == 0 for c in by_group.values())
+    for group in groups:
+        leader = view.leader(OFFSETS_TOPIC, partition_for(group))
+        assert leader is not None and by_group[group].node_id == leader.leader
+        assert by_group[group].port == cluster3.broker(leader.leader).port
+    assert {c.node_id for c in by_group.values()} == {1, 2, 3}, "each broker coordinates some groups"
+    # The single-key versions (v0-v3) agree.
+    for group in groups[:20]:
+        single = send_request(
+            cluster3.broker(3).address, FindCoordinatorRequest(version=1, key=group, key_type=0)
+        )
+        assert single.error_code == 0 and single.node_id == by_group[group].node_id
