@@ -30,6 +30,7 @@ from bench.api.registry import MODES, create_member
 @click.option(
     "--heartbeat-interval-ms", type=click.IntRange(min=1), default=MemberConfig.heartbeat_interval_ms
 )
+@click.option("--rebalance-timeout-ms", type=click.IntRange(min=1), default=MemberConfig.rebalance_timeout_ms)
 @click.option("--name", "member_name", default=None, help="Prefix of the member id.")
 @click.option("--group-instance-id", default=None, help="coordinator mode: static membership id.")
 @click.option("--option", "options", multiple=True, help="Variant knob KEY=VALUE, e.g. time_boundary_s=2.")

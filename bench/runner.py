@@ -1,0 +1,609 @@
+"""The runner: one scenario x one mode/variant x one repetition = one run directory.
+
+A run starts its own servers (:mod:`bench.topology`), member processes that each host one or more
+members, and a sampler; then it walks the scenario's timeline. Every action is recorded in the
+history (``events.jsonl``) with its start and end on the same monotonic clock as the members'
+events, and ZooKeeper's ``mntr`` (and the brokers' counters) are sampled at every action boundary
+and about once a second (``samples.jsonl``). Nothing is timed here: latencies come from the
+history afterwards (:mod:`bench.metrics`), as in Kafka's system tests.
+
+Whatever happens, everything the run started is stopped (``finally``), also on Ctrl-C, and a
+failed run leaves ``error.txt`` saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import random
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench.api.events import TopicPartition
+from bench.history import GroupView, History
+from bench.members import MemberProcess
+from bench.scenario import Action, LinkCut, Pick, Profile, Scenario, Step, WaitKind
+from bench.topology import LocalTopology
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+#: Actions after which the group must reach a newer generation before "stable" counts.
+REBALANCING_ACTIONS = frozenset(
+    {Action.START_MEMBERS, Action.ADD_MEMBERS, Action.LEAVE_MEMBERS, Action.KILL_MEMBER, Action.KILL_LEADER}
+)
+#: Actions on links: members then reach servers through our proxies.
+LINK_ACTIONS = frozenset({Action.SET_DELAY, Action.CUT_LINK, Action.HEAL_LINK})
+
+
+def member_flags(settings: dict[str, Any]) -> list[str]:
+    """``rebalance-lab member`` flags for :meth:`Profile.member_settings`."""
+    flags = [
+        "--session-timeout-ms",
+        str(settings["session_timeout_ms"]),
+        "--heartbeat-interval-ms",
+        str(settings["heartbeat_interval_ms"]),
+        "--rebalance-timeout-ms",
+        str(settings["rebalance_timeout_ms"]),
+    ]
+    for key, value in settings.get("options", {}).items():
+        flags += ["--option", f"{key}={value}"]
+    return flags
+
+
+class RunError(RuntimeError):
+    """A run could not complete; the message says which step and why."""
+
+
+@dataclass
+class MemberGroup:
+    """The members of one consumer group in one run."""
+
+    name: str
+    mode: str
+    variant: str
+    topics: dict[str, int]
+    members_per_process: int
+    member_args: list[str]
+    history: History
+    log_dir: Path
+    procs: list[MemberProcess] = field(default_factory=list)
+    expected: dict[int, int] = field(default_factory=dict)  # pid -> members it hosts
+    dead: set[str] = field(default_factory=set)
+    paused: set[int] = field(default_factory=set)  # pids
+
+    @property
+    def partitions(self) -> set[TopicPartition]:
+        return {(t, p) for t, n in self.topics.items() for p in range(n)}
+
+    def spawn(self, members: int) -> list[MemberProcess]:
+        new: list[MemberProcess] = []
+        while members > 0:
+            count = min(members, self.members_per_process)
+            i = len(self.procs)
+            args = [
+                "member",
+                *self.member_args,
+                "--group",
+                self.name,
+                "--name",
+                f"{self.name}-p{i}",
+                "--count",
+                str(count),
+            ]
+            proc = MemberProcess(args, self.history, self.log_dir / f"{self.name}-p{i}.log")
+            self.expected[proc.pid] = count
+            self.procs.append(proc)
+            new.append(proc)
+            members -= count
+        deadline = time.monotonic() + 60
+        for proc in new:
+            while len(proc.member_ids) < self.expected[proc.pid] and proc.alive():
+                if time.monotonic() > deadline:
+                    raise RunError(f"{self.name}: members of pid {proc.pid} did not report within 60 s")
+                time.sleep(0.05)
+            if not proc.alive() and len(proc.member_ids) < self.expected[proc.pid]:
+                tail = proc.log_path.read_text()[-1500:] if proc.log_path else ""
+                raise RunError(f"{self.name}: member process exited with {proc.proc.returncode}: {tail}")
+        return new
+
+    def live_procs(self) -> list[MemberProcess]:
+        return [p for p in self.procs if p.alive()]
+
+    def live_ids(self) -> list[str]:
+        return [m for p in self.live_procs() for m in p.member_ids if m not in self.dead]
+
+    def view(self) -> GroupView:
+        view = GroupView().apply_all(e for e in self.history.snapshot() if e.group == self.name)
+        for member in self.dead:
+            view.mark_gone(member)
+        return view
+
+    def leader(self) -> str | None:
+        leaders = self.view().leaders(self.live_ids()) - {None}
+        return next(iter(leaders)) if len(leaders) == 1 else None
+
+    def process_of(self, member: str) -> MemberProcess | None:
+        return next((p for p in self.procs if member in p.member_ids), None)
+
+    def stable(self, newer_than: int | None) -> bool:
+        ids = self.live_ids()
+        view = self.view()
+        if not ids or not view.converged(self.partitions, ids):
+            return False
+        generation = view.generation(ids)
+        return newer_than is None or (generation is not None and generation > newer_than)
+
+    def generation(self) -> int | None:
+        return self.view().generation(self.live_ids())
+
+    def stop_all(self) -> None:
+        """Graceful first (SIGTERM, members leave), then whatever is left is killed."""
+        threads = [
+            threading.Thread(target=p.terminate, kwargs={"timeout": 20}) for p in self.procs if p.alive()
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for p in self.procs:
+            p.close()
+
+
+@dataclass
+class Sampler:
+    """Samples ZooKeeper's mntr and the brokers' counters into ``samples.jsonl``."""
+
+    topology: LocalTopology
+    path: Path
+    period_s: float = 1.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._file = open(self.path, "a")  # noqa: SIM115
+        self._thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period_s):
+            self.sample()
+
+    def sample(self) -> None:
+        lines = [json.dumps(s, separators=(",", ":")) for s in self.topology.samples()]
+        with self._lock:
+            if not self._file.closed:
+                self._file.write("".join(line + "\n" for line in lines))
+                self._file.flush()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.sample()
+        with self._lock:
+            self._file.close()
+
+
+def environment() -> dict[str, Any]:
+    """What the run ran on: versions, CPU, git commit."""
+    packages = {}
+    for name in ("rebalance-lab", "kazoo", "kafka-python", "confluent-kafka", "pandas", "matplotlib"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        commit = ""
+    cpu = ""
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": cpu or platform.processor(),
+        "cpus": os.cpu_count(),
+        "packages": packages,
+        "git_commit": commit or None,
+    }
+
+
+class Run:
+    """One run: ``scenario`` in one mode/variant, repetition ``repetition``, into ``run_dir``."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        mode: str,
+        variant: str,
+        repetition: int,
+        run_dir: Path,
+        progress: Progress = log.info,
+    ) -> None:
+        self.scenario = scenario
+        self.mode = mode
+        self.variant = variant
+        self.repetition = repetition
+        self.dir = run_dir
+        self.progress = progress
+        self.profile: Profile = scenario.profile
+        # Random picks repeat for the same scenario and repetition.
+        self._random = random.Random(f"{scenario.name}/{repetition}")
+        self.groups: list[MemberGroup] = []
+        self.history: History | None = None
+        self.topology: LocalTopology | None = None
+        self.sampler: Sampler | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.scenario.name} [{self.mode}/{self.variant} #{self.repetition}]"
+
+    def execute(self) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "scenario.yaml").write_text(self.scenario.to_yaml())
+        (self.dir / "environment.json").write_text(json.dumps(environment(), indent=2))
+        run_meta = {
+            "scenario": self.scenario.name,
+            "mode": self.mode,
+            "variant": self.variant,
+            "repetition": self.repetition,
+        }
+        (self.dir / "run.json").write_text(json.dumps(run_meta, indent=2))
+        self.history = History(self.dir / "events.jsonl")
+        try:
+            self._execute()
+        except BaseException as exc:
+            (self.dir / "error.txt").write_text(f"{self.label}: {exc}\n\n{traceback.format_exc()}")
+            raise
+        finally:
+            self._teardown()
+        return self.dir
+
+    def _execute(self) -> None:
+        assert self.history is not None
+        sc = self.scenario
+        run_id = uuid.uuid4().hex[:8]
+        zk_root = f"/zkmode/run-{run_id}"
+        group_names = sc.groups.names()
+        topics = dict(sc.groups.topics)
+        self.topology = LocalTopology(
+            zk_nodes=sc.cluster.zk_nodes,
+            brokers=sc.cluster.brokers if self.mode == "coordinator" else 0,
+            base_dir=self.dir / "servers",
+            topics=topics,
+            zk_root=zk_root,
+            initial_rebalance_delay_ms=self.profile.group_initial_rebalance_delay_ms,
+            proxied=any(step.action in LINK_ACTIONS for step in sc.timeline),
+        )
+        self.progress(
+            f"{self.label}: starting {sc.cluster.zk_nodes} ZooKeeper node(s)"
+            + (f" and {self.topology.brokers} broker(s)" if self.topology.brokers else "")
+        )
+        self.topology.start()
+        self.sampler = Sampler(self.topology, self.dir / "samples.jsonl")
+        self.sampler.start()
+        args = self.topology.member_args(self.mode) + member_flags(
+            self.profile.member_settings(self.mode, self.variant)
+        )
+        args += ["--mode", self.mode, "--variant", self.variant, "--assignor", sc.groups.assignor]
+        args += [a for t in topics for a in ("--topic", t)]
+        log_dir = self.dir / "logs"
+        log_dir.mkdir(exist_ok=True)
+        self.groups = [
+            MemberGroup(
+                name,
+                self.mode,
+                self.variant,
+                topics,
+                sc.groups.members_per_process,
+                args,
+                self.history,
+                log_dir,
+            )
+            for name in group_names
+        ]
+        self.history.record(
+            "run",
+            phase="start",
+            scenario=sc.name,
+            mode=self.mode,
+            variant=self.variant,
+            repetition=self.repetition,
+            zk_root=zk_root,
+            groups={
+                g.name: {"topics": topics, "mode": self.mode, "variant": self.variant} for g in self.groups
+            },
+            partitions={g.name: sorted([t, p] for t, p in g.partitions) for g in self.groups},
+            settings=asdict(self.profile),
+        )
+        for i, step in enumerate(sc.timeline):
+            self._step(i, step)
+        self.history.record("run", phase="end")
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _step(self, i: int, step: Step) -> None:
+        assert self.history is not None and self.sampler is not None
+        groups = self._groups_of(step)
+        before = {g.name: g.generation() for g in groups}
+        params = " ".join(f"{k}={v}" for k, v in step.params if v is not None)
+        self.progress(f"{self.label}: step {i} {step.action} {params}".rstrip())
+        self.sampler.sample()
+        getattr(self, f"_do_{step.action}")(i, step, groups)
+        self.sampler.sample()
+        if step.wait.kind == WaitKind.STABLE:
+            newer = step.action in REBALANCING_ACTIONS
+            self._wait_stable(i, step, groups, before if newer else None, step.wait.seconds)
+        elif step.wait.seconds:
+            time.sleep(step.wait.seconds)  # the scenario asked for a fixed pause
+
+    def _groups_of(self, step: Step) -> list[MemberGroup]:
+        index = step.as_dict().get("group")
+        return self.groups if index is None else [self.groups[index]]
+
+    def _action(
+        self, i: int, step: Step, phase: str, group: str | None, targets: Sequence[str], **params: Any
+    ) -> None:
+        assert self.history is not None
+        self.history.record(
+            "action",
+            action=str(step.action),
+            phase=phase,
+            step=i,
+            group=group,
+            targets=list(targets),
+            params={**{k: v for k, v in step.params if v is not None}, **params},
+        )
+
+    def _wait_stable(
+        self,
+        i: int,
+        step: Step,
+        groups: list[MemberGroup],
+        before: dict[str, int | None] | None,
+        timeout: float,
+    ) -> None:
+        """Until the groups converged (at a newer generation if the step changed membership) and then
+        nothing happened for the quiet period, so slow reactions are not cut off by the next step."""
+        assert self.history is not None
+        quiet_ns = int(self.quiet_s * 1e9)
+        deadline = time.monotonic() + timeout
+        while True:
+            events = self.history.snapshot()
+            last = max((e.mono_ns for e in events), default=0)
+            quiet = time.monotonic_ns() - last >= quiet_ns
+            if quiet and all(g.stable(None if before is None else before.get(g.name)) for g in groups):
+                return
+            if time.monotonic() > deadline:
+                states = {
+                    g.name: {
+                        m: (v.generation, len(v.owned)) for m, v in g.view().members.items() if not v.gone
+                    }
+                    for g in groups
+                }
+                raise RunError(
+                    f"step {i} ({step.action}): not stable after {timeout:.0f}s; members: {states}"
+                )
+            self.history.wait_for(lambda _: False, 0.1)
+
+    @property
+    def quiet_s(self) -> float:
+        """Long enough for a member to notice what the step did: two heartbeats, at least 1 s."""
+        if self.mode == "coordinator":
+            return max(1.0, 2 * self.profile.heartbeat_interval_ms / 1000)
+        return 1.0
+
+    def _do_start_members(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
+        count = step.as_dict().get("count") or self.scenario.groups.members
+        for g in groups:
+            self._action(i, step, "start", g.name, [], count=count)
+            procs = g.spawn(count)
+            self._action(i, step, "end", g.name, [m for p in procs for m in p.member_ids])
+
+    def _do_add_members(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
+        self._do_start_members(i, step, groups)
+
+    def _do_leave_members(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
+        for g in groups:
+            victims = self._pick(g, step.param("count"), step.param("pick"))
+            targets = [m for p in victims for m in p.member_ids]
+            self._action(i, step, "start", g.name, targets)
+            for p in victims:
+                p.terminate()
+            self._action(i, step, "end", g.name, targets)
+
+    def _kill(self, i: int, step: Step, g: MemberGroup, victims: list[MemberProcess]) -> None:
+        targets = [m for p in victims for m in p.member_ids]
+        self._action(i, step, "start", g.name, targets)
+        for p in victims:
+            p.kill()
+            g.dead.update(p.member_ids)
+        self._action(i, step, "end", g.name, targets)
+
+    def _do_kill_member(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
+        for g in groups:
+            self._kill(i, step, g, self._pick(g, step.param("count"), step.param("pick")))
+
+    def _do_kill_leader(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
+        for g in groups:
+            self._kill(i, step, g, self._pick(g, 1, Pick.LEADER))
+
+    def _do_pause_member(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
+        seconds = self.scenario.pause_seconds(step, self.mode)
+        paused: list[tuple[MemberGroup, MemberProcess]] = []
+        for g in groups:
+            (proc,) = self._pick(g, 1, step.param("pick"))
+            proc.pause()
+            g.paused.add(proc.pid)
+            paused.append((g, proc))
+            self._action(i, step, "start", g.name, proc.member_ids, seconds=seconds)
+        time.sleep(seconds)  # the fault's own length, not a wait for a condition
+        for g, proc in paused:
+            proc.resume()
+            g.paused.discard(proc.pid)
+            self._action(i, step, "end", g.name, proc.member_ids)
+
+    def _do_rolling_restart(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
+        between = step.param("between")
+        for g in groups:
+            olds = list(g.live_procs())
+            self._action(i, step, "start", g.name, [m for p in olds for m in p.member_ids])
+            for proc in olds:
+                before = g.generation()
+                count = len(proc.member_ids)
+                if step.param("graceful"):
+                    proc.terminate()
+                else:
+                    proc.kill()
+                    g.dead.update(proc.member_ids)
+                g.spawn(count)
+                if between == "stable":
+                    self._wait_stable(i, step, [g], {g.name: before}, step.wait.seconds)
+                else:
+                    time.sleep(float(between))
+            self._action(i, step, "end", g.name, g.live_ids())
+
+    def _do_kill_coordinator(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
+        assert self.topology is not None
+        for g in groups:
+            broker = self.topology.coordinator_for(g.name)
+            self._action(i, step, "start", g.name, [f"broker-{broker}"])
+            self.topology.kill_broker(broker)
+            self._action(i, step, "end", g.name, [f"broker-{broker}"])
+
+    def _do_stop_zk(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
+        assert self.topology is not None
+        index = self.topology.zk_index(step.param("server"))
+        self._action(i, step, "start", None, [f"zk-{index}"])
+        self.topology.stop_zk(index)
+        self._action(i, step, "end", None, [f"zk-{index}"])
+
+    def _do_restart_zk(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
+        assert self.topology is not None
+        server = step.param("server")
+        index = self.topology.stopped_zk()[-1] if server == "stopped" else int(server)
+        self._action(i, step, "start", None, [f"zk-{index}"])
+        self.topology.restart_zk(index)
+        self._action(i, step, "end", None, [f"zk-{index}"])
+
+    def _do_set_delay(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
+        assert self.topology is not None
+        links = self.topology.links(step.param("target"))
+        self._action(i, step, "start", None, links)
+        self.topology.set_rtt(step.param("target"), step.param("rtt_ms"), step.param("jitter_ms"))
+        self._action(i, step, "end", None, links)
+
+    def _do_cut_link(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
+        assert self.topology is not None
+        links = self.topology.links(step.param("target"))
+        self._action(i, step, "start", None, links)
+        self.topology.cut(step.param("target"), reset=step.param("how") == LinkCut.RESET)
+        self._action(i, step, "end", None, links)
+
+    def _do_heal_link(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
+        assert self.topology is not None
+        links = self.topology.links(step.param("target"))
+        self._action(i, step, "start", None, links)
+        self.topology.heal(step.param("target"))
+        self._action(i, step, "end", None, links)
+
+    def _do_stop(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
+        for g in groups:
+            self._action(i, step, "start", g.name, g.live_ids())
+            g.stop_all()
+            self._action(i, step, "end", g.name, [])
+
+    def _pick(self, g: MemberGroup, count: int, pick: Pick) -> list[MemberProcess]:
+        """Member processes by the step's ``pick``; paused processes are never picked.
+
+        ``follower`` spares the leader's process; ``leader`` in a leaderless variant is the oldest.
+        """
+        procs = [p for p in g.live_procs() if p.pid not in g.paused and set(p.member_ids) - g.dead]
+        leader = g.leader()
+        leader_proc = next((p for p in procs if leader in p.member_ids), None)
+        if pick == Pick.LEADER:
+            chosen = [leader_proc or procs[0]] if procs else []
+        elif pick == Pick.FOLLOWER:
+            chosen = [p for p in reversed(procs) if p is not leader_proc]
+        elif pick == Pick.OLDEST:
+            chosen = procs
+        elif pick == Pick.RANDOM:
+            chosen = self._random.sample(procs, len(procs))
+        else:  # newest
+            chosen = list(reversed(procs))
+        if len(chosen) < count:
+            raise RunError(f"{g.name}: asked for {count} {pick} member process(es), {len(chosen)} available")
+        return chosen[:count]
+
+    # -- teardown ------------------------------------------------------------------------------
+
+    def _teardown(self) -> None:
+        for g in self.groups:
+            try:
+                g.stop_all()
+            except Exception:
+                log.exception("stopping members of %s", g.name)
+        if self.sampler is not None:
+            self.sampler.stop()
+        if self.topology is not None:
+            self.topology.stop()
+        if self.history is not None:
+            self.history.close()
+
+
+def run_scenarios(
+    scenarios: Sequence[Scenario],
+    out: Path,
+    repeat: int | None = None,
+    progress: Progress = log.info,
+    targets: Sequence[tuple[str, str]] | None = None,
+) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Every scenario x mode/variant x repetition. A failed run is logged and the rest go on.
+
+    Returns the run directories written and the failures as (label, reason).
+    """
+    from bench.metrics import analyze
+
+    done: list[Path] = []
+    failed: list[tuple[str, str]] = []
+    for sc in scenarios:
+        reps = repeat or sc.repetitions
+        for mode, variant in targets or [(m.mode, m.variant) for m in sc.modes]:
+            for rep in range(1, reps + 1):
+                run_dir = out / sc.name / f"{mode}-{variant}" / f"rep-{rep}"
+                run = Run(sc, mode, variant, rep, run_dir, progress)
+                try:
+                    run.execute()
+                    analyze(run_dir)
+                    done.append(run_dir)
+                except KeyboardInterrupt:
+                    failed.append((run.label, "interrupted"))
+                    raise
+                except Exception as exc:
+                    log.debug("run failed", exc_info=True)
+                    failed.append((run.label, str(exc)))
+                    progress(f"{run.label}: FAILED: {exc}")
+    return done, failed

@@ -1,0 +1,197 @@
+"""The servers one run uses on this machine: a ZooKeeper ensemble, brokers, and network proxies.
+
+``LocalTopology`` is what the runner talks to; its fault methods (kill a broker, stop a ZooKeeper
+node, delay or cut links) are the local backend of the fault interface. With ``proxied`` set,
+members reach every ZooKeeper server and broker through a :mod:`bench.proxy` proxy of ours, so a
+scenario can add delay and jitter or cut links without root or ``tc``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.mntr import MntrUnavailable, read_mntr
+from bench.zookeeper import ZooKeeperEnsemble
+
+log = logging.getLogger(__name__)
+
+
+class LocalTopology:
+    def __init__(
+        self,
+        zk_nodes: int,
+        brokers: int,
+        base_dir: Path,
+        topics: dict[str, int],
+        zk_root: str,
+        initial_rebalance_delay_ms: int = 3000,
+        proxied: bool = False,
+    ) -> None:
+        self.zk_nodes = zk_nodes
+        self.brokers = brokers
+        self.base_dir = Path(base_dir)
+        self.topics = topics
+        self.zk_root = zk_root
+        self.initial_rebalance_delay_ms = initial_rebalance_delay_ms
+        self.proxied = proxied
+        self.ensemble = ZooKeeperEnsemble(zk_nodes, base_dir=self.base_dir / "zk")
+        self.broker_cluster: Any = None
+        self._zk_proxies: list[Any] = []
+        self._stopped_zk: list[int] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            self.ensemble.start()
+            self._write_catalog()
+            if self.brokers:
+                from coordinator_mode.launcher import BrokerCluster
+
+                self.broker_cluster = BrokerCluster(
+                    self.ensemble.connect_string,
+                    self.brokers,
+                    self.base_dir / "brokers",
+                    topics=self.topics,
+                    initial_rebalance_delay_ms=self.initial_rebalance_delay_ms,
+                )
+                self.broker_cluster.start()
+            if self.proxied:
+                self._start_proxies()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _write_catalog(self) -> None:
+        from kazoo.client import KazooClient
+
+        from zk_mode.catalog import write_topics
+
+        client = KazooClient(self.ensemble.connect_string)
+        client.start(timeout=30)
+        try:
+            write_topics(client, self.zk_root, self.topics)
+        finally:
+            client.stop()
+            client.close()
+
+    def _start_proxies(self) -> None:
+        from bench.proxy import Proxy
+
+        for server in self.ensemble.servers:
+            proxy = Proxy(("127.0.0.1", server.client_port))
+            proxy.start()
+            self._zk_proxies.append(proxy)
+
+    def stop(self) -> None:
+        for proxy in self._zk_proxies:
+            proxy.stop()
+        self._zk_proxies.clear()
+        if self.broker_cluster is not None:
+            self.broker_cluster.stop()
+        self.ensemble.stop()
+
+    # -- what members connect to ---------------------------------------------------------------
+
+    @property
+    def zk_connect(self) -> str:
+        if self._zk_proxies:
+            return ",".join(f"127.0.0.1:{p.port}" for p in self._zk_proxies)
+        return self.ensemble.connect_string
+
+    def member_args(self, mode: str) -> list[str]:
+        if mode == "coordinator":
+            return ["--bootstrap", self.broker_cluster.bootstrap]
+        return ["--zk", self.zk_connect, "--zk-root", self.zk_root]
+
+    # -- samples -------------------------------------------------------------------------------
+
+    def samples(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for i, server in enumerate(self.ensemble.servers):
+            if i in self._stopped_zk or not server.is_running():
+                continue
+            try:
+                m = read_mntr("127.0.0.1", server.client_port, timeout=2.0)
+            except (OSError, MntrUnavailable) as exc:
+                log.debug("no mntr from %s: %s", server.address, exc)
+                continue
+            out.append({"source": "zk", "server": m.server, "mono_ns": m.mono_ns, "values": m.values})
+        if self.broker_cluster is not None:
+            mono, wall = time.monotonic_ns(), time.time()
+            for broker_id, stats in self.broker_cluster.stats().items():
+                if not stats:
+                    continue
+                # Brokers rewrite their counters about once a second: date the sample by when the
+                # broker wrote it, on our monotonic clock.
+                written = mono - int(max(0.0, wall - float(stats.get("time", wall))) * 1e9)
+                info = {
+                    k: v
+                    for k, v in stats.items()
+                    if k not in ("apis", "offsets_partitions_led", "offsets_partitions_loading")
+                }
+                out.append(
+                    {
+                        "source": "broker",
+                        "broker": broker_id,
+                        "mono_ns": written,
+                        "stats": stats.get("apis", {}),
+                        "info": info,
+                    }
+                )
+        return out
+
+    # -- faults (the local backend) --------------------------------------------------------------
+
+    def coordinator_for(self, group: str) -> int:
+        return self.broker_cluster.coordinator_for(group).id
+
+    def kill_broker(self, broker_id: int) -> None:
+        next(b for b in self.broker_cluster.brokers if b.id == broker_id).kill()
+
+    def zk_index(self, node: int | str) -> int:
+        if node == "leader":
+            modes = [s.mode() if s.is_running() else None for s in self.ensemble.servers]
+            return modes.index("leader") if "leader" in modes else 0
+        return int(node)
+
+    def stop_zk(self, index: int) -> None:
+        self.ensemble.stop_server(index)
+        self._stopped_zk.append(index)
+
+    def stopped_zk(self) -> list[int]:
+        return list(self._stopped_zk)
+
+    def restart_zk(self, index: int) -> None:
+        self.ensemble.restart_server(index)
+        self._stopped_zk.remove(index)
+
+    def links(self, target: str) -> list[str]:
+        """Names of the member links a target means: ``all``, ``zk``, ``brokers``, ``zk-<i>``, ``broker-<i>``."""
+        return [name for name, _ in self._proxies(target)]
+
+    def _proxies(self, target: str) -> list[tuple[str, Any]]:
+        zk = [(f"zk-{i}", p) for i, p in enumerate(self._zk_proxies)]
+        if target in ("all", "zk"):
+            return zk
+        if target.startswith("zk-"):
+            return [(n, p) for n, p in zk if n == target]
+        return []  # members reach brokers directly: broker links are not proxied (yet)
+
+    def set_rtt(self, target: str, rtt_ms: float, jitter_ms: float) -> None:
+        for _, proxy in self._proxies(target):
+            proxy.set_rtt(rtt_ms, jitter_ms)
+
+    def cut(self, target: str, reset: bool) -> None:
+        for _, proxy in self._proxies(target):
+            if reset:
+                proxy.cut()
+            else:
+                proxy.blackhole()
+
+    def heal(self, target: str) -> None:
+        for _, proxy in self._proxies(target):
+            proxy.heal()
