@@ -23,12 +23,12 @@ def _register() -> None:
     from bench.cluster import cluster
     from bench.joincost import join_cost
     from bench.membercli import member
+    from bench.runner import run
+    from bench.scenario import scenarios, validate
     from coordinator_mode.cli import broker
 
-    main.add_command(cluster)
-    main.add_command(join_cost)
-    main.add_command(member)
-    main.add_command(broker)
+    for command in (broker, cluster, join_cost, member, run, scenarios, validate):
+        main.add_command(command)
 
 
 _register()

@@ -30,6 +30,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import click
+
 from bench.api.events import TopicPartition
 from bench.history import GroupView, History
 from bench.members import MemberProcess
@@ -607,3 +609,57 @@ def run_scenarios(
                     failed.append((run.label, str(exc)))
                     progress(f"{run.label}: FAILED: {exc}")
     return done, failed
+
+
+def console_progress() -> Progress:
+    """Progress lines: rich on a terminal, plain time-stamped lines in CI logs."""
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        return lambda message: console.log(message)
+    return lambda message: print(time.strftime("%H:%M:%S"), message, file=sys.stderr, flush=True)  # noqa: T201
+
+
+def parse_target(value: str) -> tuple[str, str | None]:
+    mode, _, variant = value.partition("/")
+    return mode, variant or None
+
+
+@click.command("run")
+@click.argument("scenario_names", metavar="SCENARIO...", nargs=-1, required=True)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Default: results/<time>."
+)
+@click.option(
+    "--repeat", type=click.IntRange(min=1), default=None, help="Repetitions (default: the scenario's)."
+)
+@click.option("--only", "only", multiple=True, help="Run just MODE or MODE/VARIANT (repeatable).")
+def run(scenario_names: tuple[str, ...], out: Path | None, repeat: int | None, only: tuple[str, ...]) -> None:
+    """Run scenarios (files or library names) against every mode/variant they list."""
+    from bench.scenario import ScenarioError, expand, load_scenario, resolve
+
+    try:
+        scenarios = [s for name in scenario_names for s in expand(load_scenario(resolve(name)))]
+    except ScenarioError as exc:
+        raise click.ClickException(str(exc)) from None
+    wanted = [parse_target(o) for o in only]
+    out = out or Path("results") / time.strftime("%Y%m%d-%H%M%S")
+    progress = console_progress()
+    done, failed = [], []
+    for sc in scenarios:
+        targets = [
+            (m.mode, m.variant)
+            for m in sc.modes
+            if not wanted or any(m.mode == w and v in (None, m.variant) for w, v in wanted)
+        ]
+        if not targets:
+            continue
+        d, f = run_scenarios([sc], out, repeat, progress, targets)
+        done += d
+        failed += f
+    click.echo(f"{len(done)} run(s) written under {out}; report: rebalance-lab report {out}")
+    for label, reason in failed:
+        click.echo(f"FAILED {label}: {reason}", err=True)
+    if failed or not done:
+        raise SystemExit(1)
