@@ -43,7 +43,7 @@ import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +185,7 @@ class ApiCounter:
     requests: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    errors: dict[str, int] = field(default_factory=dict)  # top-level error name -> responses
 
 
 @dataclass
@@ -197,15 +198,20 @@ class BrokerStats:
     malformed_frames: int = 0
     unsupported_requests: int = 0
 
-    def count(self, api: str, bytes_in: int, bytes_out: int) -> None:
+    def count(self, api: str, bytes_in: int, bytes_out: int, error_code: int = 0) -> None:
         c = self.apis.setdefault(api, ApiCounter())
         c.requests += 1
         c.bytes_in += bytes_in
         c.bytes_out += bytes_out
+        if error_code:
+            name = (
+                ErrorCode(error_code).name if error_code in ErrorCode._value2member_map_ else str(error_code)
+            )
+            c.errors[name] = c.errors.get(name, 0) + 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "apis": {name: vars(c) for name, c in sorted(self.apis.items())},
+            "apis": {name: asdict(c) for name, c in sorted(self.apis.items())},
             "connections_total": self.connections_total,
             "connections_open": self.connections_open,
             "malformed_frames": self.malformed_frames,
@@ -348,6 +354,8 @@ class Broker:
 
     def _apply_view(self, view: ClusterView) -> None:
         self.view = view
+        if self._zk is not None:
+            self.offsets_partitions = self._zk.offsets_partitions  # the cluster's count, from ZooKeeper
         mine = {
             p: state.epoch
             for p, state in view.leaders.get(OFFSETS_TOPIC, {}).items()
@@ -458,7 +466,7 @@ class Broker:
                 )
                 response.with_header(correlation_id=correlation_id)
                 data = bytes(response.encode(header=True, framed=True))
-                self.stats.count("ApiVersions", len(payload) + 4, len(data))
+                self.stats.count("ApiVersions", len(payload) + 4, len(data), ErrorCode.UNSUPPORTED_VERSION)
                 return data
             raise CloseConnection(f"unsupported api key {api_key} version {version}")
         request_class = _REQUESTS[api_key]
@@ -472,7 +480,9 @@ class Broker:
         response = await self._handlers[api_key](request, ctx)
         response.with_header(correlation_id=correlation_id)
         data = bytes(response.encode(header=True, framed=True))
-        self.stats.count(ApiKey(api_key).name, len(payload) + 4, len(data))
+        # Responses with a top-level error code (the group APIs, FindCoordinator v0-3) are counted by it.
+        error_code = getattr(response, "error_code", 0) or 0
+        self.stats.count(ApiKey(api_key).name, len(payload) + 4, len(data), error_code)
         return data
 
     def _api_key_ranges(self) -> list[Any]:

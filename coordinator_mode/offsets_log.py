@@ -136,7 +136,8 @@ def decode_record(d: dict[str, Any]) -> Record | None:
     raise ValueError(f"unknown record kind {kind!r}")
 
 
-def _line(record: Record | None, epoch: int) -> bytes:
+def encode_line(record: Record | None, epoch: int) -> bytes:
+    """One log line: ``<crc32 hex> <json>\\n``."""
     body = json.dumps(encode_record(record, epoch), separators=(",", ":")).encode()
     return b"%08x %s\n" % (zlib.crc32(body), body)
 
@@ -245,7 +246,8 @@ class OffsetsLog:
             tmp.write_text(str(epoch))
             os.replace(tmp, self._epoch_path(partition))
             fd = self._open(partition)
-            self._write_all(fd, _line(None, epoch))  # the marker: later writes from older epochs are void
+            # The marker: whatever an older epoch writes after it is void.
+            self._write_all(fd, encode_line(None, epoch))
             result = self._read(partition)
             if self.log_path(partition).stat().st_size > self.compact_bytes:
                 os.close(fd)
@@ -290,9 +292,9 @@ class OffsetsLog:
         compacted = _compact(records)
         tmp = self.log_path(partition).with_suffix(".compact")
         with open(tmp, "wb") as f:
-            f.write(_line(None, epoch))
+            f.write(encode_line(None, epoch))
             for r in compacted:
-                f.write(_line(r, epoch))
+                f.write(encode_line(r, epoch))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.log_path(partition))
@@ -318,7 +320,7 @@ class OffsetsLog:
                     ErrorCode.NOT_COORDINATOR, f"offsets partition {partition} has a newer leader"
                 )
             try:
-                self._write_all(fd, b"".join(_line(r, epoch) for r in records))
+                self._write_all(fd, b"".join(encode_line(r, epoch) for r in records))
             except OSError as exc:
                 raise PersistError(ErrorCode.COORDINATOR_NOT_AVAILABLE, f"append failed: {exc}") from exc
 

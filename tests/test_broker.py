@@ -25,6 +25,7 @@ from coordinator_mode.hashing import partition_for
 from coordinator_mode.launcher import BrokerCluster, send_request
 from coordinator_mode.offsets_log import OffsetsLog
 from tests.conftest import wait_until
+from tests.kp_consumer import PolledConsumer
 
 TOPIC = "orders"
 PARTITIONS = 6
@@ -59,25 +60,20 @@ def group_name() -> str:
     return f"g-{uuid.uuid4().hex[:8]}"
 
 
-def kafka_python(cluster: BrokerCluster, group: str, **kw: object) -> KafkaConsumer:
-    consumer = KafkaConsumer(
+def kafka_python(cluster: BrokerCluster, group: str, **kw: object) -> PolledConsumer:
+    config: dict[str, object] = dict(
         bootstrap_servers=cluster.bootstrap,
         group_id=group,
         session_timeout_ms=SESSION_MS,
         heartbeat_interval_ms=HEARTBEAT_MS,
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
-        **kw,
     )
-    consumer.subscribe([TOPIC])
-    return consumer
+    return PolledConsumer([TOPIC], **{**config, **kw})
 
 
-def kp_assignment(consumer: KafkaConsumer) -> set[tuple[str, int]]:
-    # Long polls: kafka-python 3.0.12 never applies a join that completes after poll() timed out
-    # mid-rejoin (need_rejoin() is already False then), so short polls can strand a consumer.
-    consumer.poll(timeout_ms=1000)
-    return {(tp.topic, tp.partition) for tp in consumer.assignment()}
+def kp_assignment(consumer: PolledConsumer) -> set[tuple[str, int]]:
+    return consumer.assignment()
 
 
 class Librdkafka:
@@ -184,9 +180,8 @@ def test_kafka_python_commits_and_reads_back(cluster: BrokerCluster) -> None:
         offsets = {
             TopicPartition(TOPIC, p): OffsetAndMetadata(100 + p, f"m{p}", -1) for p in range(PARTITIONS)
         }
-        consumer.commit(offsets)
-        for tp, om in offsets.items():
-            assert consumer.committed(tp) == om.offset
+        committed = consumer.call(lambda k: (k.commit(offsets), {tp: k.committed(tp) for tp in offsets})[1])
+        assert committed == {tp: om.offset for tp, om in offsets.items()}
     finally:
         consumer.close()
     # A fresh consumer of the same group (another connection) sees the same offsets.
@@ -256,3 +251,34 @@ def test_stop_recorded_stops_brokers_of_another_process(zk_server: ZooKeeperEnse
         wait_until(lambda: not pid_alive(pid), 10, what="the broker to exit")
     finally:
         c.stop()
+
+
+def test_static_member_restart_causes_no_rebalance(cluster: BrokerCluster) -> None:
+    """KIP-345: a static member that comes back within its session keeps the generation."""
+    group = group_name()
+    static = dict(session_timeout_ms=30_000)  # plenty of time to come back; no LeaveGroup on close
+    a = kafka_python(cluster, group, group_instance_id="inst-a", **static)
+    b = kafka_python(cluster, group, group_instance_id="inst-b", **static)
+    try:
+
+        def split() -> tuple[set[tuple[str, int]], set[tuple[str, int]]] | None:
+            sa, sb = kp_assignment(a), kp_assignment(b)
+            return (sa, sb) if sa and sb and sa | sb == ALL and not sa & sb else None
+
+        share_a, share_b = wait_until(split, 60, what="two static members sharing the topic")
+        before = wait_until(
+            lambda: (r := latest_group_record(cluster, group)) and len(r.members) == 2 and r, 10
+        )
+        b.close()  # a static member sends no LeaveGroup: the group stays as it is
+        assert cluster.describe_group(group).group_state == "Stable"
+        b = kafka_python(cluster, group, group_instance_id="inst-b", **static)
+        wait_until(lambda: kp_assignment(b) == share_b, 60, what="the restarted static member's old share")
+        after = latest_group_record(cluster, group)
+        assert after is not None and after.generation_id == before.generation_id
+        ids = {m.group_instance_id: m.member_id for m in after.members}
+        old_ids = {m.group_instance_id: m.member_id for m in before.members}
+        assert ids["inst-a"] == old_ids["inst-a"] and ids["inst-b"] != old_ids["inst-b"]
+        assert kp_assignment(a) == share_a
+    finally:
+        a.close()
+        b.close()

@@ -11,7 +11,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from kafka import KafkaConsumer
 from kafka.protocol.api_key import ApiKey
 from kafka.protocol.consumer import HeartbeatRequest, JoinGroupRequest
 from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, MetadataRequest
@@ -20,6 +19,7 @@ from bench.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.broker import API_VERSIONS
 from coordinator_mode.launcher import BrokerCluster, send_request
 from tests.conftest import wait_until
+from tests.kp_consumer import PolledConsumer
 
 TOPIC = "events"
 PARTITIONS = 3
@@ -49,8 +49,9 @@ def cluster(
 
 
 @pytest.fixture
-def healthy_consumer(cluster: BrokerCluster) -> Iterator[KafkaConsumer]:
-    consumer = KafkaConsumer(
+def healthy_consumer(cluster: BrokerCluster) -> Iterator[PolledConsumer]:
+    consumer = PolledConsumer(
+        [TOPIC],
         bootstrap_servers=cluster.bootstrap,
         group_id=f"healthy-{uuid.uuid4().hex[:6]}",
         session_timeout_ms=6_000,
@@ -58,7 +59,6 @@ def healthy_consumer(cluster: BrokerCluster) -> Iterator[KafkaConsumer]:
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
     )
-    consumer.subscribe([TOPIC])
     try:
         wait_until(lambda: assignment(consumer) == ALL, 30, what="the healthy consumer's assignment")
         yield consumer
@@ -66,9 +66,8 @@ def healthy_consumer(cluster: BrokerCluster) -> Iterator[KafkaConsumer]:
         consumer.close()
 
 
-def assignment(consumer: KafkaConsumer) -> set[tuple[str, int]]:
-    consumer.poll(timeout_ms=1000)  # long: see tests/test_broker.py::kp_assignment
-    return {(tp.topic, tp.partition) for tp in consumer.assignment()}
+def assignment(consumer: PolledConsumer) -> set[tuple[str, int]]:
+    return consumer.assignment()
 
 
 def exchange(port: int, data: bytes, half_close: bool = True) -> tuple[str, bytes]:
@@ -112,7 +111,7 @@ def encoded(request: object, correlation_id: int = 9) -> bytes:
     return bytes(request.encode(header=True, framed=True))  # type: ignore[attr-defined]
 
 
-def assert_alive(cluster: BrokerCluster, consumer: KafkaConsumer) -> None:
+def assert_alive(cluster: BrokerCluster, consumer: PolledConsumer) -> None:
     assert cluster.broker(1).is_running(), cluster.broker(1).log_tail()
     assert assignment(consumer) == ALL
     response = send_request(cluster.broker(1).address, ApiVersionsRequest(version=3))
@@ -120,7 +119,7 @@ def assert_alive(cluster: BrokerCluster, consumer: KafkaConsumer) -> None:
 
 
 def test_absurd_frame_sizes_close_the_connection(
-    cluster: BrokerCluster, healthy_consumer: KafkaConsumer
+    cluster: BrokerCluster, healthy_consumer: PolledConsumer
 ) -> None:
     port = cluster.broker(1).port
     for size in (-1, -(2**31), 0, 1, 9, 2**31 - 1, 200 * 1024 * 1024):
@@ -130,7 +129,7 @@ def test_absurd_frame_sizes_close_the_connection(
 
 
 def test_truncated_frames_close_the_connection(
-    cluster: BrokerCluster, healthy_consumer: KafkaConsumer
+    cluster: BrokerCluster, healthy_consumer: PolledConsumer
 ) -> None:
     port = cluster.broker(1).port
     full = encoded(
@@ -155,7 +154,7 @@ def test_truncated_frames_close_the_connection(
     assert_alive(cluster, healthy_consumer)
 
 
-def test_unknown_api_keys_and_versions(cluster: BrokerCluster, healthy_consumer: KafkaConsumer) -> None:
+def test_unknown_api_keys_and_versions(cluster: BrokerCluster, healthy_consumer: PolledConsumer) -> None:
     port = cluster.broker(1).port
     cases = [
         (0, 9),  # Produce: a real API this broker does not implement
@@ -181,7 +180,7 @@ def test_unknown_api_keys_and_versions(cluster: BrokerCluster, healthy_consumer:
 
 
 def test_garbage_bodies_for_supported_versions(
-    cluster: BrokerCluster, healthy_consumer: KafkaConsumer
+    cluster: BrokerCluster, healthy_consumer: PolledConsumer
 ) -> None:
     port = cluster.broker(1).port
     rng = random.Random(1234)
@@ -195,7 +194,7 @@ def test_garbage_bodies_for_supported_versions(
     assert_alive(cluster, healthy_consumer)
 
 
-def test_random_bytes(cluster: BrokerCluster, healthy_consumer: KafkaConsumer) -> None:
+def test_random_bytes(cluster: BrokerCluster, healthy_consumer: PolledConsumer) -> None:
     port = cluster.broker(1).port
     rng = random.Random(42)
     outcomes = {"closed": 0, "response": 0}
@@ -211,7 +210,7 @@ def test_random_bytes(cluster: BrokerCluster, healthy_consumer: KafkaConsumer) -
 
 
 def test_valid_requests_with_nonsense_values_get_error_responses(
-    cluster: BrokerCluster, healthy_consumer: KafkaConsumer
+    cluster: BrokerCluster, healthy_consumer: PolledConsumer
 ) -> None:
     address = cluster.broker(1).address
     hb = send_request(address, HeartbeatRequest(version=4, group_id="", generation_id=-7, member_id="?"))
@@ -241,7 +240,7 @@ def test_valid_requests_with_nonsense_values_get_error_responses(
     assert_alive(cluster, healthy_consumer)
 
 
-def test_many_connections_dropped_midway(cluster: BrokerCluster, healthy_consumer: KafkaConsumer) -> None:
+def test_many_connections_dropped_midway(cluster: BrokerCluster, healthy_consumer: PolledConsumer) -> None:
     port = cluster.broker(1).port
     socks = []
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
@@ -16,8 +17,17 @@ from kafka.structs import OffsetAndMetadata
 
 from bench.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.controller import OFFSETS_TOPIC
+from coordinator_mode.group import (
+    ErrorCode,
+    GroupMetadataRecord,
+    MemberRecord,
+    OffsetCommitRecord,
+    PersistError,
+)
 from coordinator_mode.launcher import BrokerCluster, send_request
+from coordinator_mode.offsets_log import OffsetsLog, encode_line
 from tests.conftest import wait_until
+from tests.kp_consumer import PolledConsumer
 
 TOPIC = "payments"
 PARTITIONS = 6
@@ -47,8 +57,9 @@ def cluster(
         c.stop()
 
 
-def consumer_for(cluster: BrokerCluster, group: str) -> KafkaConsumer:
-    consumer = KafkaConsumer(
+def consumer_for(cluster: BrokerCluster, group: str) -> PolledConsumer:
+    return PolledConsumer(
+        [TOPIC],
         bootstrap_servers=cluster.bootstrap,
         group_id=group,
         session_timeout_ms=6_000,
@@ -57,13 +68,10 @@ def consumer_for(cluster: BrokerCluster, group: str) -> KafkaConsumer:
         fetch_max_wait_ms=100,
         reconnect_backoff_max_ms=500,
     )
-    consumer.subscribe([TOPIC])
-    return consumer
 
 
-def assignment(consumer: KafkaConsumer) -> set[tuple[str, int]]:
-    consumer.poll(timeout_ms=1000)  # long polls: see tests/test_broker.py::kp_assignment
-    return {(tp.topic, tp.partition) for tp in consumer.assignment()}
+def assignment(consumer: PolledConsumer) -> set[tuple[str, int]]:
+    return consumer.assignment()
 
 
 def describe(cluster: BrokerCluster, group: str):  # noqa: ANN201 - a DescribedGroup
@@ -101,9 +109,8 @@ def test_sigkill_of_the_coordinator(cluster: BrokerCluster) -> None:
     try:
         wait_until(lambda: assignment(consumer) == ALL, 30, what="the consumer's assignment")
         expected = {p: 1_000 + 17 * p for p in range(PARTITIONS)}
-        consumer.commit(
-            {TopicPartition(TOPIC, p): OffsetAndMetadata(o, "before", -1) for p, o in expected.items()}
-        )
+        offsets = {TopicPartition(TOPIC, p): OffsetAndMetadata(o, "before", -1) for p, o in expected.items()}
+        consumer.call(lambda k: k.commit(offsets))
         assert committed_offsets(cluster, group) == expected
         before = wait_until(lambda: (d := describe(cluster, group)) and d.group_state == "Stable" and d, 30)
         members_before = {m.member_id for m in before.members}
@@ -127,7 +134,7 @@ def test_sigkill_of_the_coordinator(cluster: BrokerCluster) -> None:
         assert {m.member_id for m in after.members} == members_before
         wait_until(lambda: assignment(consumer) == ALL, 30, what="the consumer to stay assigned")
         # The survivor keeps serving the group: a new commit lands on the new coordinator.
-        consumer.commit({TopicPartition(TOPIC, 0): OffsetAndMetadata(5_000, "after", -1)})
+        consumer.call(lambda k: k.commit({TopicPartition(TOPIC, 0): OffsetAndMetadata(5_000, "after", -1)}))
         assert wait_until(lambda: committed_offsets(cluster, group), 30)[0] == 5_000
     finally:
         consumer.close()
@@ -180,3 +187,69 @@ def test_controller_failover_and_restart(cluster: BrokerCluster) -> None:
         return set(v.brokers) == {1, 2, 3} and {1, 2, 3} <= set(leaders)
 
     wait_until(balanced, 60, what="the restarted broker to lead offsets partitions again")
+
+
+# -- how the log reaches the new leader: the shared offsets log, without brokers -----------------
+
+
+def test_offsets_log_round_trip_across_leaders(tmp_path: Path) -> None:
+    group = GroupMetadataRecord(
+        "g",
+        3,
+        "consumer",
+        "range",
+        "m1",
+        (MemberRecord("m1", None, "c", "/127.0.0.1", 300_000, 6_000, (("range", b"\x00sub"),), b"\x01asg"),),
+    )
+    commits = [OffsetCommitRecord("g", "t", p, 10 * p, -1, "meta", 1234) for p in range(3)]
+    first = OffsetsLog(tmp_path)
+    first.load(7, epoch=0)
+    first.append(7, [group, *commits])
+    second = OffsetsLog(tmp_path)  # another broker, same directory
+    assert second.load(7, epoch=1).records == [group, *commits]
+
+
+def test_offsets_log_skips_a_torn_last_line(tmp_path: Path) -> None:
+    log = OffsetsLog(tmp_path)
+    log.load(0, epoch=0)
+    log.append(0, [OffsetCommitRecord("g", "t", 0, 5)])
+    with open(log.log_path(0), "ab") as f:
+        f.write(b'0badc0de {"e":0,"k":"offset","g":"g","t":"t","p":0,"o":9')  # SIGKILL mid-write
+    result = OffsetsLog(tmp_path).load(0, epoch=1)
+    assert result.records == [OffsetCommitRecord("g", "t", 0, 5)]
+    assert result.skipped_corrupt == 1
+
+
+def test_offsets_log_fences_a_deposed_leader(tmp_path: Path) -> None:
+    old, new = OffsetsLog(tmp_path), OffsetsLog(tmp_path)
+    old.load(0, epoch=4)
+    old.append(0, [OffsetCommitRecord("g", "t", 0, 1)])
+    new.load(0, epoch=5)
+    with pytest.raises(PersistError) as raised:
+        old.append(0, [OffsetCommitRecord("g", "t", 0, 2)])
+    assert raised.value.code is ErrorCode.NOT_COORDINATOR
+    # A write the deposed leader slipped in after its successor's marker is void on every later load.
+    with open(new.log_path(0), "ab") as f:
+        f.write(encode_line(OffsetCommitRecord("g", "t", 0, 3), 4))
+    new.append(0, [OffsetCommitRecord("g", "t", 1, 7)])
+    result = OffsetsLog(tmp_path).load(0, epoch=6)
+    assert result.records == [OffsetCommitRecord("g", "t", 0, 1), OffsetCommitRecord("g", "t", 1, 7)]
+    assert result.skipped_fenced == 1
+    with pytest.raises(PersistError):
+        OffsetsLog(tmp_path).load(0, epoch=5)  # an older epoch cannot take over again
+
+
+def test_offsets_log_compacts_on_load(tmp_path: Path) -> None:
+    log = OffsetsLog(tmp_path, compact_bytes=2_000)
+    log.load(1, epoch=0)
+    for i in range(100):
+        log.append(1, [OffsetCommitRecord("g", "t", i % 2, i)])
+    log.append(1, [GroupMetadataRecord("gone", 1, "consumer", None, None)])
+    log.append(1, [GroupMetadataRecord("gone", 1, None, None, None, deleted=True)])
+    size = log.log_path(1).stat().st_size
+    result = OffsetsLog(tmp_path, compact_bytes=2_000).load(1, epoch=1)
+    assert result.compacted and log.log_path(1).stat().st_size < size
+    assert OffsetsLog(tmp_path).read(1) == [
+        OffsetCommitRecord("g", "t", 0, 98),
+        OffsetCommitRecord("g", "t", 1, 99),
+    ]
