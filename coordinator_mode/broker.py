@@ -503,24 +503,23 @@ class Broker:
         view = self.view
         v = ctx.version
         ids_to_names = {topic_id(name): name for name in view.topics}
-        requested: list[tuple[str | None, uuid.UUID | None]] | None
+        requested: list[tuple[str | None, uuid.UUID | None]]
         if req.topics is None or (v == 0 and not req.topics):
-            requested = None  # v0: an empty list means all topics; v1+: null does
+            # All topics: v0 asks with an empty list, v1+ with null (an empty list means none).
+            requested = [(name, None) for name in sorted(view.topics)]
         else:
+            # v10+ may name a topic by id alone.
             requested = [(t.name, t.topic_id if v >= 10 else None) for t in req.topics]
         topics = []
-        names = sorted(view.topics) if requested is None else requested
-        for entry in names:
-            name, tid = (entry, None) if isinstance(entry, str) else entry
+        for name, tid in requested:
             if name is None and tid is not None:
                 name = ids_to_names.get(tid)
             if name is None or name not in view.topics:
+                unknown = ErrorCode.UNKNOWN_TOPIC_ID if name is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 topics.append(
                     MetadataResponse.MetadataResponseTopic(
-                        error_code=ErrorCode.UNKNOWN_TOPIC_ID
-                        if name is None
-                        else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
-                        name=name if name is not None else None,
+                        error_code=unknown,
+                        name=name,
                         topic_id=tid,
                         is_internal=False,
                         partitions=[],
@@ -535,7 +534,7 @@ class Broker:
                 leader = state.leader if alive and state is not None else -1
                 partitions.append(
                     MetadataResponse.MetadataResponseTopic.MetadataResponsePartition(
-                        error_code=ErrorCode.NONE if alive else 5,  # LEADER_NOT_AVAILABLE
+                        error_code=ErrorCode.NONE if alive else ErrorCode.LEADER_NOT_AVAILABLE,
                         partition_index=p,
                         leader_id=leader,
                         leader_epoch=state.epoch if state is not None else -1,

@@ -14,7 +14,7 @@ import pytest
 from confluent_kafka import Consumer as CKConsumer
 from confluent_kafka import TopicPartition as CKTopicPartition
 from kafka import KafkaConsumer, TopicPartition
-from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse
+from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, MetadataRequest
 from kafka.structs import OffsetAndMetadata
 
 from bench.zookeeper import ZooKeeperEnsemble
@@ -282,3 +282,25 @@ def test_static_member_restart_causes_no_rebalance(cluster: BrokerCluster) -> No
     finally:
         a.close()
         b.close()
+
+
+def test_metadata_versions_and_topic_ids(cluster: BrokerCluster) -> None:
+    address = cluster.broker(1).address
+    all_v0 = send_request(address, MetadataRequest(version=0, topics=[]))
+    assert {t.name for t in all_v0.topics} == {TOPIC, OFFSETS_TOPIC}
+    none_v1 = send_request(address, MetadataRequest(version=1, topics=[]))
+    assert none_v1.topics == [] and none_v1.controller_id == 1
+    all_v12 = send_request(address, MetadataRequest(version=12, topics=None))
+    by_name = {t.name: t for t in all_v12.topics}
+    assert by_name[OFFSETS_TOPIC].is_internal and not by_name[TOPIC].is_internal
+    orders = by_name[TOPIC]
+    assert [p.leader_id for p in orders.partitions] == [1] * PARTITIONS
+    assert all(p.error_code == 0 and p.isr_nodes == [1] for p in orders.partitions)
+    by_id = send_request(
+        address,
+        MetadataRequest(
+            version=12, topics=[MetadataRequest.MetadataRequestTopic(name=None, topic_id=orders.topic_id)]
+        ),
+    )
+    assert by_id.topics[0].name == TOPIC and len(by_id.topics[0].partitions) == PARTITIONS
+    assert [(b.node_id, b.port) for b in all_v12.brokers] == [(1, cluster.broker(1).port)]
