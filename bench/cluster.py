@@ -149,11 +149,33 @@ def cluster() -> None:
     metavar="NAME:PARTITIONS",
     help="A topic for the catalog; repeat for more.",
 )
+@click.option(
+    "--brokers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Kafka-wire brokers (coordinator mode).",
+)
+@click.option(
+    "--initial-rebalance-delay-ms",
+    type=click.IntRange(min=0),
+    default=3000,
+    show_default=True,
+    help="The brokers' group.initial.rebalance.delay.ms.",
+)
 @_state_dir_option
 @click.option("--zk-root", default="/zkmode", show_default=True, help="Root znode of the topic catalog.")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for a quorum.")
-def up(zk_size: int, topics: dict[str, int], state_dir: Path, zk_root: str, timeout: float) -> None:
-    """Start the ensemble in the background, write the topic catalog, print one JSON line."""
+def up(
+    zk_size: int,
+    topics: dict[str, int],
+    brokers: int,
+    initial_rebalance_delay_ms: int,
+    state_dir: Path,
+    zk_root: str,
+    timeout: float,
+) -> None:
+    """Start the ensemble (and brokers) in the background, write the topic catalog, print one JSON line."""
     from kazoo.client import KazooClient
 
     from bench.zookeeper import ZooKeeperEnsemble, ZooKeeperNotFound, ZooKeeperStartError
@@ -192,6 +214,20 @@ def up(zk_size: int, topics: dict[str, int], state_dir: Path, zk_root: str, time
         finally:
             client.stop()
             client.close()
+        services = [s.describe() for s in ensemble.servers]
+        dirs = [str(zk_dir)]
+        bootstrap = None
+        if brokers:
+            bootstrap, broker_services = _start_brokers(
+                ensemble.connect_string,
+                brokers,
+                state_dir / "brokers",
+                topics,
+                initial_rebalance_delay_ms,
+                timeout,
+            )
+            services += broker_services
+            dirs.append(str(state_dir / "brokers"))
         state = {
             "version": STATE_VERSION,
             "state_dir": str(state_dir),
@@ -199,21 +235,48 @@ def up(zk_size: int, topics: dict[str, int], state_dir: Path, zk_root: str, time
             "zk": ensemble.connect_string,
             "zk_root": zk_root,
             "topics": topics,
-            "services": [s.describe() for s in ensemble.servers],
-            "dirs": [str(zk_dir)],
+            "services": services,
+            "dirs": dirs,
         }
+        if bootstrap:
+            state["bootstrap"] = bootstrap
         write_state(state_dir, state)
     except BaseException as exc:
+        stop_services({"services": [s for s in locals().get("services", []) if s.get("kind") == "broker"]})
         ensemble.stop()
         if isinstance(exc, ZooKeeperNotFound | ZooKeeperStartError):
             raise click.ClickException(str(exc)) from None
         raise
     ensemble.detach()  # the servers now belong to cluster.json, not to this process
-    click.echo(
-        json.dumps(
-            {"zk": ensemble.connect_string, "topics": topics, "state_dir": str(state_dir), "zk_root": zk_root}
-        )
+    line = {"zk": ensemble.connect_string, "topics": topics, "state_dir": str(state_dir), "zk_root": zk_root}
+    if bootstrap:
+        line["bootstrap"] = bootstrap
+    click.echo(json.dumps(line))
+
+
+def _start_brokers(
+    zk_connect: str, size: int, base_dir: Path, topics: dict[str, int], initial_delay_ms: int, timeout: float
+) -> tuple[str, list[dict[str, Any]]]:
+    """Start brokers that outlive this command; returns the bootstrap string and their service records."""
+    from coordinator_mode.launcher import BrokerCluster
+
+    shutil.rmtree(base_dir, ignore_errors=True)
+    brokers = BrokerCluster(
+        zk_connect, size, base_dir, topics=topics, initial_rebalance_delay_ms=initial_delay_ms
     )
+    try:
+        brokers.start(timeout=timeout)
+    except BaseException:
+        brokers.stop()
+        raise
+    services = [
+        {"kind": "broker", "name": f"broker-{b.id}", "pid": b.pid, "match": str(b.state_dir), "dir": None}
+        for b in brokers.brokers
+    ]
+    client = brokers.zk  # only the launcher's own ZooKeeper session ends here, not the brokers
+    client.stop()
+    client.close()
+    return brokers.bootstrap, services
 
 
 @cluster.command()

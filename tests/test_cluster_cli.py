@@ -153,3 +153,24 @@ def test_up_refuses_to_wipe_a_directory_it_did_not_make(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "was not made by `cluster up`" in result.output
     assert (foreign / "precious.txt").read_text() == "keep me"
+
+
+def test_up_with_brokers_serves_kafka_clients_and_down_stops_them(state_dir: Path) -> None:
+    from kafka import KafkaAdminClient
+
+    up = _run("cluster", "up", "--brokers", "2", "--topic", "orders:4", "--state-dir", str(state_dir))
+    assert up.returncode == 0, up.stderr
+    info = json.loads(up.stdout.strip().splitlines()[-1])
+    assert len(info["bootstrap"].split(",")) == 2
+    brokers = [s for s in load_state(state_dir)["services"] if s["kind"] == "broker"]
+    assert len(brokers) == 2 and all(pid_alive(s["pid"], s["match"]) for s in brokers)
+
+    admin = KafkaAdminClient(bootstrap_servers=info["bootstrap"], request_timeout_ms=10_000)
+    try:
+        assert len(admin.describe_cluster()["brokers"]) == 2
+    finally:
+        admin.close()
+
+    down = _run("cluster", "down", "--state-dir", str(state_dir))
+    assert down.returncode == 0, down.stderr
+    assert not any(pid_alive(s["pid"], s["match"]) for s in brokers)
