@@ -307,6 +307,6 @@ class Proxy:
                     with contextlib.suppress(OSError):
                         writer.write_eof()
                 return
+            self._bytes[direction] += len(data)  # before the write: a reader never sees more than counted
             writer.write(data)
-            self._bytes[direction] += len(data)
             await writer.drain()
