@@ -381,7 +381,7 @@ class Broker:
                 self._unload(partition)
             return
         if self._led.get(partition) != epoch:
-            await asyncio.to_thread(self.log.release, partition)  # leadership moved on meanwhile
+            await asyncio.to_thread(self.log.release, partition, epoch)  # leadership moved on meanwhile
             return
         self.coordinator.complete_loading(partition, epoch, result.records)
         log.info(
@@ -393,9 +393,9 @@ class Broker:
         self._schedule_timer()
 
     def _unload(self, partition: int) -> None:
-        self._led.pop(partition, None)
+        epoch = self._led.pop(partition, None)
         self.coordinator.unload(partition)
-        self._spawn(asyncio.to_thread(self.log.release, partition))
+        self._spawn(asyncio.to_thread(self.log.release, partition, epoch))
         log.info("offsets partition %d unloaded", partition)
 
     # -- coordinator timers ----------------------------------------------------------------------

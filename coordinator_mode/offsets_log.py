@@ -329,10 +329,13 @@ class OffsetsLog:
         if entry is not None:
             os.close(entry[0])
 
-    def release(self, partition: int) -> None:
-        """Stop writing ``partition`` (leadership moved away)."""
+    def release(self, partition: int, epoch: int | None = None) -> None:
+        """Stop writing ``partition`` (leadership moved away); with ``epoch``, only that epoch's writer,
+        so a late release cannot close the file a newer leadership of this broker just opened."""
         with self._lock(partition):
-            self._close(partition)
+            entry = self._fds.get(partition)
+            if entry is not None and (epoch is None or entry[1] <= epoch):
+                self._close(partition)
 
     def close(self) -> None:
         for partition in list(self._fds):
