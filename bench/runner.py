@@ -423,7 +423,9 @@ class Run:
         for g in groups:
             self._action(i, step, "start", g.name, [], count=count)
             procs = g.spawn(count)
-            self._action(i, step, "end", g.name, [m for p in procs for m in p.member_ids])
+            self._action(
+                i, step, "end", g.name, [m for p in procs for m in p.member_ids], pids=[p.pid for p in procs]
+            )
 
     def _do_add_members(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
         self._do_start_members(i, step, groups)
