@@ -293,7 +293,7 @@ class _EpisodeBuilder:
                 key = (item.step, item.action)
                 if item.phase == "start":
                     self._in_progress.add(key)
-                else:
+                elif item.phase == "end":
                     self._in_progress.discard(key)
                 self.replay.apply(item)
                 for g in groups:

@@ -9,7 +9,9 @@ what. Counted ownership follows the members' reports (``assigned`` = the full se
 removes, ``left``/``session_lost`` clear) with two corrections the events alone cannot express:
 
 * a member named in a ``kill_member``/``kill_leader`` action's targets owns nothing from the
-  action's start (a dead process consumes nothing; it cannot say so);
+  action's start (a dead process consumes nothing; it cannot say so); so does a target of an action
+  record with ``phase: "kill"``, which an action that kills as it goes (a rolling restart with
+  SIGKILL) writes at each kill;
 * a paused member owns nothing from the ``pause_member`` start until its first ownership event
   (``assigned``, ``revoked``, ``left``, ``session_lost``) after the resume: a frozen process does
   nothing, and what matters is what it reports once awake.
@@ -179,6 +181,7 @@ def _parse(lines: Iterable[str]) -> RunHistory:
 
 def _groups(run: dict[str, Any], events: list[Event]) -> dict[str, RunGroup]:
     declared = run.get("groups") or {}
+    run_root = run.get("zk_root")  # where the run put its zk members, for every zk group
     partitions = run.get("partitions") or {}
     out: dict[str, RunGroup] = {}
     for name, spec in declared.items():
@@ -187,7 +190,7 @@ def _groups(run: dict[str, Any], events: list[Event]) -> dict[str, RunGroup]:
         else:
             parts = frozenset((t, p) for t, n in (spec.get("topics") or {}).items() for p in range(int(n)))
         mode = str(spec.get("mode", ""))
-        root = spec.get("zk_root")
+        root = spec.get("zk_root") or (run_root if mode == "zk" else None)
         namespace = root.strip("/").split("/", 1)[0] if root else ZK_NAMESPACES.get(mode, mode)
         out[name] = RunGroup(name, mode, str(spec.get("variant", "")), parts, namespace)
     for e in events:  # groups nobody declared: what their members reported is all we know
@@ -396,7 +399,7 @@ class Replay:
             if group is None:
                 continue  # a broker, a ZooKeeper server, or a member that never reported
             state = self.groups[group]
-            if item.action in KILL_ACTIONS and item.phase == "start":
+            if (item.action in KILL_ACTIONS and item.phase == "start") or item.phase == "kill":
                 state.change(target, dead=True)
             elif item.action == "pause_member" and item.phase == "start":
                 state.change(target, paused=True)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from bench.checker import Check, check
-from bench.replay import RunHistory
+from bench.replay import Replay, RunHistory
 
 DATA = Path(__file__).parent / "data"
 
@@ -117,3 +117,22 @@ def test_unreadable_lines_are_kept_as_problems(tmp_path: Path) -> None:
     h = RunHistory.read(path)
     assert len(h.problems) == 3  # two bad lines, and no run start record
     assert any("line 2" in p for p in h.problems)
+
+
+def test_a_kill_phase_record_ends_ownership_without_a_kill_action(tmp_path: Path) -> None:
+    # A rolling restart with SIGKILL records each kill as phase "kill" of its own action.
+    lines = [json.loads(line) for line in (DATA / "run-member-crash/events.jsonl").read_text().splitlines()]
+    for d in lines:
+        if d.get("action") == "kill_member":
+            d["action"] = "rolling_restart"
+            d["phase"] = "kill" if d["phase"] == "start" else "end"
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in lines))
+    replay = Replay(RunHistory.read(path))
+    for item in replay.items():
+        if item.mono_ns > 20_000_000_000:
+            break
+        replay.apply(item)
+    state = replay.groups["g0"]
+    assert not state.members["c"].live and state.members["c"].counted == frozenset()
+    assert state.unowned == 2, "c's two partitions"
