@@ -1,6 +1,6 @@
 """``rebalance-lab demo``: the compact suite behind ``make demo``, its report and a headline table.
 
-Two scenarios from the library: ``demo`` (a group of four through cold start, scale out, a member
+Two scenarios from the library: ``demo`` (a group of eight through cold start, scale out, a member
 crash and a leader crash, under the ``fast`` profile, in both modes and every zk_mode variant) and
 ``cold-start`` under ``kafka-defaults`` for the coordinator and the chain variant, which shows
 the broker's initial rebalance delay. One repetition each: the demo shows the shape of the answer
