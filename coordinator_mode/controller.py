@@ -393,6 +393,8 @@ class BrokerZk:
 
     def _on_state(self, state: KazooState) -> None:
         # Runs in kazoo's connection thread: never block here.
+        if self._stopped.is_set():
+            return  # our own stop() closes the session
         if state == KazooState.LOST:
             log.warning(
                 "ZooKeeper session lost: broker %d owns nothing until it re-registers", self.broker_id
