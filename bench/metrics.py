@@ -572,7 +572,7 @@ def _run_identity(run_dir: Path, history: RunHistory) -> dict[str, Any]:
         log.warning("%s: no readable environment.json", run_dir)
     modes = sorted({(g.mode, g.variant) for g in history.groups.values()})
     groups = scenario.get("groups") if isinstance(scenario.get("groups"), dict) else {}
-    name = scenario.get("name") or environment.get("scenario") or run_dir.name
+    name = scenario.get("name") or history.info.get("scenario") or run_dir.name
     point = scenario.get("sweep_point") if isinstance(scenario.get("sweep_point"), dict) else {}
     return {
         "run_id": run_dir.name,
@@ -581,7 +581,7 @@ def _run_identity(run_dir: Path, history: RunHistory) -> dict[str, Any]:
         "scenario_members": groups.get("members"),
         "mode": "+".join(sorted({m for m, _ in modes})),
         "variant": "+".join(sorted({v for _, v in modes})),
-        "repetition": environment.get("repetition"),
+        "repetition": history.info.get("repetition", environment.get("repetition")),
     }
 
 

@@ -81,6 +81,8 @@ class RunHistory:
     actions: tuple[ActionRecord, ...]
     offsets: tuple[OffsetRecord, ...] = ()
     problems: tuple[str, ...] = ()
+    #: the run start record's other fields (scenario, repetition, settings, ... as the runner wrote them)
+    info: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     @classmethod
     def read(cls, path: str | Path) -> RunHistory:
@@ -111,6 +113,9 @@ class RunHistory:
             ):
                 return a.mono_ns
         return None
+
+
+_RUN_KEYS = frozenset({"event", "phase", "groups", "partitions", "mono_ns", "wall"})
 
 
 def _parse(lines: Iterable[str]) -> RunHistory:
@@ -174,8 +179,9 @@ def _parse(lines: Iterable[str]) -> RunHistory:
     groups = _groups(starts[0] if starts else {}, events)
     start_ns = int(starts[0]["mono_ns"]) if starts else min(stamps, default=0)
     end_ns = int(ends[-1]["mono_ns"]) if ends else max(stamps, default=0)
+    info = {k: v for k, v in (starts[0] if starts else {}).items() if k not in _RUN_KEYS}
     return RunHistory(
-        start_ns, end_ns, groups, tuple(events), tuple(actions), tuple(offsets), tuple(problems)
+        start_ns, end_ns, groups, tuple(events), tuple(actions), tuple(offsets), tuple(problems), info
     )
 
 

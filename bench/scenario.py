@@ -46,7 +46,9 @@ stop                end the run (last step)
 Link targets: ``all``, ``zk``, ``brokers``, ``zk-<i>``, ``broker-<i>`` (the members' links to them).
 
 ``wait`` on a step is ``stable`` (the default: until every group converged at a newer generation,
-at most ``timeout`` or the profile's ``stable_timeout_s`` seconds) or a number of seconds.
+at most ``timeout`` or the profile's ``stable_timeout_s`` seconds) or a number of seconds. ``hold``
+(seconds, default 0) then keeps everything still, so the metrics get a steady window in which to
+measure idle ZooKeeper load (they need 1 s to settle plus 2 s).
 ``sweep: {groups.members: [2, 4, 8]}`` turns one file into the cartesian set of scenarios
 (:func:`expand`); paths are dotted with list indices, e.g. ``timeline[0].rtt_ms``.
 """
@@ -249,6 +251,8 @@ class Step:
     action: Action
     params: tuple[tuple[str, Any], ...]  # every parameter of the action, defaults filled in
     wait: Wait
+    #: after the wait, seconds with nothing done: the steady state metrics measure idle load in
+    hold: float = 0.0
 
     def param(self, name: str) -> Any:
         return dict(self.params)[name]
@@ -409,7 +413,7 @@ _NEEDS_MEMBERS = frozenset(
         Action.KILL_COORDINATOR,
     }
 )
-_STEP_KEYS = ("action", "wait", "timeout")
+_STEP_KEYS = ("action", "wait", "timeout", "hold")
 _TOP_KEYS = (
     "name",
     "description",
@@ -582,8 +586,12 @@ def _step(r: _Reader, raw: Any, path: str, profile: Profile) -> Step:
         raise r.fail(path, "pause_member needs exactly one of seconds or sessions")
     if action == Action.ROLLING_RESTART and params["between"] != "stable":
         params["between"] = r.check(params["between"], f"{path}.between", _seconds)
-    wait = Wait(WaitKind.SECONDS, 0.0) if action == Action.STOP else _wait(r, raw, path, profile)
-    return Step(action, tuple(params.items()), wait)
+    if action == Action.STOP:
+        if "hold" in raw:
+            raise r.fail(f"{path}.hold", "not allowed on stop (the run ends there)")
+        return Step(action, tuple(params.items()), Wait(WaitKind.SECONDS, 0.0))
+    hold = r.check(raw.get("hold", 0.0), f"{path}.hold", _seconds)
+    return Step(action, tuple(params.items()), _wait(r, raw, path, profile), hold)
 
 
 def _check_step_context(r: _Reader, step: Step, path: str, s: dict[str, Any]) -> None:

@@ -34,7 +34,7 @@ BASE: dict[str, Any] = {
         {"action": "start_members"},
         {"action": "kill_member", "pick": "follower"},
         {"action": "pause_member", "sessions": 1.5, "group": 1},
-        {"action": "stop_zk", "server": "leader", "wait": 5},
+        {"action": "stop_zk", "server": "leader", "wait": 5, "hold": 4},
         {"action": "stop"},
     ],
 }
@@ -77,6 +77,7 @@ def test_a_valid_scenario_becomes_frozen_dataclasses(tmp_path: Path) -> None:
     assert s.timeline[0].wait.seconds == PROFILES["fast"].stable_timeout_s
     assert s.timeline[3].wait.kind == WaitKind.SECONDS and s.timeline[3].wait.seconds == 5
     assert s.timeline[1].param("count") == 1, "defaults are filled in"
+    assert (s.timeline[0].hold, s.timeline[3].hold) == (0.0, 4.0)
     with pytest.raises(AttributeError):
         s.name = "other"  # type: ignore[misc]
 
@@ -167,7 +168,7 @@ def test_unknown_keys_are_errors_that_say_what_is_allowed(tmp_path: Path) -> Non
         tmp_path, changed(timeline=[{"action": "start_members"}, {"action": "kill_member", "pik": 1}])
     )
     assert error.field == "timeline[1].pik"
-    assert "action, wait, timeout, group, count, pick" in str(error)
+    assert "action, wait, timeout, hold, group, count, pick" in str(error)
 
     error = error_of(tmp_path, changed(overrides={"session_timeout": 5}))
     assert error.field == "overrides.session_timeout"
@@ -190,6 +191,8 @@ def test_unknown_keys_are_errors_that_say_what_is_allowed(tmp_path: Path) -> Non
             "timeline[1].timeout",
             "only allowed with wait: stable",
         ),
+        ({"action": "add_members", "hold": -1}, "timeline[1].hold", "seconds >= 0"),
+        ({"action": "stop", "hold": 3}, "timeline[1].hold", "not allowed on stop"),
     ],
 )
 def test_action_parameters_are_checked_against_the_scenario(
