@@ -341,11 +341,12 @@ def _dist_panel(ax: Axes, data: pd.DataFrame, column: str, scale: float) -> tupl
                 marker=MARKERS.get(s, "o"),
                 alpha=0.6,
                 lw=0,
+                zorder=3,  # in front of the median bar, which would hide a single value
             )
-            ax.hlines(np.median(vals), x - width * 0.45, x + width * 0.45, color=_color(s), lw=2.4)
+            ax.hlines(np.median(vals), x - width * 0.45, x + width * 0.45, color=_color(s), lw=2.4, zorder=2)
             if s not in drawn:
                 drawn.append(s)
-    ax.set_xticks(range(len(triggers)), triggers, rotation=15 if len(triggers) > 3 else 0)
+    ax.set_xticks(range(len(triggers)), triggers, rotation=15 if len(triggers) > 4 else 0)
     ax.set_xlim(-0.6, len(triggers) - 0.4)
     return drawn, values_all
 

@@ -59,7 +59,7 @@ import copy
 import itertools
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -128,9 +128,6 @@ class Profile:
             "rebalance_timeout_ms": self.rebalance_timeout_ms,
             "options": options,
         }
-
-    def broker_settings(self) -> dict[str, int]:
-        return {"group_initial_rebalance_delay_ms": self.group_initial_rebalance_delay_ms}
 
 
 PROFILES: dict[str, Profile] = {
@@ -796,18 +793,6 @@ def resolve(name_or_path: str) -> Path:
     if path.exists() or path.suffix in (".yaml", ".yml"):
         return path
     return library().get(name_or_path, path)
-
-
-def describe(scenario: Scenario) -> dict[str, Any]:
-    """A flat, JSON-able summary (for listings and run manifests)."""
-    return {
-        "name": scenario.name,
-        "description": scenario.description,
-        "modes": [str(m) for m in scenario.modes],
-        "profile": asdict(scenario.profile),
-        "repetitions": scenario.repetitions,
-        "expansions": len(expand(scenario)),
-    }
 
 
 # -- commands --------------------------------------------------------------------------------------
