@@ -159,7 +159,7 @@ def test_unreachable_target_resets_the_client() -> None:
     with socket.socket() as placeholder:
         placeholder.bind(("127.0.0.1", 0))
         dead = placeholder.getsockname()[:2]  # bound, never listening: connections are refused
-        with Proxy(dead) as p, connect(p) as sock:
-            with pytest.raises(ConnectionError):
+        with Proxy(dead) as p:
+            with pytest.raises(ConnectionError), connect(p) as sock:  # reset at or right after the connect
                 recv_exactly(sock, 1)
             wait_until(lambda: p.stats().connections == 1, what="the proxy to count the attempt")
