@@ -21,13 +21,27 @@ def main(verbose: int) -> None:
 
 def _register() -> None:
     from bench.cluster import cluster
+    from bench.demo import demo
     from bench.joincost import join_cost
     from bench.membercli import member
+    from bench.metrics import analyze_command
+    from bench.report import report
     from bench.runner import run
     from bench.scenario import scenarios, validate
     from coordinator_mode.cli import broker
 
-    for command in (broker, cluster, join_cost, member, run, scenarios, validate):
+    for command in (
+        analyze_command,
+        broker,
+        cluster,
+        demo,
+        join_cost,
+        member,
+        report,
+        run,
+        scenarios,
+        validate,
+    ):
         main.add_command(command)
 
 

@@ -361,6 +361,8 @@ class Run:
             self._wait_stable(i, step, groups, before if newer else None, step.wait.seconds)
         elif step.wait.seconds:
             time.sleep(step.wait.seconds)  # the scenario asked for a fixed pause
+        if step.hold:
+            time.sleep(step.hold)  # a quiet stretch the scenario wants measured (steady state)
 
     def _groups_of(self, step: Step) -> list[MemberGroup]:
         index = step.as_dict().get("group")
@@ -481,6 +483,7 @@ class Run:
                 if step.param("graceful"):
                     proc.terminate()
                 else:
+                    self._action(i, step, "kill", g.name, proc.member_ids)
                     proc.kill()
                     g.dead.update(proc.member_ids)
                 g.spawn(count)

@@ -119,7 +119,15 @@ class LocalTopology:
             except (OSError, MntrUnavailable) as exc:
                 log.debug("no mntr from %s: %s", server.address, exc)
                 continue
-            out.append({"source": "zk", "server": m.server, "mono_ns": m.mono_ns, "values": m.values})
+            out.append(
+                {
+                    "source": "zk",
+                    "server": m.server,
+                    "mono_ns": m.mono_ns,
+                    "values": m.values,
+                    "answer_bytes": m.answer_bytes,
+                }
+            )
         if self.broker_cluster is not None:
             mono, wall = time.monotonic_ns(), time.time()
             for broker_id, stats in self.broker_cluster.stats().items():
