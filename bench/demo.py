@@ -36,7 +36,12 @@ _TRIGGERS = {
 
 def headline(out: Path) -> pd.DataFrame:
     """One row per (situation, mode/variant): the figures a reader looks for first."""
-    frames = [pd.read_csv(p) for p in sorted(out.glob("**/rebalances.csv")) if p.stat().st_size]
+    frames = []
+    for path in sorted(out.glob("**/rebalances.csv")):
+        try:
+            frames.append(pd.read_csv(path))
+        except pd.errors.EmptyDataError:
+            continue  # a run that failed before its first episode
     if not frames:
         return pd.DataFrame()
     df = pd.concat(frames, ignore_index=True)
@@ -45,6 +50,10 @@ def headline(out: Path) -> pd.DataFrame:
         _TRIGGERS.get((s, a), f"{s}: {a}") for s, a in zip(df["family"], df["action"], strict=True)
     ]
     df["target"] = df["mode"] + "/" + df["variant"]
+    order = {label: i for i, label in enumerate(_TRIGGERS.values())}
+    df = df.sort_values(
+        ["situation", "target"], key=lambda col: col.map(order) if col.name == "situation" else col
+    )
     table = (
         df.groupby(["situation", "target"], sort=False)
         .agg(
@@ -115,6 +124,7 @@ def demo(out: Path | None) -> None:
     for label, reason in failed:
         click.echo(f"RUN FAILED {label}: {reason}")
     minutes, seconds = divmod(time.monotonic() - started, 60)
-    click.echo(f"demo took {int(minutes)} min {seconds:.0f} s; report: {report}")
+    click.echo(f"demo took {int(minutes)} min {seconds:.0f} s")
+    click.echo(f"report: {report.html} (and {report.markdown.name} beside it)")
     if failed:
         raise SystemExit(1)

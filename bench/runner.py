@@ -249,7 +249,7 @@ class Run:
         self.mode = mode
         self.variant = variant
         self.repetition = repetition
-        self.dir = run_dir
+        self.dir = run_dir.resolve()
         self.progress = progress
         self.profile: Profile = scenario.profile
         # Random picks repeat for the same scenario and repetition.

@@ -384,7 +384,10 @@ class ZooKeeperEnsemble:
             raise ValueError(f"size must be >= 1, got {size}")
         self.size = size
         self._own_dir = base_dir is None
-        self.base_dir = Path(base_dir) if base_dir is not None else Path(tempfile.mkdtemp(prefix="zk-"))
+        # Absolute: the JVM runs in its own directory, where a relative zoo.cfg path means nothing.
+        self.base_dir = (
+            Path(base_dir).resolve() if base_dir is not None else Path(tempfile.mkdtemp(prefix="zk-"))
+        )
         self.cfg = {**DEFAULT_CFG, **{k: _cfg_value(v) for k, v in cfg_overrides.items()}}
         self._classpath = classpath
         self._java = java

@@ -358,6 +358,7 @@ class CoordinatorMember(GroupMember):
             previous_generation=self._last_generation,
             clock=self._monotonic,
         )
+        join_started_ns = time.monotonic_ns()
         try:
             joined = await round_.join()
         finally:
@@ -373,6 +374,7 @@ class CoordinatorMember(GroupMember):
             coordinator=coordinator.node_id,
             kafka_member_id=generation.member_id,
             protocol=generation.protocol,
+            join_started_ns=join_started_ns,  # the JoinGroup answer waits out the rebalance
         )
         self.emit(
             EventKind.LEADER_ELECTED,
