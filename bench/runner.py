@@ -33,8 +33,8 @@ from typing import Any
 import click
 
 from bench.api.events import TopicPartition
+from bench.backend import Backend, BackendFactory, ClusterSpec, MemberHandle
 from bench.history import GroupView, History
-from bench.members import MemberProcess
 from bench.scenario import Action, LinkCut, Pick, Profile, Scenario, Step, WaitKind
 from bench.topology import LocalTopology
 
@@ -81,17 +81,18 @@ class MemberGroup:
     member_args: list[str]
     history: History
     log_dir: Path
-    procs: list[MemberProcess] = field(default_factory=list)
-    expected: dict[int, int] = field(default_factory=dict)  # pid -> members it hosts
+    backend: Backend
+    procs: list[MemberHandle] = field(default_factory=list)
+    expected: dict[int | str, int] = field(default_factory=dict)  # pid -> members it hosts
     dead: set[str] = field(default_factory=set)
-    paused: set[int] = field(default_factory=set)  # pids
+    paused: set[int | str] = field(default_factory=set)  # pids
 
     @property
     def partitions(self) -> set[TopicPartition]:
         return {(t, p) for t, n in self.topics.items() for p in range(n)}
 
-    def spawn(self, members: int) -> list[MemberProcess]:
-        new: list[MemberProcess] = []
+    def spawn(self, members: int) -> list[MemberHandle]:
+        new: list[MemberHandle] = []
         while members > 0:
             count = min(members, self.members_per_process)
             i = len(self.procs)
@@ -105,7 +106,7 @@ class MemberGroup:
                 "--count",
                 str(count),
             ]
-            proc = MemberProcess(args, self.history, self.log_dir / f"{self.name}-p{i}.log")
+            proc = self.backend.spawn_member(args, self.history, self.log_dir / f"{self.name}-p{i}.log")
             self.expected[proc.pid] = count
             self.procs.append(proc)
             new.append(proc)
@@ -117,11 +118,11 @@ class MemberGroup:
                     raise RunError(f"{self.name}: members of pid {proc.pid} did not report within 60 s")
                 time.sleep(0.05)
             if not proc.alive() and len(proc.member_ids) < self.expected[proc.pid]:
-                tail = proc.log_path.read_text()[-1500:] if proc.log_path else ""
-                raise RunError(f"{self.name}: member process exited with {proc.proc.returncode}: {tail}")
+                tail = proc.log_path.read_text()[-1500:] if proc.log_path and proc.log_path.exists() else ""
+                raise RunError(f"{self.name}: member process {proc.pid} exited early: {tail}")
         return new
 
-    def live_procs(self) -> list[MemberProcess]:
+    def live_procs(self) -> list[MemberHandle]:
         return [p for p in self.procs if p.alive()]
 
     def live_ids(self) -> list[str]:
@@ -137,7 +138,7 @@ class MemberGroup:
         leaders = self.view().leaders(self.live_ids()) - {None}
         return next(iter(leaders)) if len(leaders) == 1 else None
 
-    def process_of(self, member: str) -> MemberProcess | None:
+    def process_of(self, member: str) -> MemberHandle | None:
         return next((p for p in self.procs if member in p.member_ids), None)
 
     def stable(self, newer_than: int | None) -> bool:
@@ -168,7 +169,7 @@ class MemberGroup:
 class Sampler:
     """Samples ZooKeeper's mntr and the brokers' counters into ``samples.jsonl``."""
 
-    topology: LocalTopology
+    topology: Backend
     path: Path
     period_s: float = 1.0
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -244,8 +245,10 @@ class Run:
         repetition: int,
         run_dir: Path,
         progress: Progress = log.info,
+        backend: BackendFactory = LocalTopology,
     ) -> None:
         self.scenario = scenario
+        self.backend_factory = backend
         self.mode = mode
         self.variant = variant
         self.repetition = repetition
@@ -256,7 +259,7 @@ class Run:
         self._random = random.Random(f"{scenario.name}/{repetition}")
         self.groups: list[MemberGroup] = []
         self.history: History | None = None
-        self.topology: LocalTopology | None = None
+        self.topology: Backend | None = None
         self.sampler: Sampler | None = None
 
     @property
@@ -291,14 +294,16 @@ class Run:
         zk_root = f"/zkmode/run-{run_id}"
         group_names = sc.groups.names()
         topics = dict(sc.groups.topics)
-        self.topology = LocalTopology(
-            zk_nodes=sc.cluster.zk_nodes,
-            brokers=sc.cluster.brokers if self.mode == "coordinator" else 0,
-            base_dir=self.dir / "servers",
-            topics=topics,
-            zk_root=zk_root,
-            initial_rebalance_delay_ms=self.profile.group_initial_rebalance_delay_ms,
-            proxied=any(step.action in LINK_ACTIONS for step in sc.timeline),
+        self.topology = self.backend_factory(
+            ClusterSpec(
+                zk_nodes=sc.cluster.zk_nodes,
+                brokers=sc.cluster.brokers if self.mode == "coordinator" else 0,
+                base_dir=self.dir / "servers",
+                topics=topics,
+                zk_root=zk_root,
+                initial_rebalance_delay_ms=self.profile.group_initial_rebalance_delay_ms,
+                proxied=any(step.action in LINK_ACTIONS for step in sc.timeline),
+            )
         )
         self.progress(
             f"{self.label}: starting {sc.cluster.zk_nodes} ZooKeeper node(s)"
@@ -324,6 +329,7 @@ class Run:
                 args,
                 self.history,
                 log_dir,
+                self.topology,
             )
             for name in group_names
         ]
@@ -441,7 +447,7 @@ class Run:
                 p.terminate()
             self._action(i, step, "end", g.name, targets)
 
-    def _kill(self, i: int, step: Step, g: MemberGroup, victims: list[MemberProcess]) -> None:
+    def _kill(self, i: int, step: Step, g: MemberGroup, victims: list[MemberHandle]) -> None:
         targets = [m for p in victims for m in p.member_ids]
         self._action(i, step, "start", g.name, targets)
         for p in victims:
@@ -459,7 +465,7 @@ class Run:
 
     def _do_pause_member(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
         seconds = self.scenario.pause_seconds(step, self.mode)
-        paused: list[tuple[MemberGroup, MemberProcess]] = []
+        paused: list[tuple[MemberGroup, MemberHandle]] = []
         for g in groups:
             (proc,) = self._pick(g, 1, step.param("pick"))
             proc.pause()
@@ -543,7 +549,7 @@ class Run:
             g.stop_all()
             self._action(i, step, "end", g.name, [])
 
-    def _pick(self, g: MemberGroup, count: int, pick: Pick) -> list[MemberProcess]:
+    def _pick(self, g: MemberGroup, count: int, pick: Pick) -> list[MemberHandle]:
         """Member processes by the step's ``pick``; paused processes are never picked.
 
         ``follower`` spares the leader's process; ``leader`` in a leaderless variant is the oldest.
@@ -587,6 +593,7 @@ def run_scenarios(
     repeat: int | None = None,
     progress: Progress = log.info,
     targets: Sequence[tuple[str, str]] | None = None,
+    backend: BackendFactory = LocalTopology,
 ) -> tuple[list[Path], list[tuple[str, str]]]:
     """Every scenario x mode/variant x repetition. A failed run is logged and the rest go on.
 
@@ -601,7 +608,7 @@ def run_scenarios(
         for mode, variant in targets or [(m.mode, m.variant) for m in sc.modes]:
             for rep in range(1, reps + 1):
                 run_dir = out / sc.name / f"{mode}-{variant}" / f"rep-{rep}"
-                run = Run(sc, mode, variant, rep, run_dir, progress)
+                run = Run(sc, mode, variant, rep, run_dir, progress, backend)
                 try:
                     run.execute()
                     analyze(run_dir)

@@ -13,6 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.backend import ClusterSpec
+from bench.history import History
+from bench.members import MemberProcess
 from bench.mntr import MntrUnavailable, read_mntr
 from bench.zookeeper import ZooKeeperEnsemble
 
@@ -20,24 +23,17 @@ log = logging.getLogger(__name__)
 
 
 class LocalTopology:
-    def __init__(
-        self,
-        zk_nodes: int,
-        brokers: int,
-        base_dir: Path,
-        topics: dict[str, int],
-        zk_root: str,
-        initial_rebalance_delay_ms: int = 3000,
-        proxied: bool = False,
-    ) -> None:
-        self.zk_nodes = zk_nodes
-        self.brokers = brokers
-        self.base_dir = Path(base_dir)
-        self.topics = topics
-        self.zk_root = zk_root
-        self.initial_rebalance_delay_ms = initial_rebalance_delay_ms
-        self.proxied = proxied
-        self.ensemble = ZooKeeperEnsemble(zk_nodes, base_dir=self.base_dir / "zk")
+    """The local :class:`~bench.backend.Backend`: servers and members are processes on this machine."""
+
+    def __init__(self, spec: ClusterSpec) -> None:
+        self.zk_nodes = spec.zk_nodes
+        self.brokers = spec.brokers
+        self.base_dir = Path(spec.base_dir)
+        self.topics = spec.topics
+        self.zk_root = spec.zk_root
+        self.initial_rebalance_delay_ms = spec.initial_rebalance_delay_ms
+        self.proxied = spec.proxied
+        self.ensemble = ZooKeeperEnsemble(self.zk_nodes, base_dir=self.base_dir / "zk")
         self.broker_cluster: Any = None
         self._zk_proxies: list[Any] = []
         self._stopped_zk: list[int] = []
@@ -101,6 +97,9 @@ class LocalTopology:
         if self._zk_proxies:
             return ",".join(f"127.0.0.1:{p.port}" for p in self._zk_proxies)
         return self.ensemble.connect_string
+
+    def spawn_member(self, args: list[str], history: History, log_path: Path) -> MemberProcess:
+        return MemberProcess(args, history, log_path)
 
     def member_args(self, mode: str) -> list[str]:
         if mode == "coordinator":

@@ -1,0 +1,77 @@
+"""The fault interface: what a run needs from wherever its servers and members live.
+
+The runner talks only to a :class:`Backend`. :class:`bench.topology.LocalTopology` runs everything
+as processes on this machine; :mod:`bench.compose` drives the same roles as docker-compose services
+through the Docker API. A scenario file runs unchanged on either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from bench.history import History
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """What a run asks of its backend."""
+
+    zk_nodes: int
+    brokers: int  # 0: no brokers (zk mode)
+    base_dir: Path  # where the run keeps server data and logs
+    topics: dict[str, int]
+    zk_root: str  # zk_mode's root znode (the topic catalog lives below it)
+    initial_rebalance_delay_ms: int
+    proxied: bool  # members reach servers through our TCP proxies (the scenario injects network faults)
+
+
+class MemberHandle(Protocol):
+    """One process (or container) hosting one or more group members."""
+
+    #: A process id or container id, recorded in the history.
+    pid: int | str
+    #: The members it reported, in order of appearance.
+    member_ids: list[str]
+    log_path: Path | None
+
+    def alive(self) -> bool: ...
+    def terminate(self, timeout: float = 30.0) -> int | None: ...  # graceful: the members leave
+    def kill(self) -> None: ...  # SIGKILL
+    def pause(self) -> None: ...  # SIGSTOP (docker pause)
+    def resume(self) -> None: ...
+    def close(self) -> None: ...  # make sure it is gone
+
+
+class Backend(Protocol):
+    """Servers, members and faults for one run."""
+
+    #: brokers started (0 in zk mode)
+    brokers: int
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+    # members
+    def member_args(self, mode: str) -> list[str]: ...
+    def spawn_member(self, args: list[str], history: History, log_path: Path) -> MemberHandle: ...
+
+    # measurements
+    def samples(self) -> list[dict[str, Any]]: ...
+
+    # faults
+    def coordinator_for(self, group: str) -> int: ...
+    def kill_broker(self, broker_id: int) -> None: ...
+    def zk_index(self, node: int | str) -> int: ...
+    def stop_zk(self, index: int) -> None: ...
+    def stopped_zk(self) -> list[int]: ...
+    def restart_zk(self, index: int) -> None: ...
+    def links(self, target: str) -> list[str]: ...
+    def set_rtt(self, target: str, rtt_ms: float, jitter_ms: float) -> None: ...
+    def cut(self, target: str, reset: bool) -> None: ...
+    def heal(self, target: str) -> None: ...
+
+
+BackendFactory = Callable[[ClusterSpec], Backend]
