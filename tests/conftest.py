@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from kazoo.client import KazooClient
@@ -106,3 +107,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             ensembles.extend(value.ensembles)
     for i, ensemble in enumerate(dict.fromkeys(ensembles)):
         report.sections.append((f"zookeeper logs ({report.when}, ensemble {i})", ensemble.log_tails(30)))
+
+
+@contextlib.contextmanager
+def running_brokers(zk_connect: str, size: int, base_dir: Path, **options: Any) -> Iterator[Any]:
+    """Started brokers for a test or module, stopped however it ends.
+
+    Defaults for tests: no initial rebalance delay, and a root znode of their own because the
+    session's ZooKeeper is shared; ``options`` go to :class:`~coordinator_mode.launcher.BrokerCluster`.
+    """
+    from coordinator_mode.launcher import BrokerCluster
+
+    options = {"initial_rebalance_delay_ms": 0, "zk_root": f"/kafka-{uuid.uuid4().hex[:8]}", **options}
+    cluster = BrokerCluster(zk_connect, size, base_dir, **options)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -24,7 +24,7 @@ from coordinator_mode.group import GroupMetadataRecord
 from coordinator_mode.hashing import partition_for
 from coordinator_mode.launcher import BrokerCluster, send_request
 from coordinator_mode.offsets_log import OffsetsLog
-from tests.conftest import wait_until
+from tests.conftest import running_brokers, wait_until
 from tests.kp_consumer import PolledConsumer
 
 TOPIC = "orders"
@@ -40,20 +40,14 @@ HEARTBEAT_MS = 1_000
 def cluster(
     zk_server: ZooKeeperEnsemble, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrokerCluster]:
-    c = BrokerCluster(
+    with running_brokers(
         zk_server.connect_string,
         1,
         tmp_path_factory.mktemp("cluster1"),
         topics={TOPIC: PARTITIONS},
         offsets_partitions=OFFSETS_PARTITIONS,
-        initial_rebalance_delay_ms=0,
-        zk_root=f"/kafka-{uuid.uuid4().hex[:8]}",
-    )
-    try:
-        c.start()
+    ) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def group_name() -> str:

@@ -18,7 +18,7 @@ from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, Met
 from bench.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.broker import API_VERSIONS
 from coordinator_mode.launcher import BrokerCluster, send_request
-from tests.conftest import wait_until
+from tests.conftest import running_brokers, wait_until
 from tests.kp_consumer import PolledConsumer
 
 TOPIC = "events"
@@ -32,20 +32,14 @@ READ_TIMEOUT = 15.0
 def cluster(
     zk_server: ZooKeeperEnsemble, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrokerCluster]:
-    c = BrokerCluster(
+    with running_brokers(
         zk_server.connect_string,
         1,
         tmp_path_factory.mktemp("robust"),
         topics={TOPIC: PARTITIONS},
         offsets_partitions=5,
-        initial_rebalance_delay_ms=0,
-        zk_root=f"/kafka-{uuid.uuid4().hex[:8]}",
-    )
-    try:
-        c.start()
+    ) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture

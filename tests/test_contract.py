@@ -19,7 +19,7 @@ import pytest
 from bench.api import EventKind
 from bench.history import GroupView, History
 from bench.members import MemberProcess
-from tests.conftest import wait_until
+from tests.conftest import running_brokers, wait_until
 
 SESSION_MS = 4_000
 TOPICS = {"orders": 8, "clicks": 4}
@@ -144,21 +144,10 @@ def target(request: pytest.FixtureRequest) -> Target:
 @pytest.fixture(scope="module")
 def brokers(zk_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One broker with no initial rebalance delay, shared by this module's coordinator-mode tests."""
-    from coordinator_mode.launcher import BrokerCluster
-
-    cluster = BrokerCluster(
-        zk_server.connect_string,
-        1,
-        tmp_path_factory.mktemp("brokers"),
-        topics=TOPICS,
-        initial_rebalance_delay_ms=0,
-        zk_root=f"/kafka-contract-{uuid.uuid4().hex[:8]}",
-    )
-    try:
-        cluster.start()
+    with running_brokers(
+        zk_server.connect_string, 1, tmp_path_factory.mktemp("brokers"), topics=TOPICS
+    ) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

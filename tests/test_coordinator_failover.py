@@ -27,7 +27,7 @@ from coordinator_mode.group import (
 )
 from coordinator_mode.launcher import BrokerCluster, send_request
 from coordinator_mode.offsets_log import OffsetsLog, encode_line
-from tests.conftest import EnsembleFactory, wait_until
+from tests.conftest import EnsembleFactory, running_brokers, wait_until
 from tests.kp_consumer import PolledConsumer
 
 TOPIC = "payments"
@@ -41,21 +41,15 @@ ZK_SESSION_MS = 4_000  # how long a killed broker stays registered
 def cluster(
     zk_server: ZooKeeperEnsemble, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrokerCluster]:
-    c = BrokerCluster(
+    with running_brokers(
         zk_server.connect_string,
         3,
         tmp_path_factory.mktemp("failover"),
         topics={TOPIC: PARTITIONS},
         offsets_partitions=OFFSETS_PARTITIONS,
-        initial_rebalance_delay_ms=0,
-        zk_root=f"/kafka-{uuid.uuid4().hex[:8]}",
         zk_session_timeout_ms=ZK_SESSION_MS,
-    )
-    try:
-        c.start()
+    ) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def consumer_for(cluster: BrokerCluster, group: str) -> PolledConsumer:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from bench.api.registry import create_member
 from bench.history import GroupView
 from coordinator_mode.launcher import BrokerCluster
 from coordinator_mode.member import CoordinatorMember
-from tests.conftest import wait_until
+from tests.conftest import running_brokers, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +31,9 @@ CONVERGE_S = 30.0
 
 @contextlib.contextmanager
 def running_cluster(zk_connect: str, base_dir: Path, size: int, **options: int) -> Iterator[BrokerCluster]:
-    """``size`` brokers with the initial rebalance delay off, stopped however the test ends."""
-    cluster = BrokerCluster(
-        zk_connect,
-        size,
-        base_dir,
-        topics=dict(TOPICS),
-        initial_rebalance_delay_ms=0,
-        zk_root=f"/brokers-{uuid.uuid4().hex[:8]}",  # the ZooKeeper server is shared by the session
-        **options,  # type: ignore[arg-type]
-    )
-    try:
-        cluster.start()
+    """``size`` brokers serving this module's topics."""
+    with running_brokers(zk_connect, size, base_dir, topics=dict(TOPICS), **options) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 class Members:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import string
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +15,7 @@ from bench.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.controller import OFFSETS_TOPIC
 from coordinator_mode.hashing import java_abs, java_string_hash, partition_for
 from coordinator_mode.launcher import BrokerCluster, send_request
+from tests.conftest import running_brokers
 
 #: group id, Java hashCode, partition for 50 partitions (checked against the JVM; see the reference).
 VECTORS = [
@@ -71,18 +71,8 @@ def test_partition_count_must_be_positive() -> None:
 def cluster3(
     zk_server: ZooKeeperEnsemble, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BrokerCluster]:
-    c = BrokerCluster(
-        zk_server.connect_string,
-        3,
-        tmp_path_factory.mktemp("hashing"),
-        initial_rebalance_delay_ms=0,
-        zk_root=f"/kafka-{uuid.uuid4().hex[:8]}",
-    )
-    try:
-        c.start()
+    with running_brokers(zk_server.connect_string, 3, tmp_path_factory.mktemp("hashing")) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def test_random_groups_spread_over_all_brokers(cluster3: BrokerCluster) -> None:
