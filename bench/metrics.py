@@ -34,7 +34,7 @@ the last event). Broker requests per episode come the same way from the brokers'
 With several episodes of the same kind (repetitions, several groups), :func:`describe` gives the
 median with a distribution-free 95 % confidence interval from order statistics and warns when
 there are fewer than ``MIN_SAMPLES`` values or the coefficient of variation exceeds ``MAX_CV``.
-Every output column is documented in ``docs/results.md``.
+Every output column is documented in the README, section "Results: what a run directory holds".
 """
 
 from __future__ import annotations

@@ -953,7 +953,7 @@ def write_report(res: Results, out: Path) -> ReportFiles:
     doc.heading(2, "Summary")
     doc.para(
         "Medians over episodes (runs × groups); the 95 % CI is the median's, from order statistics. "
-        "Warnings mark numbers to distrust. Column definitions: docs/results.md."
+        "Warnings mark numbers to distrust. Column definitions: the README of rebalance-lab, section 'Results'."
     )
     if table.empty:
         doc.para("No episodes.")
