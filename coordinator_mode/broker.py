@@ -153,7 +153,11 @@ class BrokerConfig:
     zk_connect: str
     port: int
     log_dir: Path
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # where to listen
+    # What brokers register in ZooKeeper and clients get in Metadata/FindCoordinator (Kafka's
+    # advertised.listeners): a container's service name, or a proxy's port. None: the listen address.
+    advertised_host: str | None = None
+    advertised_port: int | None = None
     zk_root: str = DEFAULT_ZK_ROOT
     offsets_partitions: int = DEFAULT_OFFSETS_PARTITIONS  # offsets.topic.num.partitions
     initial_rebalance_delay_ms: int = CoordinatorConfig.initial_rebalance_delay_ms
@@ -171,6 +175,10 @@ class BrokerConfig:
         return (
             self.state_dir if self.state_dir is not None else Path(self.log_dir) / f"broker-{self.broker_id}"
         )
+
+    @property
+    def advertised(self) -> tuple[str, int]:
+        return (self.advertised_host or self.host, self.advertised_port or self.port)
 
     def coordinator_config(self) -> CoordinatorConfig:
         return CoordinatorConfig(
@@ -291,8 +299,7 @@ class Broker:
         self._zk = BrokerZk(
             self.config.zk_connect,
             self.config.broker_id,
-            self.config.host,
-            self.config.port,
+            *self.config.advertised,
             root=self.config.zk_root,
             offsets_partitions=self.config.offsets_partitions,
             session_timeout_ms=self.config.zk_session_timeout_ms,
@@ -303,10 +310,11 @@ class Broker:
         self.offsets_partitions = self._zk.offsets_partitions
         self._spawn(self._write_stats_forever())
         log.info(
-            "broker %d serving on %s:%d (offsets partitions: %d)",
+            "broker %d serving on %s:%d, advertised as %s:%d (offsets partitions: %d)",
             self.config.broker_id,
             self.config.host,
             self.config.port,
+            *self.config.advertised,
             self.offsets_partitions,
         )
 

@@ -15,7 +15,7 @@ _D = BrokerConfig.__dataclass_fields__  # defaults come from the dataclass, decl
 @click.command("broker")
 @click.option("--id", "broker_id", type=int, required=True, help="Broker id (broker.id).")
 @click.option("--zk", "zk_connect", required=True, help="ZooKeeper connect string host:port,...")
-@click.option("--port", type=int, required=True, help="Port to listen on; advertised as 127.0.0.1:PORT.")
+@click.option("--port", type=int, required=True, help="Port to listen on.")
 @click.option(
     "--log-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -31,7 +31,18 @@ _D = BrokerConfig.__dataclass_fields__  # defaults come from the dataclass, decl
     help="group.initial.rebalance.delay.ms",
 )
 @click.option("--zk-root", default=DEFAULT_ZK_ROOT, show_default=True, help="Root znode of the cluster.")
-@click.option("--host", default=_D["host"].default, show_default=True)
+@click.option("--host", default=_D["host"].default, show_default=True, help="Address to listen on.")
+@click.option(
+    "--advertised-host",
+    default=None,
+    help="Host registered in ZooKeeper and given to clients (e.g. a compose service name) [default: --host].",
+)
+@click.option(
+    "--advertised-port",
+    type=int,
+    default=None,
+    help="Port registered in ZooKeeper and given to clients (e.g. a proxy's) [default: --port].",
+)
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -57,6 +68,8 @@ def broker(
     initial_rebalance_delay_ms: int,
     zk_root: str,
     host: str,
+    advertised_host: str | None,
+    advertised_port: int | None,
     state_dir: Path | None,
     zk_session_timeout_ms: int,
     min_session_timeout_ms: int,
@@ -71,6 +84,8 @@ def broker(
             port=port,
             log_dir=log_dir,
             host=host,
+            advertised_host=advertised_host,
+            advertised_port=advertised_port,
             zk_root=zk_root,
             offsets_partitions=offsets_partitions,
             initial_rebalance_delay_ms=initial_rebalance_delay_ms,
