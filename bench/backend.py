@@ -7,7 +7,7 @@ through the Docker API. A scenario file runs unchanged on either.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -75,3 +75,18 @@ class Backend(Protocol):
 
 
 BackendFactory = Callable[[ClusterSpec], Backend]
+
+
+def pick_zk(modes: Sequence[str | None], node: int | str) -> int:
+    """The server index a ``stop_zk`` step means, given each server's ``srvr`` mode (None: not serving).
+
+    ``leader`` is the leader (a standalone server leads itself), ``follower`` the first follower.
+    """
+    if node == "leader":
+        return next((i for i, m in enumerate(modes) if m in ("leader", "standalone")), 0)
+    if node == "follower":
+        for i, mode in enumerate(modes):
+            if mode == "follower":
+                return i
+        raise RuntimeError(f"no ZooKeeper server is serving as a follower (modes: {list(modes)})")
+    return int(node)

@@ -3,7 +3,12 @@
 ``LocalTopology`` is what the runner talks to; its fault methods (kill a broker, stop a ZooKeeper
 node, delay or cut links) are the local backend of the fault interface. With ``proxied`` set,
 members reach every ZooKeeper server and broker through a :mod:`bench.proxy` proxy of ours, so a
-scenario can add delay and jitter or cut links without root or ``tc``.
+scenario can add delay and jitter or cut links without root or ``tc``. A broker's proxy is started
+before the broker, which advertises the proxy's port (``--advertised-port``): the coordinator a
+member finds through Metadata and FindCoordinator is then reached through the proxy too.
+
+Link names are ``zk-<i>`` and ``broker-<i>``, ``i`` an index into the servers (broker ``i`` has id
+``i + 1``), as scenarios name link targets.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.backend import ClusterSpec
+from bench.backend import ClusterSpec, pick_zk
 from bench.history import History
 from bench.members import MemberProcess
 from bench.mntr import MntrUnavailable, read_mntr
@@ -36,6 +41,7 @@ class LocalTopology:
         self.ensemble = ZooKeeperEnsemble(self.zk_nodes, base_dir=self.base_dir / "zk")
         self.broker_cluster: Any = None
         self._zk_proxies: list[Any] = []
+        self._broker_proxies: dict[int, Any] = {}  # broker id -> its proxy
         self._stopped_zk: list[int] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -44,6 +50,8 @@ class LocalTopology:
         try:
             self.ensemble.start()
             self._write_catalog()
+            if self.proxied:
+                self._start_zk_proxies()
             if self.brokers:
                 from coordinator_mode.launcher import BrokerCluster
 
@@ -53,10 +61,9 @@ class LocalTopology:
                     self.base_dir / "brokers",
                     topics=self.topics,
                     initial_rebalance_delay_ms=self.initial_rebalance_delay_ms,
+                    advertise=self._broker_proxy if self.proxied else None,
                 )
                 self.broker_cluster.start()
-            if self.proxied:
-                self._start_proxies()
         except BaseException:
             self.stop()
             raise
@@ -74,18 +81,28 @@ class LocalTopology:
             client.stop()
             client.close()
 
-    def _start_proxies(self) -> None:
+    def _start_zk_proxies(self) -> None:
         from bench.proxy import Proxy
 
-        for server in self.ensemble.servers:
-            proxy = Proxy(("127.0.0.1", server.client_port))
-            proxy.start()
+        for i, server in enumerate(self.ensemble.servers):
+            proxy = Proxy(("127.0.0.1", server.client_port), name=f"zk-{i}")
             self._zk_proxies.append(proxy)
+            proxy.start()
+
+    def _broker_proxy(self, broker_id: int, port: int) -> int:
+        """BrokerCluster's ``advertise`` hook: a proxy to the broker's port, whose port it advertises."""
+        from bench.proxy import Proxy
+
+        proxy = Proxy(("127.0.0.1", port), name=f"broker-{broker_id - 1}")
+        self._broker_proxies[broker_id] = proxy
+        proxy.start()
+        return proxy.port
 
     def stop(self) -> None:
-        for proxy in self._zk_proxies:
+        for proxy in [*self._zk_proxies, *self._broker_proxies.values()]:
             proxy.stop()
         self._zk_proxies.clear()
+        self._broker_proxies.clear()
         if self.broker_cluster is not None:
             self.broker_cluster.stop()
         self.ensemble.stop()
@@ -101,9 +118,15 @@ class LocalTopology:
     def spawn_member(self, args: list[str], history: History, log_path: Path) -> MemberProcess:
         return MemberProcess(args, history, log_path)
 
+    @property
+    def bootstrap(self) -> str:
+        if self._broker_proxies:
+            return ",".join(f"127.0.0.1:{p.port}" for _, p in sorted(self._broker_proxies.items()))
+        return self.broker_cluster.bootstrap
+
     def member_args(self, mode: str) -> list[str]:
         if mode == "coordinator":
-            return ["--bootstrap", self.broker_cluster.bootstrap]
+            return ["--bootstrap", self.bootstrap]
         return ["--zk", self.zk_connect, "--zk-root", self.zk_root]
 
     # -- samples -------------------------------------------------------------------------------
@@ -160,10 +183,7 @@ class LocalTopology:
         next(b for b in self.broker_cluster.brokers if b.id == broker_id).kill()
 
     def zk_index(self, node: int | str) -> int:
-        if node == "leader":
-            modes = [s.mode() if s.is_running() else None for s in self.ensemble.servers]
-            return modes.index("leader") if "leader" in modes else 0
-        return int(node)
+        return pick_zk([s.mode() if s.is_running() else None for s in self.ensemble.servers], node)
 
     def stop_zk(self, index: int) -> None:
         self.ensemble.stop_server(index)
@@ -181,12 +201,15 @@ class LocalTopology:
         return [name for name, _ in self._proxies(target)]
 
     def _proxies(self, target: str) -> list[tuple[str, Any]]:
-        zk = [(f"zk-{i}", p) for i, p in enumerate(self._zk_proxies)]
-        if target in ("all", "zk"):
+        zk = [(p.name, p) for p in self._zk_proxies]
+        brokers = [(p.name, p) for _, p in sorted(self._broker_proxies.items())]
+        if target == "all":
+            return zk + brokers
+        if target == "zk":
             return zk
-        if target.startswith("zk-"):
-            return [(n, p) for n, p in zk if n == target]
-        return []  # members reach brokers directly: broker links are not proxied (yet)
+        if target == "brokers":
+            return brokers
+        return [(n, p) for n, p in zk + brokers if n == target]
 
     def set_rtt(self, target: str, rtt_ms: float, jitter_ms: float) -> None:
         for _, proxy in self._proxies(target):

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -172,6 +172,23 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
     return bytes(chunks)
 
 
+def placement_settled(view: ClusterView, running: Iterable[int], topics: Iterable[str]) -> bool:
+    """Every running broker registered; every partition of ``topics`` and the offsets topic led by
+    a live broker, and the controller has spread each topic evenly over the running brokers (a
+    broker that registered late gets its share a moment later)."""
+    running = set(running)
+    if not running <= set(view.brokers):
+        return False
+    for topic in [OFFSETS_TOPIC, *topics]:
+        n = view.topics.get(topic)
+        if n is None or any(view.live_leader(topic, p) is None for p in range(n)):
+            return False
+        counts = Counter(s.leader for s in view.leaders.get(topic, {}).values())
+        if max(counts[b] for b in running) - min(counts[b] for b in running) > 1:
+            return False
+    return True
+
+
 class BrokerCluster:
     """``size`` brokers sharing ZooKeeper ``zk_connect`` under ``zk_root`` and one log directory.
 
@@ -185,6 +202,8 @@ class BrokerCluster:
         zk_root: the cluster's root znode.
         zk_session_timeout_ms: the brokers' ZooKeeper session timeout (how fast a dead broker is noticed).
         extra_args: more ``rebalance-lab broker`` options for every broker.
+        advertise: called with a broker's id and listen port before it starts; returns the port the
+            broker advertises instead (e.g. a proxy's, so clients reach it through the proxy).
     """
 
     def __init__(
@@ -198,6 +217,7 @@ class BrokerCluster:
         zk_root: str = DEFAULT_ZK_ROOT,
         zk_session_timeout_ms: int = BrokerConfig.zk_session_timeout_ms,
         extra_args: tuple[str, ...] = (),
+        advertise: Callable[[int, int], int] | None = None,
     ) -> None:
         if size < 1:
             raise ValueError(f"size must be >= 1, got {size}")
@@ -210,13 +230,17 @@ class BrokerCluster:
         self.zk_root = zk_root
         self.zk_session_timeout_ms = zk_session_timeout_ms
         self.extra_args = tuple(extra_args)
+        self.advertise = advertise
         self.log_dir = self.base_dir / "logs"
         self.brokers: list[BrokerProcess] = []
         self._zk: KazooClient | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def _command(self, broker_id: int, port: int, state_dir: Path) -> list[str]:
+    def _command(
+        self, broker_id: int, port: int, state_dir: Path, advertised_port: int | None = None
+    ) -> list[str]:
+        advertised = [] if advertised_port is None else ["--advertised-port", str(advertised_port)]
         return [
             sys.executable,
             "-m",
@@ -241,6 +265,7 @@ class BrokerCluster:
             self.zk_root,
             "--zk-session-timeout-ms",
             str(self.zk_session_timeout_ms),
+            *advertised,
             *self.extra_args,
         ]
 
@@ -261,7 +286,9 @@ class BrokerCluster:
             for broker_id in range(1, self.size + 1):
                 state_dir = self.base_dir / f"broker-{broker_id}"
                 port = free_port()
-                broker = BrokerProcess(broker_id, port, state_dir, self._command(broker_id, port, state_dir))
+                advertised = None if self.advertise is None else self.advertise(broker_id, port)
+                command = self._command(broker_id, port, state_dir, advertised)
+                broker = BrokerProcess(broker_id, port, state_dir, command)
                 self.brokers.append(broker)  # recorded before it starts: stopped even if start fails
                 broker.start()
             self._record()
@@ -280,18 +307,7 @@ class BrokerCluster:
                 if b.proc is not None and b.proc.poll() is not None and b.id in running:
                     raise RuntimeError(f"broker {b.id} exited with {b.proc.returncode}:\n{b.log_tail()}")
             view = read_view(self.zk, self.zk_root)
-            if not running <= set(view.brokers):
-                return None
-            for topic in [OFFSETS_TOPIC, *self.topics]:
-                n = view.topics.get(topic)
-                if n is None or any(view.live_leader(topic, p) is None for p in range(n)):
-                    return None
-                # Settled: the controller has spread the topic evenly over every running broker
-                # (a broker that registered late gets its share a moment later).
-                counts = Counter(s.leader for s in view.leaders.get(topic, {}).values())
-                if max(counts[b] for b in running) - min(counts[b] for b in running) > 1:
-                    return None
-            return view
+            return view if placement_settled(view, running, self.topics) else None
 
         return _wait(ready, timeout, "brokers to register and lead an even share of every topic", 0.1)
 
