@@ -16,26 +16,123 @@ import click
 from bench.api import ASSIGNOR_NAMES, ConfigError, JsonLinesSink, MemberConfig, MemberState
 from bench.api.registry import MODES, create_member
 
+#: Every option can come from ``REBALANCE_LAB_<NAME>`` instead (compose's scaled member service).
+ENV_PREFIX = "REBALANCE_LAB_"
 
-@click.command()
-@click.option("--mode", type=click.Choice(sorted(MODES)), default="zk", show_default=True)
-@click.option("--variant", default=None, help="zk: chain (default), herd, selfbalance, setpartitioner.")
-@click.option("--group", required=True, help="Consumer group id.")
-@click.option("--topic", "topics", multiple=True, required=True, help="Subscribed topic (repeatable).")
-@click.option("--zk", "zk_hosts", default=None, help="zk mode: ZooKeeper connect string.")
-@click.option("--zk-root", default=MemberConfig.zk_root, show_default=True, help="zk mode: root znode.")
-@click.option("--bootstrap", default=None, help="coordinator mode: brokers host:port,...")
-@click.option("--assignor", type=click.Choice(ASSIGNOR_NAMES), default="range", show_default=True)
-@click.option("--session-timeout-ms", type=click.IntRange(min=1), default=None, help="Default: the mode's.")
+
+def _env(name: str) -> str:
+    return ENV_PREFIX + name
+
+
+def _split_topics(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--topic a --topic b``, ``--topic a,b`` and ``REBALANCE_LAB_TOPICS="a b"`` or ``"a,b"`` alike."""
+    topics = tuple(t for value in values for t in value.replace(",", " ").split())
+    if not topics:
+        raise click.BadParameter("expected at least one topic", ctx, param)
+    return topics
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--mode", type=click.Choice(sorted(MODES)), default="zk", envvar=_env("MODE"), show_envvar=True)
 @click.option(
-    "--heartbeat-interval-ms", type=click.IntRange(min=1), default=MemberConfig.heartbeat_interval_ms
+    "--variant",
+    default=None,
+    envvar=_env("VARIANT"),
+    show_envvar=True,
+    help="zk: chain (default), herd, selfbalance, setpartitioner.",
 )
-@click.option("--rebalance-timeout-ms", type=click.IntRange(min=1), default=MemberConfig.rebalance_timeout_ms)
-@click.option("--name", "member_name", default=None, help="Prefix of the member id.")
-@click.option("--group-instance-id", default=None, help="coordinator mode: static membership id.")
-@click.option("--option", "options", multiple=True, help="Variant knob KEY=VALUE, e.g. time_boundary_s=2.")
+@click.option("--group", required=True, envvar=_env("GROUP"), show_envvar=True, help="Consumer group id.")
 @click.option(
-    "--count", type=click.IntRange(min=1), default=1, show_default=True, help="Members in this process."
+    "--topic",
+    "topics",
+    multiple=True,
+    required=True,
+    callback=_split_topics,
+    envvar=_env("TOPICS"),
+    show_envvar=True,
+    help="Subscribed topic (repeatable, or comma-separated).",
+)
+@click.option(
+    "--zk",
+    "zk_hosts",
+    default=None,
+    envvar=_env("ZK"),
+    show_envvar=True,
+    help="zk mode: ZooKeeper connect string.",
+)
+@click.option(
+    "--zk-root",
+    default=MemberConfig.zk_root,
+    envvar=_env("ZK_ROOT"),
+    show_envvar=True,
+    help="zk mode: root znode.",
+)
+@click.option(
+    "--bootstrap",
+    default=None,
+    envvar=_env("BOOTSTRAP"),
+    show_envvar=True,
+    help="coordinator mode: brokers host:port,...",
+)
+@click.option(
+    "--assignor",
+    type=click.Choice(ASSIGNOR_NAMES),
+    default="range",
+    envvar=_env("ASSIGNOR"),
+    show_envvar=True,
+)
+@click.option(
+    "--session-timeout-ms",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar=_env("SESSION_TIMEOUT_MS"),
+    show_envvar=True,
+    help="Default: the mode's.",
+)
+@click.option(
+    "--heartbeat-interval-ms",
+    type=click.IntRange(min=1),
+    default=MemberConfig.heartbeat_interval_ms,
+    envvar=_env("HEARTBEAT_INTERVAL_MS"),
+    show_envvar=True,
+)
+@click.option(
+    "--rebalance-timeout-ms",
+    type=click.IntRange(min=1),
+    default=MemberConfig.rebalance_timeout_ms,
+    envvar=_env("REBALANCE_TIMEOUT_MS"),
+    show_envvar=True,
+)
+@click.option(
+    "--name",
+    "member_name",
+    default=None,
+    envvar=_env("NAME"),
+    show_envvar=True,
+    help="Prefix of the member id.",
+)
+@click.option(
+    "--group-instance-id",
+    default=None,
+    envvar=_env("GROUP_INSTANCE_ID"),
+    show_envvar=True,
+    help="coordinator mode: static membership id.",
+)
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    envvar=_env("OPTIONS"),
+    show_envvar=True,
+    help="Variant knob KEY=VALUE, e.g. time_boundary_s=2 (the variable: space-separated).",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=1,
+    envvar=_env("COUNT"),
+    show_envvar=True,
+    help="Members in this process.",
 )
 def member(options: tuple[str, ...], count: int, **kwargs: object) -> None:
     """Run members of a consumer group until SIGTERM."""
