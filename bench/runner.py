@@ -33,7 +33,7 @@ from typing import Any
 import click
 
 from bench.api.events import TopicPartition
-from bench.backend import Backend, BackendFactory, ClusterSpec, MemberHandle
+from bench.backend import TARGETS, Backend, BackendFactory, ClusterSpec, MemberHandle, backend_for
 from bench.history import GroupView, History
 from bench.scenario import Action, LinkCut, Pick, Profile, Scenario, Step, WaitKind
 from bench.topology import LocalTopology
@@ -69,19 +69,24 @@ class RunError(RuntimeError):
     """A run could not complete; the message says which step and why."""
 
 
+Spawn = Callable[[list[str], History, Path], MemberHandle]
+
+
 @dataclass
 class MemberGroup:
-    """The members of one consumer group in one run."""
+    """The members of one consumer group: their processes, and the group's state from the history.
+
+    ``member_args`` are the ``rebalance-lab member`` flags every member of the group gets;
+    ``spawn`` starts one process (the backend's ``spawn_member``).
+    """
 
     name: str
-    mode: str
-    variant: str
     topics: dict[str, int]
     members_per_process: int
     member_args: list[str]
     history: History
     log_dir: Path
-    backend: Backend
+    spawn_process: Spawn
     procs: list[MemberHandle] = field(default_factory=list)
     expected: dict[int | str, int] = field(default_factory=dict)  # pid -> members it hosts
     dead: set[str] = field(default_factory=set)
@@ -106,7 +111,7 @@ class MemberGroup:
                 "--count",
                 str(count),
             ]
-            proc = self.backend.spawn_member(args, self.history, self.log_dir / f"{self.name}-p{i}.log")
+            proc = self.spawn_process(args, self.history, self.log_dir / f"{self.name}-p{i}.log")
             self.expected[proc.pid] = count
             self.procs.append(proc)
             new.append(proc)
@@ -128,11 +133,20 @@ class MemberGroup:
     def live_ids(self) -> list[str]:
         return [m for p in self.live_procs() for m in p.member_ids if m not in self.dead]
 
-    def view(self) -> GroupView:
-        view = GroupView().apply_all(e for e in self.history.snapshot() if e.group == self.name)
+    def view(self, until_ns: int | None = None) -> GroupView:
+        """The group's state from its events (those before ``until_ns``, if given); killed members are gone."""
+        events = self.history.snapshot()
+        view = GroupView().apply_all(
+            e for e in events if e.group == self.name and (until_ns is None or e.mono_ns < until_ns)
+        )
         for member in self.dead:
             view.mark_gone(member)
         return view
+
+    def kill(self, proc: MemberHandle) -> None:
+        """SIGKILL a member process; its members are dead from now on."""
+        proc.kill()
+        self.dead.update(proc.member_ids)
 
     def leader(self) -> str | None:
         leaders = self.view().leaders(self.live_ids()) - {None}
@@ -322,14 +336,12 @@ class Run:
         self.groups = [
             MemberGroup(
                 name,
-                self.mode,
-                self.variant,
                 topics,
                 sc.groups.members_per_process,
                 args,
                 self.history,
                 log_dir,
-                self.topology,
+                self.topology.spawn_member,
             )
             for name in group_names
         ]
@@ -451,8 +463,7 @@ class Run:
         targets = [m for p in victims for m in p.member_ids]
         self._action(i, step, "start", g.name, targets)
         for p in victims:
-            p.kill()
-            g.dead.update(p.member_ids)
+            g.kill(p)
         self._action(i, step, "end", g.name, targets)
 
     def _do_kill_member(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
@@ -490,8 +501,7 @@ class Run:
                     proc.terminate()
                 else:
                     self._action(i, step, "kill", g.name, proc.member_ids)
-                    proc.kill()
-                    g.dead.update(proc.member_ids)
+                    g.kill(proc)
                 g.spawn(count)
                 if between == "stable":
                     self._wait_stable(i, step, [g], {g.name: before}, step.wait.seconds)
@@ -647,7 +657,16 @@ def parse_target(value: str) -> tuple[str, str | None]:
     "--repeat", type=click.IntRange(min=1), default=None, help="Repetitions (default: the scenario's)."
 )
 @click.option("--only", "only", multiple=True, help="Run just MODE or MODE/VARIANT (repeatable).")
-def run(scenario_names: tuple[str, ...], out: Path | None, repeat: int | None, only: tuple[str, ...]) -> None:
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default="local",
+    show_default=True,
+    help="Where servers and members run: processes here, or the docker-compose project (from its bench service).",
+)
+def run(
+    scenario_names: tuple[str, ...], out: Path | None, repeat: int | None, only: tuple[str, ...], target: str
+) -> None:
     """Run scenarios (files or library names) against every mode/variant they list."""
     from bench.scenario import ScenarioError, expand, load_scenario, resolve
 
@@ -667,7 +686,7 @@ def run(scenario_names: tuple[str, ...], out: Path | None, repeat: int | None, o
         ]
         if not targets:
             continue
-        d, f = run_scenarios([sc], out, repeat, progress, targets)
+        d, f = run_scenarios([sc], out, repeat, progress, targets, backend_for(target))
         done += d
         failed += f
     click.echo(f"{len(done)} run(s) written under {out}; report: rebalance-lab report {out}")

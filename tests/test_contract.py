@@ -10,15 +10,17 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench.api import EventKind
+from bench.backend import MemberHandle
 from bench.history import GroupView, History
 from bench.members import MemberProcess
+from bench.runner import MemberGroup
 from tests.conftest import running_brokers, wait_until
 
 SESSION_MS = 4_000
@@ -53,60 +55,26 @@ TARGETS = [
 
 @dataclass
 class Group:
+    """The members of the group under test (a :class:`~bench.runner.MemberGroup`) and how to judge them."""
+
     target: Target
-    connect_args: list[str]
-    log_dir: Path
-    name: str
-    history: History = field(default_factory=History)
-    procs: list[MemberProcess] = field(default_factory=list)
-    dead: set[str] = field(default_factory=set)
+    members: MemberGroup
 
-    def add(self, n: int = 1) -> list[MemberProcess]:
-        new = []
-        for _ in range(n):
-            i = len(self.procs)
-            args = [
-                "member",
-                "--mode",
-                self.target.mode,
-                "--variant",
-                self.target.variant,
-                "--group",
-                self.name,
-                *(a for t in TOPICS for a in ("--topic", t)),
-                "--session-timeout-ms",
-                str(self.target.session_ms),
-                "--heartbeat-interval-ms",
-                "500",
-                "--name",
-                f"m{i}",
-                *self.connect_args,
-                *(a for o in self.target.options for a in ("--option", o)),
-            ]
-            proc = MemberProcess(args, self.history, self.log_dir / f"member-{i}.log")
-            self.procs.append(proc)
-            new.append(proc)
-        for proc in new:
-            wait_until(lambda p=proc: p.member_id or not p.alive(), 30, what="a member's first event")
-            assert proc.member_id, f"member exited with {proc.proc.returncode}: {self._log_tail(proc)}"
-        return new
+    @property
+    def history(self) -> History:
+        return self.members.history
 
-    def _log_tail(self, proc: MemberProcess) -> str:
-        return proc.log_path.read_text()[-2000:] if proc.log_path and proc.log_path.exists() else ""
-
-    def live(self) -> list[MemberProcess]:
-        return [p for p in self.procs if p.alive() and p.member_id not in self.dead]
+    def add(self, n: int = 1) -> list[MemberHandle]:
+        """Start ``n`` member processes; returns once each reported its first event."""
+        return self.members.spawn(n)
 
     def view(self, until_ns: int | None = None) -> GroupView:
-        events = self.history.snapshot()
-        if until_ns is not None:
-            events = [e for e in events if e.mono_ns < until_ns]
-        view = GroupView().apply_all(events)
-        for member in self.dead:
-            view.mark_gone(member)
-        return view
+        return self.members.view(until_ns)
 
-    def wait_converged(self, members: list[MemberProcess], newer_than: int | None = None) -> GroupView:
+    def kill(self, proc: MemberHandle) -> None:
+        self.members.kill(proc)
+
+    def wait_converged(self, members: list[MemberHandle], newer_than: int | None = None) -> GroupView:
         ids = [p.member_id for p in members]
 
         def done() -> GroupView | None:
@@ -130,10 +98,6 @@ class Group:
             view = self.view()
             state = {m: (v.generation, sorted(v.owned), v.leader) for m, v in view.members.items()}
             raise AssertionError(f"no convergence of {ids}; state: {state}") from None
-
-    def kill(self, proc: MemberProcess) -> None:
-        proc.kill()
-        self.dead.add(proc.member_id)
 
 
 @pytest.fixture(params=TARGETS, ids=str)
@@ -161,16 +125,24 @@ def group(
 
         write_topics(kazoo_client, zk_root, TOPICS)
         connect = ["--zk", zk_server.connect_string, "--zk-root", zk_root]
+    args = [
+        *("--mode", target.mode, "--variant", target.variant),
+        *(a for t in TOPICS for a in ("--topic", t)),
+        *("--session-timeout-ms", str(target.session_ms), "--heartbeat-interval-ms", "500"),
+        *connect,
+        *(a for o in target.options for a in ("--option", o)),
+    ]
     # Each test gets its own group, so coordinator-mode tests sharing one broker never meet.
-    g = Group(target, connect, tmp_path, name=f"contract-{target.variant}-{uuid.uuid4().hex[:6]}")
+    name = f"contract-{target.variant}-{uuid.uuid4().hex[:6]}"
+    members = MemberGroup(name, TOPICS, 1, args, History(), tmp_path, MemberProcess)
     try:
-        yield g
+        yield Group(target, members)
     finally:
-        for proc in g.procs:
+        for proc in members.procs:
             proc.close()
 
 
-def generation_of(view: GroupView, procs: list[MemberProcess]) -> int:
+def generation_of(view: GroupView, procs: list[MemberHandle]) -> int:
     generation = view.generation([p.member_id for p in procs])
     assert generation is not None
     return generation
