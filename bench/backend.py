@@ -7,12 +7,19 @@ through the Docker API. A scenario file runs unchanged on either.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from bench.history import History
+from bench.mntr import MntrUnavailable, read_mntr
+
+log = logging.getLogger(__name__)
+
+#: Where a run's servers and members live: ``rebalance-lab run --target``.
+TARGETS = ("local", "compose")
 
 
 @dataclass(frozen=True)
@@ -90,3 +97,56 @@ def pick_zk(modes: Sequence[str | None], node: int | str) -> int:
                 return i
         raise RuntimeError(f"no ZooKeeper server is serving as a follower (modes: {list(modes)})")
     return int(node)
+
+
+def backend_for(target: str) -> BackendFactory:
+    """The backend factory of a ``--target``."""
+    if target == "compose":
+        from bench.compose import ComposeBackend
+
+        return ComposeBackend
+    if target == "local":
+        from bench.topology import LocalTopology
+
+        return LocalTopology
+    raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+
+
+# -- samples, the same records from every backend --------------------------------------------------
+
+
+def zk_sample(host: str, port: int) -> dict[str, Any] | None:
+    """One ``mntr`` reading of one server as a ``samples.jsonl`` record; None if it does not answer."""
+    try:
+        m = read_mntr(host, port, timeout=2.0)
+    except (OSError, MntrUnavailable) as exc:
+        log.debug("no mntr from %s:%d: %s", host, port, exc)
+        return None
+    return {
+        "source": "zk",
+        "server": m.server,
+        "mono_ns": m.mono_ns,
+        "values": m.values,
+        "answer_bytes": m.answer_bytes,
+    }
+
+
+def broker_sample(broker_id: int, stats: dict[str, Any], mono_ns: int, wall: float) -> dict[str, Any]:
+    """A broker's ``broker_stats.json`` as a ``samples.jsonl`` record, read at ``mono_ns`` / ``wall``.
+
+    Brokers rewrite their counters about once a second: the sample is dated by when the broker wrote
+    it, on our monotonic clock.
+    """
+    written = mono_ns - int(max(0.0, wall - float(stats.get("time", wall))) * 1e9)
+    info = {
+        k: v
+        for k, v in stats.items()
+        if k not in ("apis", "offsets_partitions_led", "offsets_partitions_loading")
+    }
+    return {
+        "source": "broker",
+        "broker": broker_id,
+        "mono_ns": written,
+        "stats": stats.get("apis", {}),
+        "info": info,
+    }

@@ -13,18 +13,14 @@ Link names are ``zk-<i>`` and ``broker-<i>``, ``i`` an index into the servers (b
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.backend import ClusterSpec, pick_zk
+from bench.backend import ClusterSpec, broker_sample, pick_zk, zk_sample
 from bench.history import History
 from bench.members import MemberProcess
-from bench.mntr import MntrUnavailable, read_mntr
 from bench.zookeeper import ZooKeeperEnsemble
-
-log = logging.getLogger(__name__)
 
 
 class LocalTopology:
@@ -134,50 +130,24 @@ class LocalTopology:
     def samples(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for i, server in enumerate(self.ensemble.servers):
-            if i in self._stopped_zk or not server.is_running():
-                continue
-            try:
-                m = read_mntr("127.0.0.1", server.client_port, timeout=2.0)
-            except (OSError, MntrUnavailable) as exc:
-                log.debug("no mntr from %s: %s", server.address, exc)
-                continue
-            out.append(
-                {
-                    "source": "zk",
-                    "server": m.server,
-                    "mono_ns": m.mono_ns,
-                    "values": m.values,
-                    "answer_bytes": m.answer_bytes,
-                }
-            )
+            if i not in self._stopped_zk and server.is_running():
+                sample = zk_sample("127.0.0.1", server.client_port)
+                if sample is not None:
+                    out.append(sample)
         if self.broker_cluster is not None:
             mono, wall = time.monotonic_ns(), time.time()
             for broker_id, stats in self.broker_cluster.stats().items():
-                if not stats:
-                    continue
-                # Brokers rewrite their counters about once a second: date the sample by when the
-                # broker wrote it, on our monotonic clock.
-                written = mono - int(max(0.0, wall - float(stats.get("time", wall))) * 1e9)
-                info = {
-                    k: v
-                    for k, v in stats.items()
-                    if k not in ("apis", "offsets_partitions_led", "offsets_partitions_loading")
-                }
-                out.append(
-                    {
-                        "source": "broker",
-                        "broker": broker_id,
-                        "mono_ns": written,
-                        "stats": stats.get("apis", {}),
-                        "info": info,
-                    }
-                )
+                if stats:
+                    out.append(broker_sample(broker_id, stats, mono, wall))
         return out
 
     # -- faults (the local backend) --------------------------------------------------------------
 
     def coordinator_for(self, group: str) -> int:
-        return self.broker_cluster.coordinator_for(group).id
+        broker = self.broker_cluster.coordinator_for(group)
+        if broker is None:
+            raise RuntimeError(f"group {group} has no live coordinator")
+        return broker.id
 
     def kill_broker(self, broker_id: int) -> None:
         next(b for b in self.broker_cluster.brokers if b.id == broker_id).kill()

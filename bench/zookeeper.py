@@ -81,6 +81,17 @@ _SERVING_MODES = ("leader", "follower", "standalone", "observer")
 _MODE_RE = re.compile(r"^Mode:\s*(\S+)", re.MULTILINE)
 
 
+def server_mode(host: str, port: int, timeout: float = 2.0) -> str | None:
+    """What ``srvr`` says a server is: ``leader`` | ``follower`` | ``standalone`` (| ``observer``);
+    None while it does not serve or cannot be reached."""
+    try:
+        answer = four_letter(host, port, "srvr", timeout=timeout)
+    except OSError:
+        return None
+    match = _MODE_RE.search(answer)
+    return match.group(1) if match else None
+
+
 class ZooKeeperNotFound(RuntimeError):
     """No ZooKeeper jars or no ``java`` on this machine."""
 
@@ -320,12 +331,7 @@ class ZooKeeperServer:
 
     def mode(self) -> str | None:
         """``leader`` | ``follower`` | ``standalone`` (| ``observer``), or None while not serving."""
-        try:
-            answer = self.four_letter("srvr", timeout=2.0)
-        except OSError:
-            return None
-        match = _MODE_RE.search(answer)
-        return match.group(1) if match else None
+        return server_mode(HOST, self.client_port)
 
     def mntr(self, timeout: float = 5.0) -> Mntr:
         return read_mntr(HOST, self.client_port, timeout)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -10,6 +12,7 @@ from .broker import BrokerConfig, run_broker
 from .controller import DEFAULT_ZK_ROOT
 
 _D = BrokerConfig.__dataclass_fields__  # defaults come from the dataclass, declared once
+# Every option's name is a BrokerConfig field: the command's parameters are the configuration.
 
 
 @click.command("broker")
@@ -22,7 +25,12 @@ _D = BrokerConfig.__dataclass_fields__  # defaults come from the dataclass, decl
     required=True,
     help="Log directory shared by all brokers (offsets partitions' logs).",
 )
-@click.option("--offsets-partitions", type=int, default=_D["offsets_partitions"].default, show_default=True)
+@click.option(
+    "--offsets-partitions",
+    type=click.IntRange(min=1),
+    default=_D["offsets_partitions"].default,
+    show_default=True,
+)
 @click.option(
     "--initial-rebalance-delay-ms",
     type=int,
@@ -59,38 +67,12 @@ _D = BrokerConfig.__dataclass_fields__  # defaults come from the dataclass, decl
     show_default=True,
     help="group.min.session.timeout.ms",
 )
-def broker(
-    broker_id: int,
-    zk_connect: str,
-    port: int,
-    log_dir: Path,
-    offsets_partitions: int,
-    initial_rebalance_delay_ms: int,
-    zk_root: str,
-    host: str,
-    advertised_host: str | None,
-    advertised_port: int | None,
-    state_dir: Path | None,
-    zk_session_timeout_ms: int,
-    min_session_timeout_ms: int,
-) -> None:
+def broker(**params: Any) -> None:
     """Run a Kafka-wire broker whose metadata lives in ZooKeeper (coordinator mode)."""
-    if offsets_partitions < 1:
-        raise click.BadParameter("must be >= 1", param_hint="--offsets-partitions")
-    run_broker(
-        BrokerConfig(
-            broker_id=broker_id,
-            zk_connect=zk_connect,
-            port=port,
-            log_dir=log_dir,
-            host=host,
-            advertised_host=advertised_host,
-            advertised_port=advertised_port,
-            zk_root=zk_root,
-            offsets_partitions=offsets_partitions,
-            initial_rebalance_delay_ms=initial_rebalance_delay_ms,
-            min_session_timeout_ms=min_session_timeout_ms,
-            zk_session_timeout_ms=zk_session_timeout_ms,
-            state_dir=state_dir,
-        )
-    )
+    run_broker(BrokerConfig(**params))
+
+
+def config_from_args(args: Sequence[str]) -> BrokerConfig:
+    """The configuration ``rebalance-lab broker ARGS`` runs with (e.g. read off a container's command)."""
+    with broker.make_context("broker", list(args)) as ctx:
+        return BrokerConfig(**ctx.params)
