@@ -7,6 +7,8 @@ records everything in ``<state-dir>/cluster.json``; ``down`` (any later process)
 ``match`` (a string that must be in the process's command line, so a reused pid is never signalled)
 and ``dir`` (removed on ``down``). Other kinds of service (brokers) append entries of their own and
 their connect info as top-level keys (``zk`` now, ``bootstrap`` later); ``down`` needs nothing else.
+
+``topics`` writes topics into the catalogs of a cluster ``up`` did not start (docker compose's).
 """
 
 from __future__ import annotations
@@ -277,6 +279,47 @@ def _start_brokers(
     client.stop()
     client.close()
     return brokers.bootstrap, services
+
+
+@cluster.command()
+@click.option("--zk", "zk_connect", required=True, help="ZooKeeper connect string of a running cluster.")
+@click.option(
+    "--topic",
+    "topics",
+    multiple=True,
+    required=True,
+    callback=parse_topics,
+    metavar="NAME:PARTITIONS",
+    help="A topic for the catalogs; repeat for more.",
+)
+@click.option(
+    "--zk-root", default="/zkmode", show_default=True, help="Root znode of zk mode's topic catalog."
+)
+@click.option(
+    "--broker-root", default="/kafka", show_default=True, help="Root znode of the brokers' cluster metadata."
+)
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for ZooKeeper.")
+def topics(zk_connect: str, topics: dict[str, int], zk_root: str, broker_root: str, timeout: float) -> None:
+    """Create (or resize) topics in a running cluster that `up` did not start, e.g. in docker compose.
+
+    Both catalogs get them: zk mode's under --zk-root and the brokers' under --broker-root.
+    """
+    from kazoo.client import KazooClient
+
+    from coordinator_mode.controller import create_topics
+    from zk_mode.catalog import write_topics
+
+    client = KazooClient(hosts=zk_connect, timeout=10.0)
+    client.start(timeout=timeout)
+    try:
+        write_topics(client, zk_root, topics)
+        create_topics(client, topics, broker_root)
+    finally:
+        client.stop()
+        client.close()
+    click.echo(
+        json.dumps({"zk": zk_connect, "topics": topics, "zk_root": zk_root, "broker_root": broker_root})
+    )
 
 
 @cluster.command()

@@ -174,3 +174,23 @@ def test_up_with_brokers_serves_kafka_clients_and_down_stops_them(state_dir: Pat
     down = _run("cluster", "down", "--state-dir", str(state_dir))
     assert down.returncode == 0, down.stderr
     assert not any(pid_alive(s["pid"], s["match"]) for s in brokers)
+
+
+def test_topics_go_into_both_catalogs_of_a_running_cluster(
+    zk_server: ZooKeeperEnsemble, zk_root: str
+) -> None:
+    from coordinator_mode.controller import read_view
+
+    broker_root = zk_root + "-kafka"
+    args = ["topics", "--zk", zk_server.connect_string, "--topic", "orders:6", "--topic", "payments:2"]
+    result = CliRunner().invoke(cluster, [*args, "--zk-root", zk_root, "--broker-root", broker_root])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["topics"] == {"orders": 6, "payments": 2}
+    client = KazooClient(hosts=zk_server.connect_string)
+    client.start(timeout=30)
+    try:
+        assert read_topics(client, zk_root, ["orders", "payments"]) == {"orders": 6, "payments": 2}
+        assert read_view(client, broker_root).topics == {"orders": 6, "payments": 2}
+    finally:
+        client.stop()
+        client.close()
