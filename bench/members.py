@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.api import read_events
 from bench.history import History
+from bench.process import freeze
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ class MemberProcess:
         self._reader.join(5)
 
     def pause(self) -> None:
-        self.proc.send_signal(signal.SIGSTOP)
+        """SIGSTOP; returns once the process is frozen, as ``docker pause`` does."""
+        freeze(self.proc.pid)
 
     def resume(self) -> None:
         self.proc.send_signal(signal.SIGCONT)

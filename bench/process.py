@@ -45,6 +45,16 @@ def all_threads_stopped(pid: int) -> bool:
     return bool(states) and all(st in ("T", "t") for st in states)
 
 
+def freeze(pid: int, timeout: float = 10.0) -> None:
+    """SIGSTOP ``pid`` and return once every thread has stopped (until then it could still act)."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and not all_threads_stopped(pid):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"pid {pid} did not stop within {timeout:.0f}s of SIGSTOP")
+        time.sleep(0.005)
+
+
 def pid_alive(pid: int, match: str | None = None) -> bool:
     """Whether ``pid`` runs (not a zombie) and, if ``match`` is given, its command line contains it."""
     if pid <= 0:

@@ -30,7 +30,7 @@ from typing import Any
 
 from bench.mntr import Mntr, MntrUnavailable, four_letter, read_mntr
 from bench.ports import HOST, free_ports
-from bench.process import all_threads_stopped, pid_alive, terminate_pid
+from bench.process import freeze, pid_alive, terminate_pid
 
 log = logging.getLogger(__name__)
 
@@ -307,12 +307,8 @@ class ZooKeeperServer:
 
         Returns once every JVM thread has stopped; until then one could still answer a request.
         """
-        self._signal(signal.SIGSTOP)
-        deadline = time.monotonic() + timeout
-        while self.pid is not None and self.is_running() and not all_threads_stopped(self.pid):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"zookeeper {self.id} (pid {self.pid}) did not stop within {timeout:.0f}s")
-            time.sleep(0.005)
+        if self.pid is not None and self.is_running():
+            freeze(self.pid, timeout)
 
     def resume(self) -> None:
         self._signal(signal.SIGCONT)

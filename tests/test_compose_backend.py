@@ -36,7 +36,7 @@ from bench.compose import (
 )
 from bench.history import History
 from bench.ports import free_port
-from bench.process import all_threads_stopped, pid_alive
+from bench.process import all_threads_stopped, freeze, pid_alive
 from bench.topology import LocalTopology
 from bench.zookeeper import ZooKeeperEnsemble, ZooKeeperServer, server_mode
 from tests.conftest import wait_until
@@ -135,7 +135,7 @@ class Container:
     def pause(self) -> None:
         self._call("pause")
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
+        freeze(self.proc.pid)  # docker pause returns once the cgroup is frozen
         self.paused = True
 
     def unpause(self) -> None:
