@@ -138,7 +138,18 @@ def _parse(lines: Iterable[str]) -> RunHistory:
             continue
         stamps.append(mono_ns)
         try:
-            if kind in EventKind._value2member_map_:
+            if kind in ("offsets_committed", "offsets_fetched"):
+                offsets.append(
+                    OffsetRecord(
+                        kind=kind.removeprefix("offsets_"),
+                        member=str(d["member"]),
+                        group=str(d["group"]),
+                        mono_ns=mono_ns,
+                        offsets=tuple((str(t), int(p), int(o)) for t, p, o in d["offsets"]),
+                        request_mono_ns=int(d.get("request_mono_ns", mono_ns)),
+                    )
+                )
+            elif kind in EventKind._value2member_map_:
                 events.append(Event.from_dict(d))
             elif kind == "action":
                 actions.append(
@@ -154,17 +165,6 @@ def _parse(lines: Iterable[str]) -> RunHistory:
                 )
             elif kind == "run":
                 run_lines.append(d)
-            elif kind in ("offsets_committed", "offsets_fetched"):
-                offsets.append(
-                    OffsetRecord(
-                        kind=kind.removeprefix("offsets_"),
-                        member=str(d["member"]),
-                        group=str(d["group"]),
-                        mono_ns=mono_ns,
-                        offsets=tuple((str(t), int(p), int(o)) for t, p, o in d["offsets"]),
-                        request_mono_ns=int(d.get("request_mono_ns", mono_ns)),
-                    )
-                )
             else:
                 problems.append(f"line {number}: unknown record {kind!r}")
         except (KeyError, TypeError, ValueError) as exc:

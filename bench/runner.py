@@ -32,6 +32,7 @@ from typing import Any
 
 import click
 
+from bench.api import OFFSET_EVENTS
 from bench.api.events import TopicPartition
 from bench.backend import TARGETS, Backend, BackendFactory, ClusterSpec, MemberHandle, backend_for
 from bench.history import GroupView, History
@@ -415,7 +416,7 @@ class Run:
         deadline = time.monotonic() + timeout
         while True:
             events = self.history.snapshot()
-            last = max((e.mono_ns for e in events), default=0)
+            last = max((e.mono_ns for e in events if e.kind not in OFFSET_EVENTS), default=0)
             quiet = time.monotonic_ns() - last >= quiet_ns
             if quiet and all(g.stable(None if before is None else before.get(g.name)) for g in groups):
                 return

@@ -56,7 +56,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import kafka.errors as Errors
-from kafka.protocol.consumer.group import HeartbeatRequest, LeaveGroupRequest
+from kafka.protocol.consumer.group import (
+    HeartbeatRequest,
+    LeaveGroupRequest,
+    OffsetCommitRequest,
+    OffsetFetchRequest,
+)
 
 from bench.api import (
     Assignment,
@@ -125,6 +130,7 @@ class CoordinatorSettings:
     retry_backoff_ms: int = 100  # retry.backoff.ms
     retry_backoff_max_ms: int = 1_000  # retry.backoff.max.ms
     request_timeout_ms: int = 30_000  # request.timeout.ms
+    auto_commit_interval_ms: int = 5_000  # auto.commit.interval.ms
 
     @classmethod
     def from_config(cls, config: MemberConfig) -> CoordinatorSettings:
@@ -135,7 +141,12 @@ class CoordinatorSettings:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         knobs = {}
-        for name in ("retry_backoff_ms", "retry_backoff_max_ms", "request_timeout_ms"):
+        for name in (
+            "retry_backoff_ms",
+            "retry_backoff_max_ms",
+            "request_timeout_ms",
+            "auto_commit_interval_ms",
+        ):
             if name in config.options:
                 value = config.options[name]
                 if not isinstance(value, int) or value <= 0:
@@ -203,6 +214,8 @@ class CoordinatorMember(GroupMember):
         self._owned: tuple[TopicPartition, ...] | None = None
         self._last_owned: tuple[TopicPartition, ...] | None = None  # sticky's "previous assignment"
         self._last_generation = -1
+        self._positions: dict[TopicPartition, int] = {}  # our consumed position per owned partition
+        self._fetch_needed = False  # a new assignment: read its committed offsets first
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- the interface (any thread) ------------------------------------------------------------
@@ -265,6 +278,7 @@ class CoordinatorMember(GroupMember):
         self._stop = asyncio.Event()
         self._wakeup = asyncio.Event()  # the coordination routine has something to do
         self._hb_wakeup = asyncio.Event()  # the heartbeat routine should look at the state again
+        self._offsets_wakeup = asyncio.Event()  # the offsets routine should look at the state again
         self._client = KafkaClient(
             self.settings.bootstrap,
             client_id=self.member_id,
@@ -275,6 +289,7 @@ class CoordinatorMember(GroupMember):
         self._tasks = [
             loop.create_task(self._coordination_routine(), name="coordination"),
             loop.create_task(self._heartbeat_routine(), name="heartbeat"),
+            loop.create_task(self._offsets_routine(), name="offsets"),
         ]
         self._ready.set()
         try:
@@ -293,6 +308,7 @@ class CoordinatorMember(GroupMember):
     def _wake(self) -> None:
         self._wakeup.set()
         self._hb_wakeup.set()
+        self._offsets_wakeup.set()
 
     # -- coordination: discovery and rebalances ------------------------------------------------
 
@@ -336,6 +352,10 @@ class CoordinatorMember(GroupMember):
         self._heartbeat.fail()  # a heartbeat to the new coordinator is due after the backoff
         log.info("%s: coordinator of %s is %s", self.member_id, self.config.group, address)
         self._hb_wakeup.set()
+        if self._owned:
+            # A failover: read back what the new coordinator holds (no acknowledged commit may be lost).
+            self._fetch_needed = True
+        self._offsets_wakeup.set()
 
     async def _rebalance(self) -> None:
         assert self._client is not None and self._coordinator is not None
@@ -430,6 +450,113 @@ class CoordinatorMember(GroupMember):
             leader_kafka_member_id=generation.leader_id,
         )
         self._hb_wakeup.set()
+        self._fetch_needed = True
+        self._offsets_wakeup.set()
+
+    # -- offsets: what auto-commit does, on a position that advances by itself -------------------
+
+    async def _offsets_routine(self) -> None:
+        """After each assignment, OffsetFetch the owned partitions and resume from what is stored;
+        then OffsetCommit every ``auto.commit.interval.ms``. No records flow in this project, so the
+        position advances by one per interval: what matters is that every acknowledged commit
+        reads back after a coordinator failover (the checker compares the two event streams)."""
+        backoff = _Backoff(self.settings.retry_backoff_ms, self.settings.retry_backoff_max_ms)
+        interval = self.settings.auto_commit_interval_ms / 1000
+        while True:
+            self._offsets_wakeup.clear()
+            if self.state is not MemberState.STABLE or not self._owned or self._coordinator is None:
+                await self._offsets_wakeup.wait()
+                continue
+            try:
+                if self._fetch_needed:
+                    await self._fetch_offsets()
+                else:
+                    await self._sleep(self._offsets_wakeup, interval)
+                    if self.state is MemberState.STABLE and self._owned and not self._fetch_needed:
+                        await self._commit_offsets()
+                backoff.reset()
+            except Errors.KafkaError as exc:
+                # COORDINATOR_LOAD_IN_PROGRESS, NOT_COORDINATOR, a rebalance: try again later; the
+                # coordination routine handles what concerns the group.
+                log.info("%s: offsets: %s", self.member_id, exc)
+                await asyncio.sleep(backoff.next())
+
+    async def _fetch_offsets(self) -> None:
+        coordinator = self._coordinator
+        if self._client is None or coordinator is None:
+            return  # lost meanwhile: rediscovery wakes us again
+        owned = self._owned or ()
+        by_topic: dict[str, list[int]] = {}
+        for topic, partition in owned:
+            by_topic.setdefault(topic, []).append(partition)
+        request = OffsetFetchRequest(
+            version=7,
+            group_id=self.config.group,
+            topics=[
+                OffsetFetchRequest.OffsetFetchRequestTopic(name=t, partition_indexes=ps)
+                for t, ps in by_topic.items()
+            ],
+            require_stable=False,
+        )
+        sent_ns = time.monotonic_ns()
+        conn = await self._client.connection(coordinator)
+        response = await conn.send(request)
+        if response.error_code:
+            raise Errors.for_code(response.error_code)()
+        if owned != self._owned:
+            return  # reassigned meanwhile: the next round fetches again
+        offsets = [
+            (t.name, p.partition_index, p.committed_offset) for t in response.topics for p in t.partitions
+        ]
+        self._positions = {(t, p): max(o, 0) for t, p, o in offsets}
+        self._fetch_needed = False
+        self.emit(
+            EventKind.OFFSETS_FETCHED,
+            generation=self._generation.generation_id,
+            offsets=[list(o) for o in offsets],
+            request_mono_ns=sent_ns,
+        )
+
+    async def _commit_offsets(self) -> None:
+        coordinator = self._coordinator
+        if self._client is None or coordinator is None:
+            return  # lost meanwhile: rediscovery wakes us again
+        generation = self._generation
+        positions = {tp: self._positions.get(tp, 0) + 1 for tp in self._owned or ()}
+        by_topic: dict[
+            str, list[OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition]
+        ] = {}
+        for (topic, partition), offset in sorted(positions.items()):
+            by_topic.setdefault(topic, []).append(
+                OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition(
+                    partition_index=partition,
+                    committed_offset=offset,
+                    committed_leader_epoch=-1,
+                    committed_metadata="",
+                )
+            )
+        request = OffsetCommitRequest(
+            version=7,
+            group_id=self.config.group,
+            generation_id_or_member_epoch=generation.generation_id,
+            member_id=generation.member_id,
+            group_instance_id=self.config.group_instance_id,
+            topics=[
+                OffsetCommitRequest.OffsetCommitRequestTopic(name=t, partitions=ps)
+                for t, ps in by_topic.items()
+            ],
+        )
+        conn = await self._client.connection(coordinator)
+        response = await conn.send(request)
+        errors = {p.error_code for t in response.topics for p in t.partitions} - {0}
+        if errors:
+            raise Errors.for_code(errors.pop())()
+        self._positions.update(positions)
+        self.emit(
+            EventKind.OFFSETS_COMMITTED,
+            generation=generation.generation_id,
+            offsets=[[t, p, o] for (t, p), o in sorted(positions.items())],
+        )
 
     # -- heartbeats ------------------------------------------------------------------------------
 

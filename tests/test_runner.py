@@ -81,3 +81,32 @@ def test_a_bad_scenario_names_file_and_field(tmp_path: Path) -> None:
     path = write(tmp_path, SCENARIO.replace("action: kill_leader", "action: kill_everyone"), "bad.yaml")
     with pytest.raises(ScenarioError, match=r"bad\.yaml.*timeline\[2\]\.action"):
         load_scenario(path)
+
+
+def test_coordinator_failover_loses_no_committed_offset(tmp_path: Path) -> None:
+    text = """
+name: failover
+description: SIGKILL the coordinator of a group whose members commit offsets
+cluster: {zk_nodes: 1, brokers: 3}
+groups: {count: 1, members: 3, topics: {orders: 6}}
+modes: [{mode: coordinator, variant: classic}]
+profile: fast
+overrides: {coordinator_session_timeout_ms: 15000, heartbeat_interval_ms: 1000}
+repetitions: 1
+timeline:
+  - {action: start_members, hold: 6}   # members commit every auto.commit.interval.ms (5 s)
+  - {action: kill_coordinator, wait: 12}
+  - action: stop
+"""
+    scenario = load_scenario(write(tmp_path, text))
+    done, failed = run_scenarios([scenario], tmp_path / "out", progress=lambda _: None)
+    assert not failed, failed
+    (run_dir,) = done
+    records = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    kill = next(r for r in records if r["event"] == "action" and r["action"] == "kill_coordinator")
+    committed = [r for r in records if r["event"] == "offsets_committed" and r["mono_ns"] < kill["mono_ns"]]
+    fetched_after = [r for r in records if r["event"] == "offsets_fetched" and r["mono_ns"] > kill["mono_ns"]]
+    assert committed and fetched_after, "nothing committed before the kill or read back after it"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["checks"]["passed"], summary["checks"]["failures"]
+    assert summary["checks"]["examined"]["offset_fetches"] >= len(fetched_after)

@@ -1,7 +1,17 @@
 """The shared consumer interface: standard library only, the one thing both modes import."""
 
 from .config import ASSIGNOR_NAMES, DEFAULT_SESSION_TIMEOUT_MS, ConfigError, MemberConfig
-from .events import Event, EventKind, EventSink, JsonLinesSink, ListSink, TopicPartition, read_events, stamp
+from .events import (
+    OFFSET_EVENTS,
+    Event,
+    EventKind,
+    EventSink,
+    JsonLinesSink,
+    ListSink,
+    TopicPartition,
+    read_events,
+    stamp,
+)
 from .member import Assignment, GroupMember, MemberState
 
 __all__ = [
@@ -17,6 +27,7 @@ __all__ = [
     "ListSink",
     "MemberConfig",
     "MemberState",
+    "OFFSET_EVENTS",
     "TopicPartition",
     "read_events",
     "stamp",

@@ -11,6 +11,9 @@ Ownership semantics, which the checker relies on:
 * ``revoked`` carries the partitions the member has **stopped** owning (a member revokes before any
   other member may be assigned them);
 * ``left`` and ``session_lost`` end all ownership.
+
+``offsets_committed`` and ``offsets_fetched`` carry ``offsets`` as ``[[topic, partition, offset], ...]``
+(and ``request_mono_ns``, when the fetch was sent); they say nothing about ownership.
 """
 
 from __future__ import annotations
@@ -34,6 +37,14 @@ class EventKind(StrEnum):
     REVOKED = "revoked"  # the member stopped owning these partitions
     LEFT = "left"  # graceful leave finished; the member owns nothing
     SESSION_LOST = "session_lost"  # the member's session expired; it owns nothing and will rejoin
+    # Offset bookkeeping (coordinator mode): not reactions to a rebalance, but what the checker
+    # needs to prove that no committed offset is lost across a coordinator failover.
+    OFFSETS_COMMITTED = "offsets_committed"  # the coordinator acknowledged these offsets
+    OFFSETS_FETCHED = "offsets_fetched"  # what the coordinator answered (-1: none stored)
+
+
+#: Events a member emits on its own schedule, not in reaction to the group changing.
+OFFSET_EVENTS = frozenset({EventKind.OFFSETS_COMMITTED, EventKind.OFFSETS_FETCHED})
 
 
 _CORE_KEYS = ("event", "member", "group", "mode", "variant", "generation", "partitions", "mono_ns", "wall")
