@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -31,7 +31,7 @@ class History:
     def __init__(self, path: Path | None = None) -> None:
         self._events: list[Event] = []
         self.records: list[dict[str, Any]] = []
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._file: IO[str] | None = open(path, "a") if path else None  # noqa: SIM115
 
     def _write(self, obj: dict[str, Any]) -> None:
@@ -40,32 +40,24 @@ class History:
             self._file.flush()
 
     def append(self, event: Event) -> None:
-        with self._cond:
+        with self._lock:
             self._events.append(event)
             self._write(event.to_dict())
-            self._cond.notify_all()
 
     def record(self, kind: str, **fields: Any) -> dict[str, Any]:
         """Append a harness record (``{"event": kind, ...}``) stamped with both clocks."""
         obj = {"event": kind, **fields, "mono_ns": time.monotonic_ns(), "wall": time.time()}
-        with self._cond:
+        with self._lock:
             self.records.append(obj)
             self._write(obj)
-            self._cond.notify_all()
         return obj
 
     def snapshot(self) -> list[Event]:
-        with self._cond:
+        with self._lock:
             return sorted(self._events, key=lambda e: e.mono_ns)
 
-    def wait_for(self, predicate: Callable[[list[Event]], bool], timeout: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: predicate(sorted(self._events, key=lambda e: e.mono_ns)), timeout
-            )
-
     def close(self) -> None:
-        with self._cond:
+        with self._lock:
             if self._file is not None:
                 self._file.close()
                 self._file = None
