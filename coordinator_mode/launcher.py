@@ -34,7 +34,7 @@ from kafka.protocol.admin import DescribeGroupsRequest
 from kazoo.client import KazooClient
 
 from bench.ports import free_port
-from bench.process import terminate_pid
+from bench.process import freeze, terminate_pid
 
 from .broker import BrokerConfig
 from .controller import DEFAULT_ZK_ROOT, OFFSETS_TOPIC, ClusterView, create_topics, read_view
@@ -117,6 +117,17 @@ class BrokerProcess:
                 log.warning("broker %d ignored SIGTERM for %.0fs; killing it", self.id, grace)
                 self.proc.kill()
         self._reap(10.0)
+
+    def pause(self) -> None:
+        """SIGSTOP, returning once every thread has stopped: a long GC pause, sockets left open."""
+        if self.is_running():
+            assert self.proc is not None
+            freeze(self.proc.pid)
+
+    def resume(self) -> None:
+        if self.is_running():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         """Stop it if running, then start it again with the same id and port."""

@@ -6,7 +6,6 @@ the shared log directory) and every offset committed before the kill must read b
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -253,8 +252,13 @@ def test_offsets_log_compacts_on_load(tmp_path: Path) -> None:
 def test_brokers_recover_from_zookeeper_session_loss(
     zk_ensemble_factory: EnsembleFactory, tmp_path: Path
 ) -> None:
-    """ZooKeeper frozen past the brokers' session timeout: their sessions expire, they register
-    again, the controller places the partitions again, and the group carries on with its member."""
+    """Every broker silent past its ZooKeeper session timeout (frozen, as in a long GC pause): ZooKeeper
+    expires their sessions, they register again, the controller places the partitions again, and the
+    group carries on with its member.
+
+    The brokers are frozen rather than ZooKeeper: a frozen server's session tracker stops too, and on
+    resuming it may revalidate a reconnecting session before it expires it, so nothing would be lost.
+    """
     zk = zk_ensemble_factory(1)
     cluster = BrokerCluster(
         zk.connect_string,
@@ -285,18 +289,21 @@ def test_brokers_recover_from_zookeeper_session_loss(
         consumer.call(lambda k: k.commit(offsets))
         before = wait_until(lambda: (d := describe(cluster, group)) and d.group_state == "Stable" and d, 30)
 
-        zk.servers[0].pause()
+        for broker in cluster.brokers:
+            broker.pause()
         try:
-            time.sleep(2 * ZK_SESSION_MS / 1000)  # the fault itself: long enough for every session to expire
+            # The fault itself: ZooKeeper drops both registrations once their sessions expire.
+            wait_until(
+                lambda: not cluster.view().brokers, 30, what="ZooKeeper to expire the brokers' sessions"
+            )
         finally:
-            zk.servers[0].resume()
+            for broker in cluster.brokers:
+                broker.resume()
 
-        # Which sessions expire is up to ZooKeeper's session tracker (a client that reconnects first
-        # may revalidate its own); at least one does after an outage of twice the timeout.
         wait_until(
-            lambda: any("session lost" in b.log_path.read_text() for b in cluster.brokers),
+            lambda: all("session lost" in b.log_path.read_text() for b in cluster.brokers),
             30,
-            what="a broker to notice its expired session",
+            what="both brokers to notice their expired sessions",
         )
         cluster.wait_ready(60)
         after = wait_until(
