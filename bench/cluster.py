@@ -260,7 +260,7 @@ def _start_brokers(
     zk_connect: str, size: int, base_dir: Path, topics: dict[str, int], initial_delay_ms: int, timeout: float
 ) -> tuple[str, list[dict[str, Any]]]:
     """Start brokers that outlive this command; returns the bootstrap string and their service records."""
-    from coordinator_mode.launcher import BrokerCluster
+    from bench.brokers import BrokerCluster
 
     shutil.rmtree(base_dir, ignore_errors=True)
     brokers = BrokerCluster(

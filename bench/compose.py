@@ -47,13 +47,13 @@ from kazoo.client import KazooClient
 
 from bench.api import read_events
 from bench.backend import ClusterSpec, broker_sample, pick_zk, zk_sample
+from bench.brokers import placement_settled
 from bench.history import History
 from bench.zookeeper import server_mode
 from coordinator_mode.broker import BrokerConfig
 from coordinator_mode.cli import config_from_args
 from coordinator_mode.controller import OFFSETS_TOPIC, create_topics, read_view
 from coordinator_mode.hashing import partition_for
-from coordinator_mode.launcher import placement_settled
 from zk_mode.catalog import write_topics
 
 log = logging.getLogger(__name__)

@@ -49,7 +49,7 @@ class LocalTopology:
             if self.proxied:
                 self._start_zk_proxies()
             if self.brokers:
-                from coordinator_mode.launcher import BrokerCluster
+                from bench.brokers import BrokerCluster
 
                 self.broker_cluster = BrokerCluster(
                     self.ensemble.connect_string,

@@ -114,9 +114,9 @@ def running_brokers(zk_connect: str, size: int, base_dir: Path, **options: Any) 
     """Started brokers for a test or module, stopped however it ends.
 
     Defaults for tests: no initial rebalance delay, and a root znode of their own because the
-    session's ZooKeeper is shared; ``options`` go to :class:`~coordinator_mode.launcher.BrokerCluster`.
+    session's ZooKeeper is shared; ``options`` go to :class:`~bench.brokers.BrokerCluster`.
     """
-    from coordinator_mode.launcher import BrokerCluster
+    from bench.brokers import BrokerCluster
 
     options = {"initial_rebalance_delay_ms": 0, "zk_root": f"/kafka-{uuid.uuid4().hex[:8]}", **options}
     cluster = BrokerCluster(zk_connect, size, base_dir, **options)

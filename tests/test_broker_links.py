@@ -15,6 +15,7 @@ from kafka.protocol.metadata import ApiVersionsRequest, FindCoordinatorRequest, 
 
 from bench.api import EventKind
 from bench.backend import ClusterSpec
+from bench.brokers import BrokerCluster, send_request
 from bench.history import History
 from bench.proxy import Proxy
 from bench.runner import run_scenarios
@@ -22,7 +23,6 @@ from bench.scenario import load_scenario
 from bench.topology import LocalTopology
 from bench.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.broker import BrokerConfig
-from coordinator_mode.launcher import BrokerCluster, send_request
 from tests.conftest import wait_until
 
 TOPICS = {"orders": 4}

@@ -15,9 +15,9 @@ from kafka.protocol.api_key import ApiKey
 from kafka.protocol.consumer import HeartbeatRequest, JoinGroupRequest
 from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, MetadataRequest
 
+from bench.brokers import BrokerCluster, send_request
 from bench.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.broker import API_VERSIONS
-from coordinator_mode.launcher import BrokerCluster, send_request
 from tests.conftest import running_brokers, wait_until
 from tests.kp_consumer import PolledConsumer
 

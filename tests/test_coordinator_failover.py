@@ -15,6 +15,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.protocol.consumer import OffsetFetchRequest
 from kafka.structs import OffsetAndMetadata
 
+from bench.brokers import BrokerCluster, send_request
 from bench.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.controller import OFFSETS_TOPIC
 from coordinator_mode.group import (
@@ -24,7 +25,6 @@ from coordinator_mode.group import (
     OffsetCommitRecord,
     PersistError,
 )
-from coordinator_mode.launcher import BrokerCluster, send_request
 from coordinator_mode.offsets_log import OffsetsLog, encode_line
 from tests.conftest import EnsembleFactory, running_brokers, wait_until
 from tests.kp_consumer import PolledConsumer

@@ -15,8 +15,8 @@ import pytest
 
 from bench.api import EventKind, ListSink, MemberConfig, MemberState
 from bench.api.registry import create_member
+from bench.brokers import BrokerCluster
 from bench.history import GroupView
-from coordinator_mode.launcher import BrokerCluster
 from coordinator_mode.member import CoordinatorMember
 from tests.conftest import running_brokers, wait_until
 

@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kafka.protocol.metadata import FindCoordinatorRequest
 
+from bench.brokers import BrokerCluster, send_request
 from bench.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.controller import OFFSETS_TOPIC
 from coordinator_mode.hashing import java_abs, java_string_hash, partition_for
-from coordinator_mode.launcher import BrokerCluster, send_request
 from tests.conftest import running_brokers
 
 #: group id, Java hashCode, partition for 50 partitions (checked against the JVM; see the reference).

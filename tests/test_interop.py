@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from bench.api import EventKind
-from coordinator_mode.launcher import BrokerCluster
+from bench.brokers import BrokerCluster
 from coordinator_mode.member import CoordinatorMember
 from tests.conftest import wait_until
 from tests.test_coordinator_member import (

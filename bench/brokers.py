@@ -1,4 +1,4 @@
-"""Start, kill, restart and stop a cluster of broker processes on loopback.
+"""A launcher for a cluster of broker processes on loopback: start, kill, pause, restart, stop.
 
 Each broker is ``python -m bench -v broker ...`` in its own session (``start_new_session``), on a free
 port, with its state (stdout log, ``broker_stats.json``) in ``<base_dir>/broker-<id>/`` and the
@@ -35,10 +35,9 @@ from kazoo.client import KazooClient
 
 from bench.ports import free_port
 from bench.process import freeze, terminate_pid
-
-from .broker import BrokerConfig
-from .controller import DEFAULT_ZK_ROOT, OFFSETS_TOPIC, ClusterView, create_topics, read_view
-from .hashing import DEFAULT_OFFSETS_PARTITIONS, partition_for
+from coordinator_mode.broker import BrokerConfig
+from coordinator_mode.controller import DEFAULT_ZK_ROOT, OFFSETS_TOPIC, ClusterView, create_topics, read_view
+from coordinator_mode.hashing import DEFAULT_OFFSETS_PARTITIONS, partition_for
 
 log = logging.getLogger(__name__)
 
