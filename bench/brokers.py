@@ -22,7 +22,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from typing import IO, Any
 from kafka.protocol.admin import DescribeGroupsRequest
 from kazoo.client import KazooClient
 
+from bench.polling import wait_until
 from bench.ports import free_port
 from bench.process import freeze, terminate_pid
 from coordinator_mode.broker import BrokerConfig
@@ -42,17 +42,6 @@ from coordinator_mode.hashing import DEFAULT_OFFSETS_PARTITIONS, partition_for
 log = logging.getLogger(__name__)
 
 RECORD_FILE = "brokers.json"
-
-
-def _wait(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 @dataclass
@@ -319,7 +308,7 @@ class BrokerCluster:
             view = read_view(self.zk, self.zk_root)
             return view if placement_settled(view, running, self.topics) else None
 
-        return _wait(ready, timeout, "brokers to register and lead an even share of every topic", 0.1)
+        return wait_until(ready, timeout, 0.1, "brokers to register and lead an even share of every topic")
 
     def stop(self) -> None:
         """Stop every broker (SIGTERM, then SIGKILL); idempotent."""

@@ -36,7 +36,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from bench.api import read_events
 from bench.backend import ClusterSpec, broker_sample, pick_zk, zk_sample
 from bench.brokers import placement_settled
 from bench.history import History
+from bench.polling import wait_until
 from bench.zookeeper import server_mode
 from coordinator_mode.broker import BrokerConfig
 from coordinator_mode.cli import config_from_args
@@ -101,14 +102,6 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
             yield line.decode("utf-8", errors="replace")
     if buffer:
         yield buffer.decode("utf-8", errors="replace")
-
-
-def _wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise ComposeError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
 
 
 class MemberContainer:
@@ -352,7 +345,7 @@ class ComposeBackend:
                 if i not in self._stopped_zk
             )
 
-        _wait_until(serving, READY_TIMEOUT_S, "the ZooKeeper services to serve")
+        wait_until(serving, READY_TIMEOUT_S, 0.1, "the ZooKeeper services to serve", ComposeError)
 
     def _start_brokers(self) -> None:
         """Read each broker's configuration off its container's command, then place the run's topics."""
@@ -374,10 +367,12 @@ class ComposeBackend:
                 )
         root = self._broker_root
         create_topics(self._zk, self.spec.topics, root)
-        _wait_until(
+        wait_until(
             lambda: placement_settled(read_view(self._zk, root), self._broker_configs, self.spec.topics),
             READY_TIMEOUT_S,
+            0.1,
             "the brokers to lead an even share of every topic",
+            ComposeError,
         )
 
     @property

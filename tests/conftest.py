@@ -1,35 +1,19 @@
-"""Shared test helpers: waiting on conditions (never fixed sleeps), and a real ZooKeeper."""
+"""Shared test helpers: waiting on conditions (never fixed sleeps, see :mod:`bench.polling`), a real
+ZooKeeper and running brokers."""
 
 from __future__ import annotations
 
 import contextlib
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kazoo.client import KazooClient
 
+from bench.polling import wait_until as wait_until  # tests import it from here
 from bench.zookeeper import ZooKeeperEnsemble
-
-T = TypeVar("T")
-
-
-def wait_until(
-    predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, what: str = ""
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate}")
-        time.sleep(interval)
-
 
 # -- ZooKeeper fixtures ---------------------------------------------------------------------------
 # One real standalone server for the whole session; tests isolate themselves by root znode.

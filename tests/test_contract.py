@@ -94,7 +94,7 @@ class Group:
             return wait_until(
                 done, CONVERGE_S, interval=0.1, what=f"{len(ids)} members of {self.target} to converge"
             )
-        except AssertionError:
+        except TimeoutError:
             view = self.view()
             state = {m: (v.generation, sorted(v.owned), v.leader) for m, v in view.members.items()}
             raise AssertionError(f"no convergence of {ids}; state: {state}") from None

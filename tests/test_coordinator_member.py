@@ -104,7 +104,7 @@ class Members:
                 interval=0.05,
                 what=f"{len(members)} members to converge past generation {newer_than}",
             )
-        except AssertionError:
+        except TimeoutError:
             view = self.view()
             state = {m: (v.generation, sorted(v.owned), v.leader) for m, v in view.members.items()}
             raise AssertionError(f"no convergence; view: {state}; members: {members}") from None

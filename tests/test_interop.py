@@ -260,7 +260,7 @@ class MixedGroup:
 
         try:
             return wait_until(check, CONVERGE_S, interval=0.1, what="the mixed group to converge")
-        except AssertionError:
+        except TimeoutError:
             state = {m.member_id: (m.kafka_member_id, m.assignment()) for m in ours}
             state.update({c.name: (c.kafka_member_id(), sorted(c.assignment())) for c in real})
             raise AssertionError(
