@@ -24,7 +24,10 @@ from typing import Any
 
 import click
 
+from bench.api import MemberConfig
 from bench.process import pid_alive, terminate_pid
+from coordinator_mode.controller import DEFAULT_ZK_ROOT
+from coordinator_mode.group import CoordinatorConfig
 
 log = logging.getLogger(__name__)
 
@@ -161,12 +164,14 @@ def cluster() -> None:
 @click.option(
     "--initial-rebalance-delay-ms",
     type=click.IntRange(min=0),
-    default=3000,
+    default=CoordinatorConfig.initial_rebalance_delay_ms,
     show_default=True,
     help="The brokers' group.initial.rebalance.delay.ms.",
 )
 @_state_dir_option
-@click.option("--zk-root", default="/zkmode", show_default=True, help="Root znode of the topic catalog.")
+@click.option(
+    "--zk-root", default=MemberConfig.zk_root, show_default=True, help="Root znode of the topic catalog."
+)
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for a quorum.")
 def up(
     zk_size: int,
@@ -293,10 +298,16 @@ def _start_brokers(
     help="A topic for the catalogs; repeat for more.",
 )
 @click.option(
-    "--zk-root", default="/zkmode", show_default=True, help="Root znode of zk mode's topic catalog."
+    "--zk-root",
+    default=MemberConfig.zk_root,
+    show_default=True,
+    help="Root znode of zk mode's topic catalog.",
 )
 @click.option(
-    "--broker-root", default="/kafka", show_default=True, help="Root znode of the brokers' cluster metadata."
+    "--broker-root",
+    default=DEFAULT_ZK_ROOT,
+    show_default=True,
+    help="Root znode of the brokers' cluster metadata.",
 )
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds to wait for ZooKeeper.")
 def topics(zk_connect: str, topics: dict[str, int], zk_root: str, broker_root: str, timeout: float) -> None:

@@ -33,7 +33,13 @@ def _split_topics(ctx: click.Context, param: click.Parameter, values: tuple[str,
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--mode", type=click.Choice(sorted(MODES)), default="zk", envvar=_env("MODE"), show_envvar=True)
+@click.option(
+    "--mode",
+    type=click.Choice(sorted(MODES)),
+    default=MemberConfig.mode,
+    envvar=_env("MODE"),
+    show_envvar=True,
+)
 @click.option(
     "--variant",
     default=None,
@@ -77,7 +83,7 @@ def _split_topics(ctx: click.Context, param: click.Parameter, values: tuple[str,
 @click.option(
     "--assignor",
     type=click.Choice(ASSIGNOR_NAMES),
-    default="range",
+    default=MemberConfig.assignor,
     envvar=_env("ASSIGNOR"),
     show_envvar=True,
 )

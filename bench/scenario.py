@@ -67,7 +67,7 @@ from typing import Any
 import click
 import yaml
 
-from bench.api import ASSIGNOR_NAMES
+from bench.api import ASSIGNOR_NAMES, DEFAULT_SESSION_TIMEOUT_MS, MemberConfig
 from bench.api.registry import MODES, variants
 
 LIBRARY_DIR = Path(__file__).with_name("scenarios")
@@ -135,11 +135,13 @@ PROFILES: dict[str, Profile] = {
     for p in (
         Profile(
             name="kafka-defaults",
-            coordinator_session_timeout_ms=45_000,
-            heartbeat_interval_ms=3_000,
+            coordinator_session_timeout_ms=DEFAULT_SESSION_TIMEOUT_MS["coordinator"],
+            heartbeat_interval_ms=MemberConfig.heartbeat_interval_ms,
+            rebalance_timeout_ms=MemberConfig.rebalance_timeout_ms,
+            zk_session_timeout_ms=DEFAULT_SESSION_TIMEOUT_MS["zk"],
+            # Declared by the modes, which validating a scenario does not import; a test holds them
+            # equal to CoordinatorConfig, SelfBalanceOptions and PartitionerOptions.
             group_initial_rebalance_delay_ms=3_000,
-            rebalance_timeout_ms=300_000,
-            zk_session_timeout_ms=6_000,
             rebalance_backoff_ms=2_000,
             rebalance_max_retries=4,
             time_boundary_s=30.0,

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from bench.api import MemberConfig
 from bench.scenario import (
     PROFILES,
     Action,
@@ -115,6 +116,27 @@ def test_profiles_carry_the_real_defaults() -> None:
     assert settings["session_timeout_ms"] == 6_000
     assert settings["options"] == {"rebalance_backoff_ms": 2_000, "rebalance_max_retries": 4}
     assert kafka.member_settings("coordinator", "classic")["session_timeout_ms"] == 45_000
+
+
+def test_kafka_defaults_profile_is_what_the_code_declares() -> None:
+    """The profile restates the defaults the code declares; they must agree."""
+    from coordinator_mode.group import CoordinatorConfig
+    from zk_mode.partitioner import PartitionerOptions
+    from zk_mode.selfbalance import SelfBalanceOptions
+
+    kafka = PROFILES["kafka-defaults"]
+    assert kafka.group_initial_rebalance_delay_ms == CoordinatorConfig.initial_rebalance_delay_ms
+    assert kafka.rebalance_backoff_ms == SelfBalanceOptions.rebalance_backoff_ms
+    assert kafka.rebalance_max_retries == SelfBalanceOptions.rebalance_max_retries
+    assert kafka.time_boundary_s == PartitionerOptions.time_boundary_s
+    for mode in ("zk", "coordinator"):
+        settings = kafka.member_settings(mode, "classic")
+        assert (
+            settings["session_timeout_ms"]
+            == MemberConfig(group="g", topics=("t",), mode=mode).session_timeout
+        )
+        assert settings["heartbeat_interval_ms"] == MemberConfig.heartbeat_interval_ms
+        assert settings["rebalance_timeout_ms"] == MemberConfig.rebalance_timeout_ms
 
 
 @pytest.mark.parametrize(
