@@ -1,13 +1,46 @@
-"""The ``rebalance-lab`` command line. Each subcommand lives in the module that owns its idea."""
+"""The ``rebalance-lab`` command line. Each subcommand lives in the module that owns its idea.
+
+Subcommands are imported when they run, not up front: a member or broker process must not pay for
+pandas and matplotlib (the report's) at start-up, or starting many at once on a small machine would
+measure Python's imports instead of a join.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import click
 
+#: subcommand -> "module:attribute" of its click command
+COMMANDS = {
+    "analyze": "bench.metrics:analyze_command",
+    "broker": "coordinator_mode.cli:broker",
+    "cluster": "bench.cluster:cluster",
+    "demo": "bench.demo:demo",
+    "join-cost": "bench.joincost:join_cost",
+    "member": "bench.membercli:member",
+    "report": "bench.report:report",
+    "run": "bench.runner:run",
+    "scenarios": "bench.scenario:scenarios",
+    "validate": "bench.scenario:validate",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
 @click.version_option(package_name="rebalance-lab")
 def main(verbose: int) -> None:
@@ -17,32 +50,3 @@ def main(verbose: int) -> None:
     # kazoo logs every reconnect attempt at WARNING; keep it quieter unless asked.
     if verbose < 2:
         logging.getLogger("kazoo").setLevel(max(level, logging.ERROR))
-
-
-def _register() -> None:
-    from bench.cluster import cluster
-    from bench.demo import demo
-    from bench.joincost import join_cost
-    from bench.membercli import member
-    from bench.metrics import analyze_command
-    from bench.report import report
-    from bench.runner import run
-    from bench.scenario import scenarios, validate
-    from coordinator_mode.cli import broker
-
-    for command in (
-        analyze_command,
-        broker,
-        cluster,
-        demo,
-        join_cost,
-        member,
-        report,
-        run,
-        scenarios,
-        validate,
-    ):
-        main.add_command(command)
-
-
-_register()

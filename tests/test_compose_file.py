@@ -115,7 +115,9 @@ def member_envvars() -> set[str]:
 
 def _walk(command: click.Command) -> list[click.Command]:
     if isinstance(command, click.Group):
-        return [command, *(c for sub in command.commands.values() for c in _walk(sub))]
+        ctx = click.Context(command)
+        subs = [command.get_command(ctx, name) for name in command.list_commands(ctx)]
+        return [command, *(c for sub in subs if sub is not None for c in _walk(sub))]
     return [command]
 
 
