@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bench.api import EventKind
+from bench.api import Event, EventKind
 from bench.checker import CheckReport, check
 from bench.mntr import Mntr, ZkLoad, zk_load
 from bench.replay import ActionRecord, Replay, RunHistory
@@ -335,6 +335,48 @@ def episodes(history: RunHistory) -> list[Episode]:
     return _EpisodeBuilder(history).build().episodes
 
 
+@dataclass(frozen=True)
+class Join:
+    """One member's way into its group: from the start of its join to its first assignment."""
+
+    member: str
+    group: str
+    started_ns: int  # the member's ``join_started_ns`` when it reports one, else its first ``joined``
+    assigned_ns: int | None  # its first ``assigned`` after that; None if it never got one
+
+
+def joins(history: RunHistory) -> list[Join]:
+    """Every member's first join. A coordinator-mode ``joined`` is emitted when JoinGroup answers,
+    which waits out the rebalance, so the member stamps when its first JoinGroup went out."""
+    first: dict[str, Event] = {}
+    assigned: dict[str, int] = {}
+    for e in history.events:
+        if e.kind == EventKind.JOINED:
+            first.setdefault(e.member, e)
+        elif e.kind == EventKind.ASSIGNED and e.member in first:
+            assigned.setdefault(e.member, e.mono_ns)
+    return [
+        Join(m, e.group, int(e.extra.get("join_started_ns", e.mono_ns)), assigned.get(m))
+        for m, e in first.items()
+    ]
+
+
+def _join_fields(ep: Episode, group_joins: Sequence[Join]) -> dict[str, Any]:
+    """The episode's joins: members whose first join started inside its window."""
+    inside = [j for j in group_joins if ep.trigger_ns <= j.started_ns < ep.window_end_ns]
+    done = [(j.started_ns, j.assigned_ns) for j in inside if j.assigned_ns is not None]
+    times = [(assigned - started) / 1e6 for started, assigned in done]
+    return {
+        "joins": len(inside),
+        "join_ms_median": round(float(np.median(times)), 3) if times else None,
+        "join_ms_max": round(max(times), 3) if times else None,
+        # first join out -> the last of them assigned; only when every one of them got there
+        "join_span_ms": _ms(min(s for s, _ in done), max(a for _, a in done))
+        if done and len(done) == len(inside)
+        else None,
+    }
+
+
 # -- samples ---------------------------------------------------------------------------------------
 
 
@@ -590,6 +632,9 @@ def _episode_rows(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     rebalances, zk_rows, broker_rows = [], [], []
     start = history.start_ns
+    by_group: dict[str, list[Join]] = {}
+    for j in joins(history):
+        by_group.setdefault(j.group, []).append(j)
     for ep in eps:
         spec = history.groups[ep.group]
         window = _bracket(samples.zk, ep.trigger_ns, ep.end_ns)
@@ -625,6 +670,7 @@ def _episode_rows(
                 "members_before": ep.members_before,
                 "members_after": ep.members_after,
                 "members_involved": ep.members_involved,
+                **_join_fields(ep, by_group.get(ep.group, ())),
                 "concurrent_groups": ep.concurrent_groups,
                 "rtt_ms": ep.rtt_ms,
                 "zk_namespace": spec.namespace,
@@ -895,6 +941,7 @@ INTEGER_COLUMNS = frozenset(
         "members_before",
         "members_after",
         "members_involved",
+        "joins",
         "concurrent_groups",
         "partitions",
         "members",

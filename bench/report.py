@@ -792,6 +792,10 @@ def summary_table(res: Results) -> pd.DataFrame:
                 if conv.n
                 else "–",
                 "unowned p·s": _fmt(frame["unowned_partition_s"].median()),
+                # a member's join start -> its first assignment: median of the episodes' medians / max
+                "join→assigned ms": f"{_fmt(frame['join_ms_median'].median(), 0)} / {_fmt(frame['join_ms_max'].max(), 0)}"
+                if "join_ms_median" in frame and frame["join_ms_median"].notna().any()
+                else "–",
                 "zk reads": _fmt(frame["zk_reads"].median(), 0),
                 "zk writes": _fmt(frame["zk_writes"].median(), 0),
                 "broker reqs": _fmt(frame["broker_requests"].median(), 0),

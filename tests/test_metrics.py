@@ -137,3 +137,23 @@ def test_analyze_command_exits_non_zero_on_check_failures(tmp_path: Path) -> Non
     assert "double_ownership: t-0 owned by a, c" in result.output
     result = CliRunner().invoke(analyze_command, [str(run_dir(tmp_path, "run-member-crash"))])
     assert result.exit_code == 0 and "checks passed" in result.output
+
+
+def joined(row: pd.Series) -> tuple[int, float, float, float]:
+    return tuple(row[c] for c in ("joins", "join_ms_median", "join_ms_max", "join_span_ms"))
+
+
+def test_join_times_from_the_join_start_to_the_first_assignment(tmp_path: Path) -> None:
+    # zk: a and b join at 0.2/0.3 s and are assigned at 1.0 s; c joins at 5.2 s, assigned at 6.0 s.
+    analyze(d := run_dir(tmp_path, "run-scale-out-chain"))
+    rows = pd.read_csv(d / "rebalances.csv").set_index("action")
+    assert joined(rows.loc["start_members"]) == (2, 750, 800, 800)
+    assert joined(rows.loc["add_members"]) == (1, 800, 800, 800)
+
+    # coordinator: the clock starts at join_started_ns (0.05 s), when the first JoinGroup went out, not
+    # at the `joined` event (0.1 s); assigned at 3.0/3.1/3.2 s. The crash's rejoins are no new joins.
+    analyze(d := run_dir(tmp_path, "run-member-crash"))
+    rows = pd.read_csv(d / "rebalances.csv").set_index("action")
+    assert joined(rows.loc["start_members"]) == (3, 3050, 3150, 3150)
+    crash = rows.loc["kill_member"]
+    assert crash["joins"] == 0 and pd.isna(crash["join_ms_median"]) and pd.isna(crash["join_span_ms"])
