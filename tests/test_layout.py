@@ -8,6 +8,7 @@ quietly share code paths.
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -71,3 +72,16 @@ def test_the_check_sees_a_violation(tmp_path: Path) -> None:
     assert imported_modules(probe, tmp_path) == {"bench.process", "bench"}
     probe.write_text("from .paths import ZkPaths\nimport coordinator_mode.group\n")
     assert imported_modules(probe, tmp_path) == {"zk_mode.paths", "coordinator_mode.group"}
+
+
+@pytest.mark.parametrize("command", ["member", "broker"])
+def test_member_and_broker_processes_do_not_load_the_analysis_stack(command: str) -> None:
+    """The runner starts many of these at once; pandas and matplotlib would cost each ~1.5 s of CPU."""
+    probe = (
+        "import sys; from bench.cli import main; import click; "
+        f"main.get_command(click.Context(main), {command!r}); "
+        "import bench.api.registry as r; [r.factory(m) for m in r.MODES]; "
+        "print(sorted({'pandas', 'matplotlib', 'numpy'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]"
