@@ -245,8 +245,12 @@ def _plain_log_ticks(axis: Any) -> None:
     """Log-axis ticks at 1-2-5 steps labelled as plain numbers (0.2, 1, 50), not powers of ten."""
     axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    # Under a decade the 1-2-5 ticks are too few: label the minor ticks then (matplotlib decides).
-    axis.set_minor_formatter(ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.5)))
+    # Under a decade the 1-2-5 ticks are too few: label the minor ticks too then, as plain numbers.
+    def minor(v: float, _: int) -> str:
+        low, high = sorted(axis.get_view_interval())
+        return f"{v:g}" if low > 0 and high / low < 10 else ""
+
+    axis.set_minor_formatter(ticker.FuncFormatter(minor))
 
 
 def _y_axis(ax: Axes, log: bool, label: str) -> None:
@@ -792,8 +796,16 @@ def summary_table(res: Results) -> pd.DataFrame:
                 if conv.n
                 else "–",
                 "unowned p·s": _fmt(frame["unowned_partition_s"].median()),
-                # a member's join start -> its first assignment: median of the episodes' medians / max
-                "join→assigned ms": f"{_fmt(frame['join_ms_median'].median(), 0)} / {_fmt(frame['join_ms_max'].max(), 0)}"
+                # per joining member, join start -> first assignment (median, max), and first join
+                # out -> all of them assigned (span): medians over episodes, the max's max
+                "join ms med / max / span": " / ".join(
+                    _fmt(v, 0)
+                    for v in (
+                        frame["join_ms_median"].median(),
+                        frame["join_ms_max"].max(),
+                        frame["join_span_ms"].median(),
+                    )
+                )
                 if "join_ms_median" in frame and frame["join_ms_median"].notna().any()
                 else "–",
                 "zk reads": _fmt(frame["zk_reads"].median(), 0),
