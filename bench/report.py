@@ -245,6 +245,7 @@ def _plain_log_ticks(axis: Any) -> None:
     """Log-axis ticks at 1-2-5 steps labelled as plain numbers (0.2, 1, 50), not powers of ten."""
     axis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+
     # Under a decade the 1-2-5 ticks are too few: label the minor ticks too then, as plain numbers.
     def minor(v: float, _: int) -> str:
         low, high = sorted(axis.get_view_interval())
