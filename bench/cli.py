@@ -7,10 +7,11 @@ measure Python's imports instead of a join.
 
 from __future__ import annotations
 
-import importlib
 import logging
 
 import click
+
+from bench.api.registry import resolve
 
 #: subcommand -> "module:attribute" of its click command
 COMMANDS = {
@@ -33,11 +34,7 @@ class _LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = COMMANDS.get(cmd_name)
-        if target is None:
-            return None
-        module, attribute = target.split(":")
-        command: click.Command = getattr(importlib.import_module(module), attribute)
-        return command
+        return None if target is None else resolve(target)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -18,7 +18,8 @@ MODES: dict[str, str] = {
 }
 
 
-def _resolve(target: str) -> Any:
+def resolve(target: str) -> Any:
+    """The object an import string ``"module:attribute"`` names, importing the module now."""
     module_name, _, attr = target.partition(":")
     return getattr(importlib.import_module(module_name), attr)
 
@@ -26,7 +27,7 @@ def _resolve(target: str) -> Any:
 def factory(mode: str) -> Callable[[MemberConfig, EventSink], GroupMember]:
     if mode not in MODES:
         raise ConfigError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
-    return _resolve(MODES[mode])
+    return resolve(MODES[mode])
 
 
 def variants(mode: str) -> tuple[str, ...]:
