@@ -144,6 +144,11 @@ def member(options: tuple[str, ...], count: int, **kwargs: object) -> None:
     """Run members of a consumer group until SIGTERM."""
     sink = JsonLinesSink(sys.stdout)
     members = []
+    # Before the first member starts: a SIGTERM that arrives while the others are still starting
+    # must make the started ones leave, not kill the process with its members still in the group.
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
     try:
         config = MemberConfig(**kwargs, options=_parse_options(options))  # type: ignore[arg-type]
         for i in range(count):
@@ -156,9 +161,6 @@ def member(options: tuple[str, ...], count: int, **kwargs: object) -> None:
             group_member.close()
         raise click.ClickException(str(exc)) from None
 
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
     while not done.wait(0.5):
         if all(m.state == MemberState.FAILED for m in members):
             for group_member in members:

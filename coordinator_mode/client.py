@@ -103,6 +103,17 @@ def parse_bootstrap(servers: str) -> list[BrokerAddress]:
     return addresses
 
 
+async def wait_within(future: asyncio.Future[Any], seconds: float) -> bool:
+    """Wait until ``future`` is done or ``seconds`` passed; whether it is done. Never swallows a
+    cancellation of the caller: on Python 3.11 ``asyncio.wait_for`` returns the inner result (or
+    raises its error) when the cancellation arrives in the loop iteration that completes it
+    (CPython gh-86296, fixed in 3.12), so a member's routine cancelled by a leave as its answer or
+    wake-up came in ran on and the leave waited for it forever. ``asyncio.wait`` times out with a
+    timer of its own and never cancels the task, so the caller's cancellation always propagates."""
+    done, _ = await asyncio.wait({future}, timeout=max(seconds, 0.001))
+    return bool(done)
+
+
 @dataclass
 class _Pending:
     api: str
@@ -145,9 +156,13 @@ class KafkaConnection:
     ) -> KafkaConnection:
         """Connect and negotiate API versions (ApiVersions) before returning."""
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(address.host, address.port), request_timeout
-            )
+            connect = asyncio.ensure_future(asyncio.open_connection(address.host, address.port))
+            try:
+                if not await wait_within(connect, request_timeout):
+                    raise TimeoutError(f"no connection within {request_timeout:.1f} s")
+            finally:
+                connect.cancel()  # a no-op once it is done
+            reader, writer = connect.result()
         except (OSError, TimeoutError) as exc:
             raise Errors.KafkaConnectionError(f"connect to {address} failed: {exc!r}") from exc
         conn = cls(address, reader, writer, client_id=client_id, stats=stats, request_timeout=request_timeout)
@@ -212,13 +227,16 @@ class KafkaConnection:
         self._stats.sent(api, len(data))
         try:
             self._writer.write(data)
-            return await asyncio.wait_for(future, timeout or self._request_timeout)
-        except TimeoutError:
-            self.close(Errors.RequestTimedOutError(f"{api} to {self.address}"))
-            raise Errors.RequestTimedOutError(f"{api} to {self.address} timed out") from None
+            answered = await wait_within(future, timeout or self._request_timeout)
         except asyncio.CancelledError:
+            future.cancel()
             self.close(Errors.KafkaConnectionError(f"{api} to {self.address} was abandoned"))
             raise
+        if not answered:
+            future.cancel()
+            self.close(Errors.RequestTimedOutError(f"{api} to {self.address}"))
+            raise Errors.RequestTimedOutError(f"{api} to {self.address} timed out")
+        return future.result()
 
     async def _read_routine(self) -> None:
         reason: Exception = Errors.KafkaConnectionError(f"{self.address} closed the connection")

@@ -33,8 +33,12 @@ The protocol, step by step (kafka-python's ``BaseCoordinator`` phases; the refer
    Independently, if no request of ours was answered within the session timeout (measured from
    its send time, see :mod:`~coordinator_mode.heartbeat`), the member assumes its session is gone,
    emits ``session_lost`` and stops owning anything before it does anything else.
-4. **Leave.** ``leave()`` revokes, sends LeaveGroup (dynamic members only: static members, with
-   ``group_instance_id``, never send it, as KIP-345 specifies) and emits ``left``.
+4. **Leave.** ``leave()`` stops the routines, revokes, sends LeaveGroup (dynamic members only:
+   static members, with ``group_instance_id``, never send it, as KIP-345 specifies) and emits
+   ``left``, within :data:`~bench.api.LEAVE_BOUND_S` plus one ``request.timeout.ms``: a routine
+   that does not stop within a second of its cancellation is left behind (and logged), and a
+   LeaveGroup that cannot be sent or is not answered in time is given up, as the Java client's
+   ``close()`` gives up after its timer; the coordinator then expires the session.
 
 Event ``member`` fields carry our client id (``GroupMember.member_id``, also sent as Kafka's
 ``client.id``) so one process's events stay attributable; the coordinator's id for us goes into the
@@ -64,6 +68,7 @@ from kafka.protocol.consumer.group import (
 )
 
 from bench.api import (
+    LEAVE_BOUND_S,
     Assignment,
     ConfigError,
     EventKind,
@@ -74,7 +79,7 @@ from bench.api import (
     TopicPartition,
 )
 
-from .client import BrokerAddress, KafkaClient, RequestStats, parse_bootstrap
+from .client import BrokerAddress, KafkaClient, RequestStats, parse_bootstrap, wait_within
 from .heartbeat import Heartbeat
 from .rebalance import NO_GENERATION, Generation, GroupRebalance
 
@@ -131,6 +136,10 @@ class CoordinatorSettings:
     retry_backoff_max_ms: int = 1_000  # retry.backoff.max.ms
     request_timeout_ms: int = 30_000  # request.timeout.ms
     auto_commit_interval_ms: int = 5_000  # auto.commit.interval.ms
+    #: Not a Java knob: how long the brokers may stay unreachable before the member says so on
+    #: stderr (it keeps retrying, as the Java client does, unless ``bootstrap_give_up_ms`` is set).
+    bootstrap_warn_ms: int = 10_000
+    bootstrap_give_up_ms: int | None = None  # None: retry forever
 
     @classmethod
     def from_config(cls, config: MemberConfig) -> CoordinatorSettings:
@@ -146,6 +155,8 @@ class CoordinatorSettings:
             "retry_backoff_max_ms",
             "request_timeout_ms",
             "auto_commit_interval_ms",
+            "bootstrap_warn_ms",
+            "bootstrap_give_up_ms",
         ):
             if name in config.options:
                 value = config.options[name]
@@ -176,6 +187,10 @@ class _Backoff:
 
     def reset(self) -> None:
         self.attempts = 0
+
+
+#: A routine gets this long to end after its cancellation before a leave goes on without it.
+ROUTINE_STOP_GRACE_S = LEAVE_BOUND_S / 2
 
 
 class CoordinatorMember(GroupMember):
@@ -217,6 +232,9 @@ class CoordinatorMember(GroupMember):
         self._positions: dict[TopicPartition, int] = {}  # our consumed position per owned partition
         self._fetch_needed = False  # a new assignment: read its committed offsets first
         self._tasks: list[asyncio.Task[None]] = []
+        self._leaving = False  # the routines' loops end once a leave started
+        self._unreachable_since: float | None = None  # when discovery began failing to connect
+        self._unreachable_warned = False
 
     # -- the interface (any thread) ------------------------------------------------------------
 
@@ -227,15 +245,20 @@ class CoordinatorMember(GroupMember):
         self._thread.start()
         self._ready.wait(timeout=10)
 
-    def leave(self, timeout: float = 30.0) -> None:
+    @property
+    def leave_bound_s(self) -> float:
+        """How long :meth:`leave` may take: the routines' grace, LeaveGroup's request timeout."""
+        return LEAVE_BOUND_S + self.settings.request_timeout_ms / 1000
+
+    def leave(self) -> None:
         loop = self._loop
         if loop is None or loop.is_closed() or self.state in (MemberState.LEFT, MemberState.FAILED):
             return
         future = asyncio.run_coroutine_threadsafe(self._leave(), loop)
         try:
-            future.result(timeout)
-        except TimeoutError:
-            log.warning("%s: leave did not finish within %.0f s", self.member_id, timeout)
+            future.result(self.leave_bound_s)
+        except TimeoutError:  # _leave bounds itself; this is the last line of defence
+            log.error("%s: leave did not finish within %.1f s", self.member_id, self.leave_bound_s)
             future.cancel()
 
     def close(self) -> None:
@@ -299,11 +322,23 @@ class CoordinatorMember(GroupMember):
             self._client.close()
 
     async def _cancel_routines(self) -> None:
+        """Cancel the routines and wait for them, at most :data:`ROUTINE_STOP_GRACE_S`: a routine
+        that swallowed its cancellation must not hold up a leave (their loops also end on
+        ``_leaving``)."""
         current = asyncio.current_task()
-        tasks = [t for t in self._tasks if t is not current]
+        tasks = [t for t in self._tasks if t is not current and not t.done()]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=ROUTINE_STOP_GRACE_S)
+        if pending:
+            log.error(
+                "%s: routines %s still running %.1f s after their cancellation; going on without them",
+                self.member_id,
+                sorted(t.get_name() for t in pending),
+                ROUTINE_STOP_GRACE_S,
+            )
 
     def _wake(self) -> None:
         self._wakeup.set()
@@ -314,7 +349,7 @@ class CoordinatorMember(GroupMember):
 
     async def _coordination_routine(self) -> None:
         backoff = _Backoff(self.settings.retry_backoff_ms, self.settings.retry_backoff_max_ms)
-        while self.state is not MemberState.FAILED:
+        while self.state is not MemberState.FAILED and not self._leaving:
             self._wakeup.clear()
             try:
                 if self._coordinator is None:
@@ -329,6 +364,10 @@ class CoordinatorMember(GroupMember):
                 self._fail(exc)
                 return
             except Errors.KafkaError as exc:
+                if self._coordinator is None and isinstance(exc, Errors.KafkaConnectionError):
+                    self._note_unreachable(exc)
+                    if self.state is MemberState.FAILED:
+                        return
                 if self._handle_error(exc, "rebalance"):
                     # A plain sleep: the error itself may have set the wakeup event.
                     await asyncio.sleep(backoff.next())
@@ -349,6 +388,7 @@ class CoordinatorMember(GroupMember):
         address = await self._client.find_coordinator(self.config.group)
         await self._client.connection(address)
         self._coordinator = address
+        self._unreachable_since = None
         self._heartbeat.fail()  # a heartbeat to the new coordinator is due after the backoff
         log.info("%s: coordinator of %s is %s", self.member_id, self.config.group, address)
         self._hb_wakeup.set()
@@ -462,7 +502,7 @@ class CoordinatorMember(GroupMember):
         reads back after a coordinator failover (the checker compares the two event streams)."""
         backoff = _Backoff(self.settings.retry_backoff_ms, self.settings.retry_backoff_max_ms)
         interval = self.settings.auto_commit_interval_ms / 1000
-        while True:
+        while not self._leaving:
             self._offsets_wakeup.clear()
             if self.state is not MemberState.STABLE or not self._owned or self._coordinator is None:
                 await self._offsets_wakeup.wait()
@@ -562,7 +602,7 @@ class CoordinatorMember(GroupMember):
 
     async def _heartbeat_routine(self) -> None:
         hb = self._heartbeat
-        while True:
+        while not self._leaving:
             self._hb_wakeup.clear()
             if self.state is not MemberState.STABLE:
                 await self._hb_wakeup.wait()
@@ -629,6 +669,31 @@ class CoordinatorMember(GroupMember):
             self._rejoin_needed = True
         return True
 
+    def _note_unreachable(self, error: Errors.KafkaError) -> None:
+        """No broker answered discovery: say so once ``bootstrap_warn_ms`` have passed (the Java
+        client logs each failed connection; a silent member looks hung), and give up after
+        ``bootstrap_give_up_ms`` if set."""
+        now = self._monotonic()
+        if self._unreachable_since is None:
+            self._unreachable_since, self._unreachable_warned = now, False
+        waited_ms = (now - self._unreachable_since) * 1000
+        give_up_ms = self.settings.bootstrap_give_up_ms
+        if give_up_ms is not None and waited_ms >= give_up_ms:
+            self._fail(
+                Errors.KafkaConnectionError(
+                    f"no broker of {self.settings.bootstrap} reachable for {waited_ms:.0f} ms"
+                )
+            )
+        elif not self._unreachable_warned and waited_ms >= self.settings.bootstrap_warn_ms:
+            self._unreachable_warned = True
+            log.warning(
+                "%s: cannot reach any broker of %s for %.0f s (%s); still retrying",
+                self.member_id,
+                self.settings.bootstrap,
+                waited_ms / 1000,
+                error,
+            )
+
     def _request_rejoin(self, reason: str) -> None:
         self._revoke(reason)
         self._generation = Generation(-1, self._kafka_member_id, None, "")
@@ -688,8 +753,9 @@ class CoordinatorMember(GroupMember):
         self._wake()
 
     async def _leave(self) -> None:
-        if self.state in (MemberState.LEFT, MemberState.FAILED):
+        if self.state in (MemberState.LEFT, MemberState.FAILED) or self._leaving:
             return
+        self._leaving = True
         await self._cancel_routines()
         generation = self._generation.generation_id
         self._revoke("leave")
@@ -704,8 +770,10 @@ class CoordinatorMember(GroupMember):
         )
 
     async def _send_leave_group(self) -> None:
-        """A best-effort LeaveGroup, as the Java client's: one attempt, errors only logged."""
+        """A best-effort LeaveGroup, as the Java client's: one attempt within one request timeout
+        (finding the coordinator included), errors only logged."""
         assert self._client is not None
+        timeout_s = self.settings.request_timeout_ms / 1000
         member = self._kafka_member_id
         request = LeaveGroupRequest(
             group_id=self.config.group,
@@ -715,11 +783,18 @@ class CoordinatorMember(GroupMember):
             ],
         )
         try:
-            coordinator = self._coordinator or await self._client.find_coordinator(self.config.group)
-            conn = await self._client.connection(coordinator)
-            response = await conn.send(request)
-        except Errors.KafkaError as exc:
-            log.warning("%s: LeaveGroup failed: %r", self.member_id, exc)
+            async with asyncio.timeout(timeout_s):
+                coordinator = self._coordinator or await self._client.find_coordinator(self.config.group)
+                conn = await self._client.connection(coordinator)
+                response = await conn.send(request)
+        except (Errors.KafkaError, TimeoutError) as exc:
+            log.warning(
+                "%s: LeaveGroup not delivered, coordinator unreachable (%s); leaving anyway, the "
+                "coordinator expires our session after %d ms",
+                self.member_id,
+                exc or f"no answer within {timeout_s:.1f} s",
+                self.settings.session_timeout_ms,
+            )
             return
         errors = [response.error_code, *(m.error_code for m in getattr(response, "members", None) or [])]
         if any(errors):
@@ -729,11 +804,13 @@ class CoordinatorMember(GroupMember):
 
     @staticmethod
     async def _sleep(event: asyncio.Event, seconds: float) -> None:
-        """Sleep up to ``seconds``, waking early when ``event`` is set."""
+        """Sleep up to ``seconds``, waking early when ``event`` is set (:func:`wait_within`, not
+        ``asyncio.wait_for``, which swallows a cancellation that arrives as the event is set)."""
+        waiter = asyncio.ensure_future(event.wait())
         try:
-            await asyncio.wait_for(event.wait(), max(seconds, 0.001))
-        except TimeoutError:
-            pass
+            await wait_within(waiter, seconds)
+        finally:
+            waiter.cancel()
 
     def __repr__(self) -> str:
         return f"<CoordinatorMember {self.member_id} {self.state.value} gen={self._generation.generation_id}>"

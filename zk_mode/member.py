@@ -44,7 +44,16 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
 from kazoo.retry import KazooRetry
 
-from bench.api import Assignment, ConfigError, EventKind, EventSink, GroupMember, MemberConfig, MemberState
+from bench.api import (
+    LEAVE_BOUND_S,
+    Assignment,
+    ConfigError,
+    EventKind,
+    EventSink,
+    GroupMember,
+    MemberConfig,
+    MemberState,
+)
 from bench.api.events import TopicPartition
 
 from . import catalog
@@ -138,16 +147,35 @@ class ZkMember(GroupMember):
         self._worker.start()
         self.submit("join")
 
-    def leave(self, timeout: float = 30.0) -> None:
-        if self._worker.is_alive():
-            self.submit("leave")
-            self._left.wait(timeout)
+    def leave(self) -> None:
+        """Within :data:`~bench.api.LEAVE_BOUND_S`: the worker deletes our znodes if ZooKeeper is
+        reachable; when it does not finish in half the bound (ZooKeeper stopped answering in the
+        middle), closing the client fails its pending calls, and the close removes our ephemeral
+        znodes or, with the servers gone, their session's expiry does."""
+        if not self._worker.is_alive():
+            return
+        self.submit("leave")
+        if self._left.wait(LEAVE_BOUND_S / 2):
+            return
+        log.warning(
+            "%s: ZooKeeper at %s unreachable: our leave got no answer in %.1f s; closing the session "
+            "instead (our ephemeral znodes go with it)",
+            self.member_id,
+            self.config.zk_hosts,
+            LEAVE_BOUND_S / 2,
+        )
+        self._stop_client()
+        if not self._left.wait(LEAVE_BOUND_S / 2):
+            log.error("%s: leave did not finish within %.1f s", self.member_id, LEAVE_BOUND_S)
 
     def close(self) -> None:
         self._stopping.set()
         self._tasks.put(("stop", ()))
         if self._worker.is_alive() and threading.current_thread() is not self._worker:
             self._worker.join(timeout=10)
+        self._stop_client()
+
+    def _stop_client(self) -> None:
         try:
             self.client.stop()
             self.client.close()
@@ -221,6 +249,15 @@ class ZkMember(GroupMember):
     def _task_leave(self) -> None:
         try:
             self._revoke(self._owned, reason="leave")
+            if not self.client.connected:
+                # A request now would wait for a reconnection that may never come.
+                log.warning(
+                    "%s: ZooKeeper at %s unreachable: leaving without deleting our znodes (ephemeral: "
+                    "they go when our session expires)",
+                    self.member_id,
+                    self.config.zk_hosts,
+                )
+                return
             self._release(self._claims)
             self._leave_group()
         except KazooException:

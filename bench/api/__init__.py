@@ -12,10 +12,11 @@ from .events import (
     read_events,
     stamp,
 )
-from .member import Assignment, GroupMember, MemberState
+from .member import LEAVE_BOUND_S, Assignment, GroupMember, MemberState
 
 __all__ = [
     "ASSIGNOR_NAMES",
+    "LEAVE_BOUND_S",
     "DEFAULT_SESSION_TIMEOUT_MS",
     "Assignment",
     "ConfigError",

@@ -21,6 +21,12 @@ from typing import Any, ClassVar
 from .config import MemberConfig
 from .events import EventKind, EventSink, TopicPartition, stamp
 
+#: How long a leave may take on top of its one bounded server request (coordinator mode: one
+#: ``request.timeout.ms`` for LeaveGroup; zk mode: none, see ``ZkMember.leave``): a second for the
+#: member's routines to stop, a second for the rest. Whatever the routines were doing, ``leave()``
+#: returns within it, and a member that cannot reach its servers says so and leaves anyway.
+LEAVE_BOUND_S = 2.0
+
 
 class MemberState(StrEnum):
     UNJOINED = "unjoined"  # created, not started, or between sessions
@@ -80,7 +86,9 @@ class GroupMember(ABC):
 
     @abstractmethod
     def leave(self) -> None:
-        """Leave gracefully: revoke owned partitions, tell the group, emit ``left``."""
+        """Leave gracefully: revoke owned partitions, tell the group, emit ``left``; returns within
+        the mode's leave bound (:data:`LEAVE_BOUND_S` plus one bounded request), also when the
+        servers are gone."""
 
     @abstractmethod
     def close(self) -> None:
