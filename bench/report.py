@@ -30,7 +30,8 @@ from matplotlib.figure import Figure as Canvas
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from bench.metrics import analyze, describe
+from bench.history import ERROR_FILE, RunState
+from bench.metrics import analyze, describe, find_runs
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +93,14 @@ class Skipped:
 @dataclass
 class Results:
     roots: list[Path]
-    runs: list[Path]
+    runs: list[Path]  # the completed runs, or every run with ``include_failed``
     rebalances: pd.DataFrame
     zk: pd.DataFrame
     broker: pd.DataFrame
-    summaries: list[dict[str, Any]] = field(default_factory=list)
+    summaries: list[dict[str, Any]] = field(default_factory=list)  # of ``runs``
+    #: summaries of the runs that failed or were aborted, whether or not they are in ``runs``
+    incomplete: list[dict[str, Any]] = field(default_factory=list)
+    include_failed: bool = False
 
     @property
     def failures(self) -> pd.DataFrame:
@@ -114,23 +118,21 @@ class Results:
         ]
         return pd.DataFrame(rows, columns=["scenario", "mode/variant", "run", "check", "group", "message"])
 
+    @property
+    def completed(self) -> int:
+        return len(self.summaries) - (len(self.incomplete) if self.include_failed else 0)
+
 
 # -- loading ---------------------------------------------------------------------------------------
 
 
-def find_runs(dirs: Sequence[Path]) -> list[tuple[Path, Path]]:
-    """(root, run directory) for every directory holding an ``events.jsonl`` below the given dirs."""
-    found = []
-    for root in dirs:
-        for events in sorted(Path(root).rglob("events.jsonl")):
-            found.append((Path(root), events.parent))
-    return found
-
-
 def _stale(run_dir: Path) -> bool:
-    sources = [run_dir / n for n in ("events.jsonl", "samples.jsonl") if (run_dir / n).exists()]
+    names = ("events.jsonl", "samples.jsonl", ERROR_FILE)
+    sources = [run_dir / n for n in names if (run_dir / n).exists()]
     newest = max(p.stat().st_mtime for p in sources)
-    return any(not (run_dir / n).exists() or (run_dir / n).stat().st_mtime < newest for n in DERIVED)
+    if any(not (run_dir / n).exists() or (run_dir / n).stat().st_mtime < newest for n in DERIVED):
+        return True
+    return "status" not in json.loads((run_dir / "summary.json").read_text())  # from before run statuses
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -140,18 +142,23 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def load_results(dirs: Sequence[Path]) -> Results:
-    """Every run below ``dirs``, analysed if needed; ``run_id`` becomes the path below its root."""
+def load_results(dirs: Sequence[Path], include_failed: bool = False) -> Results:
+    """Every run below ``dirs``, analysed if needed. Runs that failed or were aborted are listed in
+    ``incomplete`` and kept out of the tables unless ``include_failed``. ``run_id`` becomes the run
+    directory's path: unique per directory, also for copies of one run."""
     frames: dict[str, list[pd.DataFrame]] = {"rebalances": [], "zk": [], "broker": []}
-    summaries = []
-    runs = []
+    summaries, incomplete, runs = [], [], []
     for root, run_dir in find_runs(dirs):
         if _stale(run_dir):
             log.info("analysing %s", run_dir)
             analyze(run_dir)
-        run_id = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
         summary = json.loads((run_dir / "summary.json").read_text())
-        summary["run_id"] = run_id
+        summary["run_id"] = str(run_dir)
+        state = summary["status"]["state"]
+        if state != RunState.COMPLETED:
+            incomplete.append(summary)
+            if not include_failed:
+                continue
         summaries.append(summary)
         runs.append(run_dir)
         for key, name in (
@@ -161,8 +168,9 @@ def load_results(dirs: Sequence[Path]) -> Results:
         ):
             frame = _read_csv(run_dir / name)
             if not frame.empty:
-                frame["run_id"] = run_id
+                frame["run_id"] = str(run_dir)
                 frame["source"] = str(root)
+                frame["run_state"] = state
                 frames[key].append(frame)
 
     def concat(key: str) -> pd.DataFrame:
@@ -173,7 +181,16 @@ def load_results(dirs: Sequence[Path]) -> Results:
             out["series"] = out["mode"].astype(str) + "/" + out["variant"].astype(str)
         return out
 
-    return Results(list(dirs), runs, concat("rebalances"), concat("zk"), concat("broker"), summaries)
+    return Results(
+        list(dirs),
+        runs,
+        concat("rebalances"),
+        concat("zk"),
+        concat("broker"),
+        summaries,
+        incomplete,
+        include_failed,
+    )
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -790,6 +807,9 @@ def summary_table(res: Results) -> pd.DataFrame:
                 "trigger": trigger,
                 "mode/variant": series,
                 "runs": frame["run_id"].nunique(),
+                "not completed": frame.loc[frame["run_state"] != RunState.COMPLETED, "run_id"].nunique()
+                if "run_state" in frame
+                else 0,
                 "episodes": len(frame),
                 "converged": f"{outcomes.get('converged', 0)}/{len(frame)}",
                 "detection s": _fmt(det.median),
@@ -817,6 +837,8 @@ def summary_table(res: Results) -> pd.DataFrame:
             }
         )
     table = pd.DataFrame(rows)
+    if not res.include_failed:
+        table = table.drop(columns="not completed")
     table["_series"] = table["mode/variant"].map(lambda s: _series_order(list(SERIES_ORDER) + [s]).index(s))
     return table.sort_values(["scenario", "_order", "trigger", "_series"]).drop(columns=["_order", "_series"])
 
@@ -921,6 +943,52 @@ def _failure_overview(failures: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _incomplete_section(doc: _Document, res: Results) -> None:
+    """First in the report: runs whose numbers are no measurement, and whether they were left out."""
+    doc.heading(2, "Runs that did not complete")
+    kept = (
+        "They are INCLUDED in the figures and statistics below (--include-failed); the summary's "
+        "'not completed' column counts them per row."
+        if res.include_failed
+        else "Their numbers are left out of every figure, statistic and check below "
+        "(rebalance-lab report --include-failed takes them in)."
+    )
+    doc.para(f"**{_plural(len(res.incomplete), 'run')} failed or aborted.** {kept}", css="fail")
+    rows = [
+        {
+            "run": s["run_id"],
+            "scenario": s["scenario"],
+            "mode/variant": f"{s['mode']}/{s['variant']}",
+            "status": s["status"]["state"],
+            "reason": s["status"]["reason"],
+        }
+        for s in res.incomplete
+    ]
+    doc.table(pd.DataFrame(rows))
+
+
+def _checks_section(doc: _Document, res: Results) -> None:
+    doc.heading(2, "Checks")
+    failures = res.failures
+    if not res.summaries:
+        doc.para("**No completed run: nothing was measured or checked.**", css="fail")
+    elif failures.empty:
+        checked = _plural(len(res.summaries), "run") + (
+            " (failed ones included)" if res.include_failed else ""
+        )
+        doc.para(
+            f"**All {checked} passed the checks**: no partition owned twice, every partition owned "
+            "whenever a group was stable, at most one leader per generation, no committed offset lost.",
+            css="pass",
+        )
+    else:
+        doc.para(
+            f"**FAILED: {len(failures)} check failure(s) in {failures['run'].nunique()} run(s).**", css="fail"
+        )
+        doc.table(_failure_overview(failures))
+        doc.table(failures, folded=f"All {len(failures)} failures")
+
+
 def write_report(res: Results, out: Path) -> ReportFiles:
     out.mkdir(parents=True, exist_ok=True)
     fig_dir = out / "figures"
@@ -939,25 +1007,15 @@ def write_report(res: Results, out: Path) -> ReportFiles:
     scenarios = sorted(data["scenario"].unique()) if not data.empty else []
     series = _series_order(list(data["series"].unique())) if not data.empty else []
     doc.heading(1, "rebalance-lab report")
+    not_completed = f", {len(res.incomplete)} failed or aborted" if res.incomplete else ""
     doc.para(
-        f"{len(res.runs)} run(s) from {', '.join(str(r) for r in res.roots)}; {len(scenarios)} scenario(s); "
-        f"modes/variants: {', '.join(series) or 'none'}. Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}."
+        f"{_plural(res.completed, 'completed run')}{not_completed} from {', '.join(str(r) for r in res.roots)}; "
+        f"{len(scenarios)} scenario(s) measured; modes/variants: {', '.join(series) or 'none'}. "
+        f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}."
     )
-
-    doc.heading(2, "Checks")
-    failures = res.failures
-    if failures.empty:
-        doc.para(
-            f"**All {len(res.runs)} run(s) passed**: no partition owned twice, every partition owned whenever a "
-            "group was stable, at most one leader per generation, no committed offset lost.",
-            css="pass",
-        )
-    else:
-        doc.para(
-            f"**FAILED: {len(failures)} check failure(s) in {failures['run'].nunique()} run(s).**", css="fail"
-        )
-        doc.table(_failure_overview(failures))
-        doc.table(failures, folded=f"All {len(failures)} failures")
+    if res.incomplete:
+        _incomplete_section(doc, res)
+    _checks_section(doc, res)
 
     doc.heading(2, "Figures")
     for f, path in zip(figures, paths, strict=True):
@@ -983,7 +1041,8 @@ def write_report(res: Results, out: Path) -> ReportFiles:
                 table[points], folded=f"{int(points.sum())} rows, one per sweep point, trigger and mode"
             )
 
-    problems = [f"{s['run_id']}: {p}" for s in res.summaries for p in s.get("problems", [])]
+    kept = res.summaries + ([] if res.include_failed else res.incomplete)
+    problems = [f"{s['run_id']}: {p}" for s in kept for p in s.get("problems", [])]
     if problems:
         doc.heading(2, "Problems reading the runs")
         doc.bullets(problems)
@@ -992,8 +1051,12 @@ def write_report(res: Results, out: Path) -> ReportFiles:
     return files
 
 
-def build_report(dirs: Sequence[Path], out: Path) -> ReportFiles:
-    return write_report(load_results(dirs), out)
+def build_report(dirs: Sequence[Path], out: Path, include_failed: bool = False) -> ReportFiles:
+    return write_report(load_results(dirs, include_failed), out)
+
+
+#: Exit code of ``report`` when there is nothing to report (as for a usage error).
+EXIT_NO_RUNS = 2
 
 
 @click.command("report")
@@ -1006,11 +1069,22 @@ def build_report(dirs: Sequence[Path], out: Path) -> ReportFiles:
     default=None,
     help="Where to write report.html, report.md and figures/ (default: DIR/report for the first DIR).",
 )
-def report(dirs: tuple[Path, ...], out: Path | None) -> None:
-    """Build an HTML and a Markdown report from every run directory below DIRS."""
+@click.option(
+    "--include-failed",
+    is_flag=True,
+    help="Count failed and aborted runs in the figures and statistics too (they are always listed first).",
+)
+def report(dirs: tuple[Path, ...], out: Path | None, include_failed: bool) -> None:
+    """Build an HTML and a Markdown report from every run directory below DIRS.
+
+    Exits 0 once the report is written (whatever the runs say: the report puts failures first),
+    2 when there is no run directory below DIRS.
+    """
     if not find_runs(dirs):
-        raise click.ClickException(
+        error = click.ClickException(
             f"no run directories (with events.jsonl) below {', '.join(map(str, dirs))}"
         )
-    files = build_report(dirs, out or dirs[0] / "report")
+        error.exit_code = EXIT_NO_RUNS
+        raise error
+    files = build_report(dirs, out or dirs[0] / "report", include_failed)
     click.echo(f"report: {files.html}\nmarkdown: {files.markdown} ({len(files.figures)} figures)")

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
+from bench.history import RunState, RunStatus
 from bench.report import build_report, find_runs, report
 
 DATA = Path(__file__).parent / "data"
@@ -88,9 +89,58 @@ def test_report_command(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (root / "report" / "report.html").exists() and (root / "report" / "report.md").exists()
     assert "Checks" in (root / "report" / "report.md").read_text()
+    RunStatus(RunState.FAILED, "boom").write(root / "run-member-crash")
+    result = CliRunner().invoke(report, [str(root), "--include-failed", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "INCLUDED in the figures" in (tmp_path / "r" / "report.md").read_text()
 
     empty = tmp_path / "empty"
     empty.mkdir()
     result = CliRunner().invoke(report, [str(empty)])
-    assert result.exit_code != 0
+    assert result.exit_code == 2
     assert "no run directories" in result.output
+
+
+def test_failed_and_aborted_runs_come_first_and_count_in_no_statistic(tmp_path: Path) -> None:
+    root = canned(tmp_path, "run-member-crash", "run-scale-out-chain")
+    RunStatus(
+        RunState.FAILED, "scale-out-by-one [zk/chain #1]: step 1 (add_members): not stable after 1s"
+    ).write(root / "run-scale-out-chain")
+    shutil.copytree(DATA / "run-member-crash", root / "aborted")
+    RunStatus(RunState.ABORTED, "aborted by the user (Ctrl-C) during step 1 (kill_member)").write(
+        root / "aborted"
+    )
+
+    md = build_report([root], tmp_path / "report").markdown.read_text()
+    assert "1 completed run, 2 failed or aborted" in md
+    assert md.index("## Runs that did not complete") < md.index("## Checks") < md.index("## Summary")
+    assert "| aborted | aborted by the user (Ctrl-C) during step 1 (kill_member) |" in md
+    assert "| failed | scale-out-by-one [zk/chain #1]: step 1 (add_members): not stable after 1s |" in md
+    assert "left out of every figure, statistic and check" in md
+    # Only the completed run is measured and checked: the failed run's double ownership is not counted.
+    assert "All 1 run passed the checks" in md
+    summary = md[md.index("## Summary") :]
+    assert "scale-out-by-one" not in summary
+    assert "| member-crash | member crash | coordinator/classic | 1 | 1 | 1/1 |" in summary, (
+        "one run, not two"
+    )
+
+    md = build_report([root], tmp_path / "with", include_failed=True).markdown.read_text()
+    assert "INCLUDED in the figures and statistics" in md
+    assert "FAILED: 1 check failure(s) in 1 run(s)" in md
+    summary = md[md.index("## Summary") :]
+    assert "| member-crash | member crash | coordinator/classic | 2 | 1 | 2 |" in summary, "2 runs, 1 aborted"
+    assert "| scale-out-by-one |" in summary
+
+
+def test_a_run_without_member_events_is_no_pass(tmp_path: Path) -> None:
+    root = canned(tmp_path, "run-member-crash")
+    events = root / "run-member-crash" / "events.jsonl"
+    events.write_text(
+        "".join(line + "\n" for line in events.read_text().splitlines() if '"event":"run"' in line)
+    )
+    md = build_report([root], tmp_path / "report").markdown.read_text()
+    assert "0 completed runs, 1 failed or aborted" in md
+    assert "no member events in the history" in md
+    assert "No completed run: nothing was measured or checked." in md
+    assert "passed the checks" not in md
