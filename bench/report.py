@@ -54,7 +54,7 @@ MARKERS = {
 _EXTRA_COLORS = ("#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 TRIGGER_NAMES = {
     "run_start": "cold start",
-    "add_members": "join",
+    "add_members": "scale out",
     "leave_members": "graceful leave",
     "kill_member": "member crash",
     "kill_leader": "leader crash",
@@ -65,6 +65,36 @@ TRIGGER_NAMES = {
     "set_delay": "delay change",
     "cut_link": "link cut",
     "heal_link": "link healed",
+}
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """How a table shows one quantity: one name and one unit, wherever it appears."""
+
+    name: str
+    unit: str  # "" for counts
+    scale: float = 1.0  # from the unit of its rebalances.csv column to ``unit``
+    digits: int = 2
+
+    @property
+    def header(self) -> str:
+        return f"{self.name} ({self.unit})" if self.unit else self.name
+
+    def format(self, value: float | None) -> str:
+        return _fmt(None if value is None else value * self.scale, self.digits)
+
+
+#: Every quantity the report's summary and the demo's terminal table show, by its rebalances.csv
+#: column: a rebalance's durations in seconds, a member's join in milliseconds.
+QUANTITIES = {
+    "detection_ms": Quantity("detection", "s", 1e-3),
+    "convergence_ms": Quantity("convergence", "s", 1e-3),
+    "unowned_partition_s": Quantity("unowned", "partition·s"),
+    "join_ms": Quantity("join median / max / span", "ms", digits=0),
+    "zk_reads": Quantity("zk reads", "", digits=0),
+    "zk_writes": Quantity("zk writes", "", digits=0),
+    "broker_requests": Quantity("broker requests", "", digits=0),
 }
 #: Actions that change membership by one member (the ZooKeeper cost formulas are per such change).
 SINGLE_CHANGES = ("add_members", "leave_members", "kill_member", "kill_leader")
@@ -271,10 +301,24 @@ def _plain_log_ticks(axis: Any) -> None:
     axis.set_minor_formatter(ticker.FuncFormatter(minor))
 
 
-def _y_axis(ax: Axes, log: bool, label: str) -> None:
+def _log_limits(values: Sequence[float]) -> tuple[float, float]:
+    """The 1-2-5 steps just below and above the positive values: a labelled tick under the smallest
+    value and above the largest, so every value can be read off the axis."""
+    positive = [v for v in values if v > 0]
+    low, high = min(positive) / 1.05, max(positive) * 1.05  # a little room: no point on the frame
+    exp_low, exp_high = math.floor(math.log10(low)), math.floor(math.log10(high))
+    below = max(m * 10.0**exp_low for m in (1, 2, 5) if m * 10.0**exp_low <= low)
+    above = min(m * 10.0**exp_high for m in (1, 2, 5, 10) if m * 10.0**exp_high >= high)
+    return below, above
+
+
+def _y_axis(ax: Axes, log: bool, label: str, values: Sequence[float] = ()) -> None:
+    """One y axis; with ``log`` and the values drawn, its limits are :func:`_log_limits`."""
     if log:
         ax.set_yscale("log")
         _plain_log_ticks(ax.yaxis)
+        if any(v > 0 for v in values):
+            ax.set_ylim(*_log_limits(values))
         ax.set_ylabel(f"{label}, log scale")
     else:
         ax.set_ylim(bottom=0)
@@ -405,6 +449,26 @@ def _stat_lines(ax: Axes, medians: pd.DataFrame) -> list[str]:
 # -- figures ---------------------------------------------------------------------------------------
 
 
+def latency_canvas(family: str, frame: pd.DataFrame) -> Canvas:
+    """Detection and convergence of one scenario's episodes (``frame`` with triggers), side by side."""
+    fig, axes = _subplots(1, 2, figsize=(12, 4.4))
+    drawn, detections = _dist_panel(axes[0], frame, "detection_ms", 1e-3)
+    _, convergences = _dist_panel(axes[1], frame, "convergence_ms", 1e-3)
+    values = detections + convergences
+    log = _use_log(values)  # one scale for both panels, or they could not be compared
+    detection, convergence = QUANTITIES["detection_ms"], QUANTITIES["convergence_ms"]
+    _y_axis(axes[0], log, f"trigger → first member event ({detection.unit})", values)
+    _y_axis(axes[1], log, f"trigger → converged ({convergence.unit})", values)
+    axes[0].set_title(detection.name, fontsize=10)
+    axes[1].set_title(f"{convergence.name}: one newer generation, every partition owned once", fontsize=10)
+    _figure_legend(
+        fig,
+        [_series_handle(s) for s in drawn],
+        f"{family}: rebalance latency by mode/variant ({_plural(frame['run_id'].nunique(), 'run')})",
+    )
+    return fig
+
+
 def fig_latency(res: Results) -> list[Figure | Skipped]:
     title = "Time to react and to converge, per scenario"
     data = res.rebalances
@@ -417,18 +481,7 @@ def fig_latency(res: Results) -> list[Figure | Skipped]:
         if frame["convergence_ms"].dropna().empty:
             out.append(Skipped(f"{family}: latency", "no episode converged"))
             continue
-        fig, axes = _subplots(1, 2, figsize=(12, 4.4))
-        drawn, values = _dist_panel(axes[0], frame, "detection_ms", 1e-3)
-        _y_axis(axes[0], _use_log(values), "trigger → first member event (s)")
-        _, values = _dist_panel(axes[1], frame, "convergence_ms", 1e-3)
-        _y_axis(axes[1], _use_log(values), "trigger → converged (s)")
-        axes[0].set_title("detection", fontsize=10)
-        axes[1].set_title("convergence: one newer generation, every partition owned once", fontsize=10)
-        _figure_legend(
-            fig,
-            [_series_handle(s) for s in drawn],
-            f"{family}: rebalance latency by mode/variant ({_plural(frame['run_id'].nunique(), 'run')})",
-        )
+        fig = latency_canvas(family, frame)
         out.append(
             Figure(
                 f"latency-{family}",
@@ -457,12 +510,16 @@ def fig_unowned(res: Results) -> Figure | Skipped:
     rows = math.ceil(len(families) / cols)
     fig, axes = _subplots(rows, cols, figsize=(6.2 * cols, 3.6 * rows + 0.6), squeeze=False)
     drawn: list[str] = []
+    values: list[float] = []
     for ax, family in zip(axes.flat, families, strict=False):
         frame = data[data["family"] == family]
-        series, values = _dist_panel(ax, frame, "unowned_partition_s", 1.0)
+        series, panel_values = _dist_panel(ax, frame, "unowned_partition_s", 1.0)
         drawn += [s for s in series if s not in drawn]
-        _y_axis(ax, _use_log(values), "partition-seconds")
+        values += panel_values
         ax.set_title(family, fontsize=10)
+    log = _use_log(values)  # one scale for every panel of the figure
+    for ax in list(axes.flat)[: len(families)]:
+        _y_axis(ax, log, "partition-seconds", values)
     for ax in list(axes.flat)[len(families) :]:
         ax.set_visible(False)
     _figure_legend(
@@ -496,13 +553,14 @@ def fig_latency_vs_size(res: Results) -> list[Figure | Skipped]:
             t: _medians(frame[frame["trigger"] == t], "scenario_members", "convergence_ms", 1e-3)
             for t in triggers
         }
-        log = _use_log([v for m in medians.values() for v in (*m["lo"], *m["hi"])])
+        bounds = [v for m in medians.values() for v in (*m["lo"], *m["hi"])]
+        log = _use_log(bounds)
         fig, axes = _subplots(1, len(triggers), figsize=(4.6 * len(triggers), 4.4), squeeze=False)
         drawn: list[str] = []
         for ax, trig in zip(axes[0], triggers, strict=True):
             drawn += [s for s in _stat_lines(ax, medians[trig]) if s not in drawn]
             _sizes_axis(ax, frame["scenario_members"].dropna(), "members in the group")
-            _y_axis(ax, log, "convergence (s)")
+            _y_axis(ax, log, "convergence (s)", bounds)
             ax.set_title(trig, fontsize=10)
         _figure_legend(
             fig,
@@ -797,10 +855,12 @@ def summary_table(res: Results) -> pd.DataFrame:
     data = _with_triggers(res.rebalances)
     rows = []
     for (scenario, trigger, series), frame in data.groupby(["scenario", "trigger", "series"], sort=False):
-        conv = describe((frame["convergence_ms"] / 1e3).tolist())
-        det = describe((frame["detection_ms"] / 1e3).tolist())
+        q = QUANTITIES
+        conv = describe((frame["convergence_ms"] * q["convergence_ms"].scale).tolist())
+        det = describe((frame["detection_ms"] * q["detection_ms"].scale).tolist())
         warns = sorted({w for st in (conv, det) for w in st.warnings if st.n})
         outcomes = frame["outcome"].value_counts()
+        joins = frame["join_ms_median"].notna().any() if "join_ms_median" in frame else False
         rows.append(
             {
                 "scenario": scenario,
@@ -812,26 +872,30 @@ def summary_table(res: Results) -> pd.DataFrame:
                 else 0,
                 "episodes": len(frame),
                 "converged": f"{outcomes.get('converged', 0)}/{len(frame)}",
-                "detection s": _fmt(det.median),
-                "convergence s [95% CI]": f"{_fmt(conv.median)} [{_fmt(conv.ci_low)}, {_fmt(conv.ci_high)}]"
+                q["detection_ms"].header: _fmt(det.median),
+                f"{q['convergence_ms'].header} [95% CI]": f"{_fmt(conv.median)} [{_fmt(conv.ci_low)}, "
+                f"{_fmt(conv.ci_high)}]"
                 if conv.n
                 else "–",
-                "unowned p·s": _fmt(frame["unowned_partition_s"].median()),
+                q["unowned_partition_s"].header: q["unowned_partition_s"].format(
+                    frame["unowned_partition_s"].median()
+                ),
                 # per joining member, join start -> first assignment (median, max), and first join
                 # out -> all of them assigned (span): medians over episodes, the max's max
-                "join ms med / max / span": " / ".join(
-                    _fmt(v, 0)
+                q["join_ms"].header: " / ".join(
+                    q["join_ms"].format(v)
                     for v in (
                         frame["join_ms_median"].median(),
                         frame["join_ms_max"].max(),
                         frame["join_span_ms"].median(),
                     )
                 )
-                if "join_ms_median" in frame and frame["join_ms_median"].notna().any()
+                if joins
                 else "–",
-                "zk reads": _fmt(frame["zk_reads"].median(), 0),
-                "zk writes": _fmt(frame["zk_writes"].median(), 0),
-                "broker reqs": _fmt(frame["broker_requests"].median(), 0),
+                **{
+                    q[c].header: q[c].format(frame[c].median())
+                    for c in ("zk_reads", "zk_writes", "broker_requests")
+                },
                 "warnings": "; ".join(warns),
                 "_order": frame["step"].min(),
             }

@@ -6,11 +6,22 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
+from bench.demo import headline
 from bench.history import RunState, RunStatus
-from bench.report import build_report, find_runs, report
+from bench.report import (
+    _log_limits,
+    _with_triggers,
+    build_report,
+    find_runs,
+    latency_canvas,
+    load_results,
+    report,
+    summary_table,
+)
 
 DATA = Path(__file__).parent / "data"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -144,3 +155,31 @@ def test_a_run_without_member_events_is_no_pass(tmp_path: Path) -> None:
     assert "no member events in the history" in md
     assert "No completed run: nothing was measured or checked." in md
     assert "passed the checks" not in md
+
+
+def test_one_scale_per_latency_figure_and_the_smallest_value_readable(tmp_path: Path) -> None:
+    assert _log_limits([0.29, 7.0]) == pytest.approx((0.2, 10.0))
+    assert _log_limits([1.0, 45.6]) == pytest.approx((0.5, 50.0))
+    # Detection spans 0.05-45 s (log scale on its own), convergence 3.2-45.6 s (linear on its own).
+    res = load_results([canned(tmp_path, "run-member-crash")])
+    frame = _with_triggers(res.rebalances)
+    axes = latency_canvas("member-crash", frame).axes
+    assert [ax.get_yscale() for ax in axes] == ["log", "log"], "one scale for both panels"
+    smallest = frame["detection_ms"].min() / 1e3
+    for ax in axes:
+        low, high = ax.get_ylim()
+        assert low <= smallest and high >= frame["convergence_ms"].max() / 1e3
+        ticks = [t for t in ax.get_yticks() if low <= t <= high]
+        assert min(ticks) <= smallest, "a labelled tick at or below the smallest value"
+
+
+def test_the_demo_table_speaks_the_report_s_names_and_units(tmp_path: Path) -> None:
+    res = load_results([canned(tmp_path, "run-member-crash", "run-scale-out-chain")])
+    table = headline(res)
+    report_columns = list(summary_table(res).columns)
+    assert set(table.columns) <= set(report_columns)
+    assert {"detection (s)", "convergence (s) [95% CI]", "unowned (partition·s)"} <= set(table.columns)
+    assert set(table["trigger"]) == {"cold start", "scale out", "member crash"}
+    crash = table[table["trigger"] == "member crash"].iloc[0]
+    assert crash["detection (s)"] == "45.00", "seconds, as in the report"
+    assert "join median / max / span (ms)" in report_columns
