@@ -3,8 +3,9 @@
 Writes ``report.html`` (self-contained: figures embedded as base64 PNG), ``report.md`` with the
 same content and its figures as files under ``figures/``. Run directories whose derived tables are
 missing or older than their history are analysed first (:func:`bench.metrics.analyze`). A figure
-without data in the given runs is skipped with a note saying why, never drawn empty; check
-failures come first in both documents.
+without data in the given runs is skipped with a note saying why, never drawn empty. Runs that
+failed or were aborted come first in both documents, then check failures; the failed runs stay out
+of every figure and statistic unless asked for (``--include-failed``).
 """
 
 from __future__ import annotations
