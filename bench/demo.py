@@ -16,7 +16,9 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from bench.runner import console_progress, run_scenarios
+from bench.history import RunState
+from bench.report import QUANTITIES, Results, load_results, summary_table, write_report
+from bench.runner import EXIT_ABORTED, RunAborted, console_progress, run_scenarios
 from bench.scenario import expand, load_scenario, resolve
 
 #: (library scenario, the mode/variants to run; None = all it lists)
@@ -25,60 +27,28 @@ SUITE: tuple[tuple[str, list[tuple[str, str]] | None], ...] = (
     ("cold-start", [("coordinator", "classic"), ("zk", "chain")]),
 )
 
-_TRIGGERS = {
-    ("demo", "start_members"): "cold start",
-    ("demo", "add_members"): "scale out",
-    ("demo", "kill_member"): "member crash",
-    ("demo", "kill_leader"): "leader crash",
-    ("cold-start", "start_members"): "cold start (kafka-defaults)",
-}
 
-
-def headline(out: Path) -> pd.DataFrame:
-    """One row per (situation, mode/variant): the figures a reader looks for first."""
-    frames = []
-    for path in sorted(out.glob("**/rebalances.csv")):
-        try:
-            frames.append(pd.read_csv(path))
-        except pd.errors.EmptyDataError:
-            continue  # a run that failed before its first episode
-    if not frames:
-        return pd.DataFrame()
-    df = pd.concat(frames, ignore_index=True)
-    df = df[df["phase"] == "start"]
-    df["situation"] = [
-        _TRIGGERS.get((s, a), f"{s}: {a}") for s, a in zip(df["family"], df["action"], strict=True)
+def headline(res: Results) -> pd.DataFrame:
+    """The report's summary table, cut to the figures a reader looks for first: the same names and
+    units as the report, and like it without the failed or aborted runs."""
+    table = summary_table(res)
+    if table.empty:
+        return table
+    q = QUANTITIES
+    columns = [
+        "scenario",
+        "trigger",
+        "mode/variant",
+        "converged",
+        q["detection_ms"].header,
+        f"{q['convergence_ms'].header} [95% CI]",
+        *(q[c].header for c in ("unowned_partition_s", "zk_reads", "zk_writes", "broker_requests")),
     ]
-    df["target"] = df["mode"] + "/" + df["variant"]
-    order = {label: i for i, label in enumerate(_TRIGGERS.values())}
-    df = df.sort_values(
-        ["situation", "target"], key=lambda col: col.map(order) if col.name == "situation" else col
-    )
-    table = (
-        df.groupby(["situation", "target"], sort=False)
-        .agg(
-            converge_ms=("convergence_ms", "median"),
-            detect_ms=("detection_ms", "median"),
-            unowned_partition_s=("unowned_partition_s", "median"),
-            zk_reads=("zk_reads", "median"),
-            zk_writes=("zk_writes", "median"),
-            broker_requests=("broker_requests", "median"),
-        )
-        .reset_index()
-    )
-    return table
+    return table[columns]
 
 
 def format_headline(table: pd.DataFrame) -> str:
-    if table.empty:
-        return "(no episodes measured)"
-    shown = table.copy()
-    for col in ("converge_ms", "detect_ms", "zk_reads", "zk_writes", "broker_requests"):
-        shown[col] = shown[col].map(lambda v: "-" if pd.isna(v) else f"{v:.0f}")
-    shown["unowned_partition_s"] = shown["unowned_partition_s"].map(
-        lambda v: "-" if pd.isna(v) else f"{v:.1f}"
-    )
-    return shown.to_string(index=False)
+    return "(no episodes measured)" if table.empty else table.to_string(index=False)
 
 
 def checks_summary(out: Path) -> list[str]:
@@ -87,7 +57,8 @@ def checks_summary(out: Path) -> list[str]:
     for path in sorted(out.glob("**/summary.json")):
         summary = json.loads(path.read_text())
         checks = summary.get("checks") or {}
-        if not checks.get("passed", True):
+        completed = summary.get("status", {}).get("state") == RunState.COMPLETED
+        if completed and not checks.get("passed", True):  # a failed run is reported as such
             counts = ", ".join(f"{k}: {v}" for k, v in checks.get("failure_counts", {}).items())
             lines.append(
                 f"{summary.get('scenario')} {summary.get('mode')}/{summary.get('variant')}: {counts}"
@@ -104,20 +75,25 @@ def checks_summary(out: Path) -> list[str]:
 )
 def demo(out: Path | None) -> None:
     """Both modes and every zk variant through cold start, scale out and crashes; then the report."""
-    from bench.report import build_report
-
     started = time.monotonic()
     out = out or Path("results") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     progress = console_progress()
     failed: list[tuple[str, str]] = []
-    for name, targets in SUITE:
-        for scenario in expand(load_scenario(resolve(name))):
-            _, f = run_scenarios([scenario], out, 1, progress, targets)
-            failed += f
+    try:
+        for name, targets in SUITE:
+            for scenario in expand(load_scenario(resolve(name))):
+                _, f = run_scenarios([scenario], out, 1, progress, targets)
+                failed += f
+    except RunAborted as abort:
+        click.echo(
+            f"Aborted by the user (Ctrl-C); {abort.interrupted} is marked aborted (error.txt).", err=True
+        )
+        raise SystemExit(EXIT_ABORTED) from None
     progress("building the report")
-    report = build_report([out], out / "report")
+    results = load_results([out])
+    report = write_report(results, out / "report")
     click.echo("")
-    click.echo(format_headline(headline(out)))
+    click.echo(format_headline(headline(results)))
     click.echo("")
     for line in checks_summary(out):
         click.echo(f"CHECK FAILED {line}")

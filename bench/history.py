@@ -6,6 +6,9 @@ records of actions) and appends each as one JSON line to ``events.jsonl`` when g
 The contract tests, the runner and the checker all ask the same questions of a history: who owns
 what now, which generation each member is in, and whether the live members have converged (one
 generation, every partition owned, none owned twice). :class:`GroupView` answers them from events.
+
+:class:`RunStatus` is how a run ended, as its directory's ``error.txt`` records it (no file: it
+completed), so the runner that writes it and the analysis that reads it agree on one format.
 """
 
 from __future__ import annotations
@@ -15,10 +18,56 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
 from bench.api import Event, EventKind, TopicPartition
+
+#: Present in a run directory when the run did not complete; its first line is ``status: <state>``.
+ERROR_FILE = "error.txt"
+_STATUS_PREFIX = "status: "
+
+
+class RunState(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ABORTED = "aborted"  # stopped by the user (Ctrl-C)
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """How a run ended; anything but ``completed`` keeps its numbers out of the statistics."""
+
+    state: RunState
+    reason: str = ""
+
+    @property
+    def completed(self) -> bool:
+        return self.state == RunState.COMPLETED
+
+    def write(self, run_dir: Path, detail: str = "") -> None:
+        """``error.txt``: the state, the reason on the second line, then any detail (a traceback)."""
+        text = f"{_STATUS_PREFIX}{self.state}\n{self.reason}\n"
+        (run_dir / ERROR_FILE).write_text(text + (f"\n{detail}" if detail else ""))
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunStatus:
+        """From ``error.txt``; one without a status line (older runs) is a failure whose reason is
+        its first line."""
+        path = run_dir / ERROR_FILE
+        if not path.exists():
+            return cls(RunState.COMPLETED)
+        lines = path.read_text(errors="replace").splitlines()
+        first = lines[0].strip() if lines else ""
+        if first.startswith(_STATUS_PREFIX) and first[len(_STATUS_PREFIX) :] in RunState._value2member_map_:
+            state = RunState(first[len(_STATUS_PREFIX) :])
+            reason = lines[1].strip() if len(lines) > 1 else ""
+        else:
+            state, reason = RunState.FAILED, first
+        if state == RunState.COMPLETED:  # an error file says the run did not complete, whatever it holds
+            state = RunState.FAILED
+        return cls(state, reason or f"{ERROR_FILE} gives no reason")
 
 
 class History:

@@ -55,6 +55,7 @@ import yaml
 
 from bench.api import Event, EventKind
 from bench.checker import CheckReport, check
+from bench.history import RunState, RunStatus
 from bench.mntr import Mntr, ZkLoad, zk_load
 from bench.replay import ActionRecord, Replay, RunHistory
 
@@ -616,8 +617,9 @@ def _run_identity(run_dir: Path, history: RunHistory) -> dict[str, Any]:
     groups = scenario.get("groups") if isinstance(scenario.get("groups"), dict) else {}
     name = scenario.get("name") or history.info.get("scenario") or run_dir.name
     point = scenario.get("sweep_point") if isinstance(scenario.get("sweep_point"), dict) else {}
+    run_id = history.info.get("run_id") or environment.get("run_id") or run_dir.name  # older runs: the name
     return {
-        "run_id": run_dir.name,
+        "run_id": run_id,
         "scenario": name,
         "family": point.get("scenario") or name,
         "scenario_members": groups.get("members"),
@@ -900,10 +902,12 @@ def analyze(run_dir: str | Path) -> dict[str, Any]:
         }
     )
     outcomes = frame["outcome"].value_counts().to_dict() if not frame.empty else {}
+    status = run_status(run_dir, history)
     summary = {
         "schema_version": SCHEMA_VERSION,
         **ident,
         "dir": str(run_dir),
+        "status": {"state": status.state.value, "reason": status.reason},
         "groups": {
             name: {
                 "mode": g.mode,
@@ -924,9 +928,33 @@ def analyze(run_dir: str | Path) -> dict[str, Any]:
         "problems": problems,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    if not report.passed:
+    if not status.completed:
+        log.warning("%s: %s run: %s", run_dir, status.state, status.reason)
+    elif not report.passed:
         log.warning("%s: %d check failure(s)", run_dir, len(report.failures))
     return summary
+
+
+def run_status(run_dir: Path, history: RunHistory) -> RunStatus:
+    """How the run ended: its ``error.txt``, else a history that shows it never really ran or
+    never finished (no member event, no run end record) counts as failed too."""
+    status = RunStatus.read(run_dir)
+    if not status.completed:
+        return status
+    if not history.events:
+        return RunStatus(RunState.FAILED, "no member events in the history: nothing was measured")
+    if not history.ended:
+        return RunStatus(RunState.FAILED, "the history has no run end record: the run was cut short")
+    return status
+
+
+def find_runs(dirs: Sequence[Path]) -> list[tuple[Path, Path]]:
+    """(root, run directory) for every directory holding an ``events.jsonl`` in or below the given dirs."""
+    found = []
+    for root in dirs:
+        for events in sorted(Path(root).rglob("events.jsonl")):
+            found.append((Path(root), events.parent))
+    return found
 
 
 #: Columns that hold counts or ids: written as integers even when some rows have none.
@@ -982,20 +1010,51 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+#: Exit codes of ``analyze``: the worst over the directories given.
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_NOT_USABLE = 2  # could not analyse, or the run failed or was aborted: its numbers mean nothing
+
+
+def _verdict(run_dir: Path, summary: dict[str, Any]) -> int:
+    """Prints one run's verdict; returns its exit code."""
+    status, checks = summary["status"], summary["checks"]
+    if status["state"] != RunState.COMPLETED:
+        click.echo(f"{run_dir}: {status['state'].upper()} RUN, not measured: {status['reason']}")
+        return EXIT_NOT_USABLE
+    verdict = "checks passed" if checks["passed"] else f"{len(checks['failures'])} CHECK FAILURE(S)"
+    click.echo(f"{run_dir}: {summary['episodes']} episodes, {verdict}")
+    for failure in checks["failures"]:
+        click.echo(f"  {failure['check']}: {failure['message']}")
+    return EXIT_OK if checks["passed"] else EXIT_CHECK_FAILED
+
+
 @click.command("analyze")
 @click.argument(
-    "run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
+    "dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)
 )
-def analyze_command(run_dirs: tuple[Path, ...]) -> None:
-    """(Re)derive the tables and summary.json of run directories from their events and samples."""
-    failed = 0
-    for run_dir in run_dirs:
-        summary = analyze(run_dir)
-        checks = summary["checks"]
-        verdict = "checks passed" if checks["passed"] else f"{len(checks['failures'])} CHECK FAILURE(S)"
-        click.echo(f"{run_dir}: {summary['episodes']} episodes, {verdict}")
-        for failure in checks["failures"]:
-            click.echo(f"  {failure['check']}: {failure['message']}")
-        failed += not checks["passed"]
-    if failed:
-        raise SystemExit(1)
+def analyze_command(dirs: tuple[Path, ...]) -> None:
+    """(Re)derive the tables and summary.json of every run directory in or below DIRS.
+
+    Exits 0 when every run completed and passed its checks, 1 when a check failed, 2 when a
+    directory could not be analysed or holds a failed or aborted run.
+    """
+    found = find_runs(dirs)
+    code = EXIT_OK
+    for root in dirs:
+        if not any(r == root for r, _ in found):
+            click.echo(
+                f"{root}: could not analyse: no run directory (with events.jsonl) in or below it", err=True
+            )
+            code = EXIT_NOT_USABLE
+    for _, run_dir in found:
+        try:
+            summary = analyze(run_dir)
+        except Exception as exc:  # one unreadable directory must not hide the verdicts of the others
+            log.debug("analysing %s", run_dir, exc_info=True)
+            click.echo(f"{run_dir}: could not analyse: {type(exc).__name__}: {exc}", err=True)
+            code = EXIT_NOT_USABLE
+            continue
+        code = max(code, _verdict(run_dir, summary))
+    if code != EXIT_OK:
+        raise SystemExit(code)

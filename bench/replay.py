@@ -83,6 +83,8 @@ class RunHistory:
     problems: tuple[str, ...] = ()
     #: the run start record's other fields (scenario, repetition, settings, ... as the runner wrote them)
     info: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    #: whether the runner recorded the run's end (a run cut short has none)
+    ended: bool = True
 
     @classmethod
     def read(cls, path: str | Path) -> RunHistory:
@@ -181,7 +183,15 @@ def _parse(lines: Iterable[str]) -> RunHistory:
     end_ns = int(ends[-1]["mono_ns"]) if ends else max(stamps, default=0)
     info = {k: v for k, v in (starts[0] if starts else {}).items() if k not in _RUN_KEYS}
     return RunHistory(
-        start_ns, end_ns, groups, tuple(events), tuple(actions), tuple(offsets), tuple(problems), info
+        start_ns,
+        end_ns,
+        groups,
+        tuple(events),
+        tuple(actions),
+        tuple(offsets),
+        tuple(problems),
+        info,
+        ended=bool(ends),
     )
 
 

@@ -3,8 +3,9 @@
 Writes ``report.html`` (self-contained: figures embedded as base64 PNG), ``report.md`` with the
 same content and its figures as files under ``figures/``. Run directories whose derived tables are
 missing or older than their history are analysed first (:func:`bench.metrics.analyze`). A figure
-without data in the given runs is skipped with a note saying why, never drawn empty; check
-failures come first in both documents.
+without data in the given runs is skipped with a note saying why, never drawn empty. Runs that
+failed or were aborted come first in both documents, then check failures; the failed runs stay out
+of every figure and statistic unless asked for (``--include-failed``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from matplotlib.figure import Figure as Canvas
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from bench.metrics import analyze, describe
+from bench.history import ERROR_FILE, RunState
+from bench.metrics import analyze, describe, find_runs
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,7 @@ MARKERS = {
 _EXTRA_COLORS = ("#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 TRIGGER_NAMES = {
     "run_start": "cold start",
-    "add_members": "join",
+    "add_members": "scale out",
     "leave_members": "graceful leave",
     "kill_member": "member crash",
     "kill_leader": "leader crash",
@@ -64,6 +66,36 @@ TRIGGER_NAMES = {
     "set_delay": "delay change",
     "cut_link": "link cut",
     "heal_link": "link healed",
+}
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """How a table shows one quantity: one name and one unit, wherever it appears."""
+
+    name: str
+    unit: str  # "" for counts
+    scale: float = 1.0  # from the unit of its rebalances.csv column to ``unit``
+    digits: int = 2
+
+    @property
+    def header(self) -> str:
+        return f"{self.name} ({self.unit})" if self.unit else self.name
+
+    def format(self, value: float | None) -> str:
+        return _fmt(None if value is None else value * self.scale, self.digits)
+
+
+#: Every quantity the report's summary and the demo's terminal table show, by its rebalances.csv
+#: column: a rebalance's durations in seconds, a member's join in milliseconds.
+QUANTITIES = {
+    "detection_ms": Quantity("detection", "s", 1e-3),
+    "convergence_ms": Quantity("convergence", "s", 1e-3),
+    "unowned_partition_s": Quantity("unowned", "partition·s"),
+    "join_ms": Quantity("join median / max / span", "ms", digits=0),
+    "zk_reads": Quantity("zk reads", "", digits=0),
+    "zk_writes": Quantity("zk writes", "", digits=0),
+    "broker_requests": Quantity("broker requests", "", digits=0),
 }
 #: Actions that change membership by one member (the ZooKeeper cost formulas are per such change).
 SINGLE_CHANGES = ("add_members", "leave_members", "kill_member", "kill_leader")
@@ -92,11 +124,14 @@ class Skipped:
 @dataclass
 class Results:
     roots: list[Path]
-    runs: list[Path]
+    runs: list[Path]  # the completed runs, or every run with ``include_failed``
     rebalances: pd.DataFrame
     zk: pd.DataFrame
     broker: pd.DataFrame
-    summaries: list[dict[str, Any]] = field(default_factory=list)
+    summaries: list[dict[str, Any]] = field(default_factory=list)  # of ``runs``
+    #: summaries of the runs that failed or were aborted, whether or not they are in ``runs``
+    incomplete: list[dict[str, Any]] = field(default_factory=list)
+    include_failed: bool = False
 
     @property
     def failures(self) -> pd.DataFrame:
@@ -114,23 +149,21 @@ class Results:
         ]
         return pd.DataFrame(rows, columns=["scenario", "mode/variant", "run", "check", "group", "message"])
 
+    @property
+    def completed(self) -> int:
+        return len(self.summaries) - (len(self.incomplete) if self.include_failed else 0)
+
 
 # -- loading ---------------------------------------------------------------------------------------
 
 
-def find_runs(dirs: Sequence[Path]) -> list[tuple[Path, Path]]:
-    """(root, run directory) for every directory holding an ``events.jsonl`` below the given dirs."""
-    found = []
-    for root in dirs:
-        for events in sorted(Path(root).rglob("events.jsonl")):
-            found.append((Path(root), events.parent))
-    return found
-
-
 def _stale(run_dir: Path) -> bool:
-    sources = [run_dir / n for n in ("events.jsonl", "samples.jsonl") if (run_dir / n).exists()]
+    names = ("events.jsonl", "samples.jsonl", ERROR_FILE)
+    sources = [run_dir / n for n in names if (run_dir / n).exists()]
     newest = max(p.stat().st_mtime for p in sources)
-    return any(not (run_dir / n).exists() or (run_dir / n).stat().st_mtime < newest for n in DERIVED)
+    if any(not (run_dir / n).exists() or (run_dir / n).stat().st_mtime < newest for n in DERIVED):
+        return True
+    return "status" not in json.loads((run_dir / "summary.json").read_text())  # from before run statuses
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -140,18 +173,23 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def load_results(dirs: Sequence[Path]) -> Results:
-    """Every run below ``dirs``, analysed if needed; ``run_id`` becomes the path below its root."""
+def load_results(dirs: Sequence[Path], include_failed: bool = False) -> Results:
+    """Every run below ``dirs``, analysed if needed. Runs that failed or were aborted are listed in
+    ``incomplete`` and kept out of the tables unless ``include_failed``. ``run_id`` becomes the run
+    directory's path: unique per directory, also for copies of one run."""
     frames: dict[str, list[pd.DataFrame]] = {"rebalances": [], "zk": [], "broker": []}
-    summaries = []
-    runs = []
+    summaries, incomplete, runs = [], [], []
     for root, run_dir in find_runs(dirs):
         if _stale(run_dir):
             log.info("analysing %s", run_dir)
             analyze(run_dir)
-        run_id = str(run_dir.relative_to(root)) if run_dir != root else run_dir.name
         summary = json.loads((run_dir / "summary.json").read_text())
-        summary["run_id"] = run_id
+        summary["run_id"] = str(run_dir)
+        state = summary["status"]["state"]
+        if state != RunState.COMPLETED:
+            incomplete.append(summary)
+            if not include_failed:
+                continue
         summaries.append(summary)
         runs.append(run_dir)
         for key, name in (
@@ -161,8 +199,9 @@ def load_results(dirs: Sequence[Path]) -> Results:
         ):
             frame = _read_csv(run_dir / name)
             if not frame.empty:
-                frame["run_id"] = run_id
+                frame["run_id"] = str(run_dir)
                 frame["source"] = str(root)
+                frame["run_state"] = state
                 frames[key].append(frame)
 
     def concat(key: str) -> pd.DataFrame:
@@ -173,7 +212,16 @@ def load_results(dirs: Sequence[Path]) -> Results:
             out["series"] = out["mode"].astype(str) + "/" + out["variant"].astype(str)
         return out
 
-    return Results(list(dirs), runs, concat("rebalances"), concat("zk"), concat("broker"), summaries)
+    return Results(
+        list(dirs),
+        runs,
+        concat("rebalances"),
+        concat("zk"),
+        concat("broker"),
+        summaries,
+        incomplete,
+        include_failed,
+    )
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -254,10 +302,24 @@ def _plain_log_ticks(axis: Any) -> None:
     axis.set_minor_formatter(ticker.FuncFormatter(minor))
 
 
-def _y_axis(ax: Axes, log: bool, label: str) -> None:
+def _log_limits(values: Sequence[float]) -> tuple[float, float]:
+    """The 1-2-5 steps just below and above the positive values: a labelled tick under the smallest
+    value and above the largest, so every value can be read off the axis."""
+    positive = [v for v in values if v > 0]
+    low, high = min(positive) / 1.05, max(positive) * 1.05  # a little room: no point on the frame
+    exp_low, exp_high = math.floor(math.log10(low)), math.floor(math.log10(high))
+    below = max(m * 10.0**exp_low for m in (1, 2, 5) if m * 10.0**exp_low <= low)
+    above = min(m * 10.0**exp_high for m in (1, 2, 5, 10) if m * 10.0**exp_high >= high)
+    return below, above
+
+
+def _y_axis(ax: Axes, log: bool, label: str, values: Sequence[float] = ()) -> None:
+    """One y axis; with ``log`` and the values drawn, its limits are :func:`_log_limits`."""
     if log:
         ax.set_yscale("log")
         _plain_log_ticks(ax.yaxis)
+        if any(v > 0 for v in values):
+            ax.set_ylim(*_log_limits(values))
         ax.set_ylabel(f"{label}, log scale")
     else:
         ax.set_ylim(bottom=0)
@@ -388,6 +450,26 @@ def _stat_lines(ax: Axes, medians: pd.DataFrame) -> list[str]:
 # -- figures ---------------------------------------------------------------------------------------
 
 
+def latency_canvas(family: str, frame: pd.DataFrame) -> Canvas:
+    """Detection and convergence of one scenario's episodes (``frame`` with triggers), side by side."""
+    fig, axes = _subplots(1, 2, figsize=(12, 4.4))
+    drawn, detections = _dist_panel(axes[0], frame, "detection_ms", 1e-3)
+    _, convergences = _dist_panel(axes[1], frame, "convergence_ms", 1e-3)
+    values = detections + convergences
+    log = _use_log(values)  # one scale for both panels, or they could not be compared
+    detection, convergence = QUANTITIES["detection_ms"], QUANTITIES["convergence_ms"]
+    _y_axis(axes[0], log, f"trigger → first member event ({detection.unit})", values)
+    _y_axis(axes[1], log, f"trigger → converged ({convergence.unit})", values)
+    axes[0].set_title(detection.name, fontsize=10)
+    axes[1].set_title(f"{convergence.name}: one newer generation, every partition owned once", fontsize=10)
+    _figure_legend(
+        fig,
+        [_series_handle(s) for s in drawn],
+        f"{family}: rebalance latency by mode/variant ({_plural(frame['run_id'].nunique(), 'run')})",
+    )
+    return fig
+
+
 def fig_latency(res: Results) -> list[Figure | Skipped]:
     title = "Time to react and to converge, per scenario"
     data = res.rebalances
@@ -400,18 +482,7 @@ def fig_latency(res: Results) -> list[Figure | Skipped]:
         if frame["convergence_ms"].dropna().empty:
             out.append(Skipped(f"{family}: latency", "no episode converged"))
             continue
-        fig, axes = _subplots(1, 2, figsize=(12, 4.4))
-        drawn, values = _dist_panel(axes[0], frame, "detection_ms", 1e-3)
-        _y_axis(axes[0], _use_log(values), "trigger → first member event (s)")
-        _, values = _dist_panel(axes[1], frame, "convergence_ms", 1e-3)
-        _y_axis(axes[1], _use_log(values), "trigger → converged (s)")
-        axes[0].set_title("detection", fontsize=10)
-        axes[1].set_title("convergence: one newer generation, every partition owned once", fontsize=10)
-        _figure_legend(
-            fig,
-            [_series_handle(s) for s in drawn],
-            f"{family}: rebalance latency by mode/variant ({_plural(frame['run_id'].nunique(), 'run')})",
-        )
+        fig = latency_canvas(family, frame)
         out.append(
             Figure(
                 f"latency-{family}",
@@ -440,12 +511,16 @@ def fig_unowned(res: Results) -> Figure | Skipped:
     rows = math.ceil(len(families) / cols)
     fig, axes = _subplots(rows, cols, figsize=(6.2 * cols, 3.6 * rows + 0.6), squeeze=False)
     drawn: list[str] = []
+    values: list[float] = []
     for ax, family in zip(axes.flat, families, strict=False):
         frame = data[data["family"] == family]
-        series, values = _dist_panel(ax, frame, "unowned_partition_s", 1.0)
+        series, panel_values = _dist_panel(ax, frame, "unowned_partition_s", 1.0)
         drawn += [s for s in series if s not in drawn]
-        _y_axis(ax, _use_log(values), "partition-seconds")
+        values += panel_values
         ax.set_title(family, fontsize=10)
+    log = _use_log(values)  # one scale for every panel of the figure
+    for ax in list(axes.flat)[: len(families)]:
+        _y_axis(ax, log, "partition-seconds", values)
     for ax in list(axes.flat)[len(families) :]:
         ax.set_visible(False)
     _figure_legend(
@@ -479,13 +554,14 @@ def fig_latency_vs_size(res: Results) -> list[Figure | Skipped]:
             t: _medians(frame[frame["trigger"] == t], "scenario_members", "convergence_ms", 1e-3)
             for t in triggers
         }
-        log = _use_log([v for m in medians.values() for v in (*m["lo"], *m["hi"])])
+        bounds = [v for m in medians.values() for v in (*m["lo"], *m["hi"])]
+        log = _use_log(bounds)
         fig, axes = _subplots(1, len(triggers), figsize=(4.6 * len(triggers), 4.4), squeeze=False)
         drawn: list[str] = []
         for ax, trig in zip(axes[0], triggers, strict=True):
             drawn += [s for s in _stat_lines(ax, medians[trig]) if s not in drawn]
             _sizes_axis(ax, frame["scenario_members"].dropna(), "members in the group")
-            _y_axis(ax, log, "convergence (s)")
+            _y_axis(ax, log, "convergence (s)", bounds)
             ax.set_title(trig, fontsize=10)
         _figure_legend(
             fig,
@@ -780,43 +856,54 @@ def summary_table(res: Results) -> pd.DataFrame:
     data = _with_triggers(res.rebalances)
     rows = []
     for (scenario, trigger, series), frame in data.groupby(["scenario", "trigger", "series"], sort=False):
-        conv = describe((frame["convergence_ms"] / 1e3).tolist())
-        det = describe((frame["detection_ms"] / 1e3).tolist())
+        q = QUANTITIES
+        conv = describe((frame["convergence_ms"] * q["convergence_ms"].scale).tolist())
+        det = describe((frame["detection_ms"] * q["detection_ms"].scale).tolist())
         warns = sorted({w for st in (conv, det) for w in st.warnings if st.n})
         outcomes = frame["outcome"].value_counts()
+        joins = frame["join_ms_median"].notna().any() if "join_ms_median" in frame else False
         rows.append(
             {
                 "scenario": scenario,
                 "trigger": trigger,
                 "mode/variant": series,
                 "runs": frame["run_id"].nunique(),
+                "not completed": frame.loc[frame["run_state"] != RunState.COMPLETED, "run_id"].nunique()
+                if "run_state" in frame
+                else 0,
                 "episodes": len(frame),
                 "converged": f"{outcomes.get('converged', 0)}/{len(frame)}",
-                "detection s": _fmt(det.median),
-                "convergence s [95% CI]": f"{_fmt(conv.median)} [{_fmt(conv.ci_low)}, {_fmt(conv.ci_high)}]"
+                q["detection_ms"].header: _fmt(det.median),
+                f"{q['convergence_ms'].header} [95% CI]": f"{_fmt(conv.median)} [{_fmt(conv.ci_low)}, "
+                f"{_fmt(conv.ci_high)}]"
                 if conv.n
                 else "–",
-                "unowned p·s": _fmt(frame["unowned_partition_s"].median()),
+                q["unowned_partition_s"].header: q["unowned_partition_s"].format(
+                    frame["unowned_partition_s"].median()
+                ),
                 # per joining member, join start -> first assignment (median, max), and first join
                 # out -> all of them assigned (span): medians over episodes, the max's max
-                "join ms med / max / span": " / ".join(
-                    _fmt(v, 0)
+                q["join_ms"].header: " / ".join(
+                    q["join_ms"].format(v)
                     for v in (
                         frame["join_ms_median"].median(),
                         frame["join_ms_max"].max(),
                         frame["join_span_ms"].median(),
                     )
                 )
-                if "join_ms_median" in frame and frame["join_ms_median"].notna().any()
+                if joins
                 else "–",
-                "zk reads": _fmt(frame["zk_reads"].median(), 0),
-                "zk writes": _fmt(frame["zk_writes"].median(), 0),
-                "broker reqs": _fmt(frame["broker_requests"].median(), 0),
+                **{
+                    q[c].header: q[c].format(frame[c].median())
+                    for c in ("zk_reads", "zk_writes", "broker_requests")
+                },
                 "warnings": "; ".join(warns),
                 "_order": frame["step"].min(),
             }
         )
     table = pd.DataFrame(rows)
+    if not res.include_failed:
+        table = table.drop(columns="not completed")
     table["_series"] = table["mode/variant"].map(lambda s: _series_order(list(SERIES_ORDER) + [s]).index(s))
     return table.sort_values(["scenario", "_order", "trigger", "_series"]).drop(columns=["_order", "_series"])
 
@@ -921,6 +1008,52 @@ def _failure_overview(failures: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _incomplete_section(doc: _Document, res: Results) -> None:
+    """First in the report: runs whose numbers are no measurement, and whether they were left out."""
+    doc.heading(2, "Runs that did not complete")
+    kept = (
+        "They are INCLUDED in the figures and statistics below (--include-failed); the summary's "
+        "'not completed' column counts them per row."
+        if res.include_failed
+        else "Their numbers are left out of every figure, statistic and check below "
+        "(rebalance-lab report --include-failed takes them in)."
+    )
+    doc.para(f"**{_plural(len(res.incomplete), 'run')} failed or aborted.** {kept}", css="fail")
+    rows = [
+        {
+            "run": s["run_id"],
+            "scenario": s["scenario"],
+            "mode/variant": f"{s['mode']}/{s['variant']}",
+            "status": s["status"]["state"],
+            "reason": s["status"]["reason"],
+        }
+        for s in res.incomplete
+    ]
+    doc.table(pd.DataFrame(rows))
+
+
+def _checks_section(doc: _Document, res: Results) -> None:
+    doc.heading(2, "Checks")
+    failures = res.failures
+    if not res.summaries:
+        doc.para("**No completed run: nothing was measured or checked.**", css="fail")
+    elif failures.empty:
+        checked = _plural(len(res.summaries), "run") + (
+            " (failed ones included)" if res.include_failed else ""
+        )
+        doc.para(
+            f"**All {checked} passed the checks**: no partition owned twice, every partition owned "
+            "whenever a group was stable, at most one leader per generation, no committed offset lost.",
+            css="pass",
+        )
+    else:
+        doc.para(
+            f"**FAILED: {len(failures)} check failure(s) in {failures['run'].nunique()} run(s).**", css="fail"
+        )
+        doc.table(_failure_overview(failures))
+        doc.table(failures, folded=f"All {len(failures)} failures")
+
+
 def write_report(res: Results, out: Path) -> ReportFiles:
     out.mkdir(parents=True, exist_ok=True)
     fig_dir = out / "figures"
@@ -939,25 +1072,15 @@ def write_report(res: Results, out: Path) -> ReportFiles:
     scenarios = sorted(data["scenario"].unique()) if not data.empty else []
     series = _series_order(list(data["series"].unique())) if not data.empty else []
     doc.heading(1, "rebalance-lab report")
+    not_completed = f", {len(res.incomplete)} failed or aborted" if res.incomplete else ""
     doc.para(
-        f"{len(res.runs)} run(s) from {', '.join(str(r) for r in res.roots)}; {len(scenarios)} scenario(s); "
-        f"modes/variants: {', '.join(series) or 'none'}. Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}."
+        f"{_plural(res.completed, 'completed run')}{not_completed} from {', '.join(str(r) for r in res.roots)}; "
+        f"{len(scenarios)} scenario(s) measured; modes/variants: {', '.join(series) or 'none'}. "
+        f"Generated {time.strftime('%Y-%m-%d %H:%M:%S %Z')}."
     )
-
-    doc.heading(2, "Checks")
-    failures = res.failures
-    if failures.empty:
-        doc.para(
-            f"**All {len(res.runs)} run(s) passed**: no partition owned twice, every partition owned whenever a "
-            "group was stable, at most one leader per generation, no committed offset lost.",
-            css="pass",
-        )
-    else:
-        doc.para(
-            f"**FAILED: {len(failures)} check failure(s) in {failures['run'].nunique()} run(s).**", css="fail"
-        )
-        doc.table(_failure_overview(failures))
-        doc.table(failures, folded=f"All {len(failures)} failures")
+    if res.incomplete:
+        _incomplete_section(doc, res)
+    _checks_section(doc, res)
 
     doc.heading(2, "Figures")
     for f, path in zip(figures, paths, strict=True):
@@ -983,7 +1106,8 @@ def write_report(res: Results, out: Path) -> ReportFiles:
                 table[points], folded=f"{int(points.sum())} rows, one per sweep point, trigger and mode"
             )
 
-    problems = [f"{s['run_id']}: {p}" for s in res.summaries for p in s.get("problems", [])]
+    kept = res.summaries + ([] if res.include_failed else res.incomplete)
+    problems = [f"{s['run_id']}: {p}" for s in kept for p in s.get("problems", [])]
     if problems:
         doc.heading(2, "Problems reading the runs")
         doc.bullets(problems)
@@ -992,8 +1116,12 @@ def write_report(res: Results, out: Path) -> ReportFiles:
     return files
 
 
-def build_report(dirs: Sequence[Path], out: Path) -> ReportFiles:
-    return write_report(load_results(dirs), out)
+def build_report(dirs: Sequence[Path], out: Path, include_failed: bool = False) -> ReportFiles:
+    return write_report(load_results(dirs, include_failed), out)
+
+
+#: Exit code of ``report`` when there is nothing to report (as for a usage error).
+EXIT_NO_RUNS = 2
 
 
 @click.command("report")
@@ -1006,11 +1134,22 @@ def build_report(dirs: Sequence[Path], out: Path) -> ReportFiles:
     default=None,
     help="Where to write report.html, report.md and figures/ (default: DIR/report for the first DIR).",
 )
-def report(dirs: tuple[Path, ...], out: Path | None) -> None:
-    """Build an HTML and a Markdown report from every run directory below DIRS."""
+@click.option(
+    "--include-failed",
+    is_flag=True,
+    help="Count failed and aborted runs in the figures and statistics too (they are always listed first).",
+)
+def report(dirs: tuple[Path, ...], out: Path | None, include_failed: bool) -> None:
+    """Build an HTML and a Markdown report from every run directory below DIRS.
+
+    Exits 0 once the report is written (whatever the runs say: the report puts failures first),
+    2 when there is no run directory below DIRS.
+    """
     if not find_runs(dirs):
-        raise click.ClickException(
+        error = click.ClickException(
             f"no run directories (with events.jsonl) below {', '.join(map(str, dirs))}"
         )
-    files = build_report(dirs, out or dirs[0] / "report")
+        error.exit_code = EXIT_NO_RUNS
+        raise error
+    files = build_report(dirs, out or dirs[0] / "report", include_failed)
     click.echo(f"report: {files.html}\nmarkdown: {files.markdown} ({len(files.figures)} figures)")

@@ -25,17 +25,18 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 
 from bench.api import OFFSET_EVENTS
 from bench.api.events import TopicPartition
 from bench.backend import TARGETS, Backend, BackendFactory, ClusterSpec, MemberHandle, backend_for
-from bench.history import GroupView, History
+from bench.history import GroupView, History, RunState, RunStatus
 from bench.scenario import Action, LinkCut, Pick, Profile, Scenario, Step, WaitKind
 from bench.topology import LocalTopology
 
@@ -64,6 +65,10 @@ def member_flags(settings: dict[str, Any]) -> list[str]:
     for key, value in settings.get("options", {}).items():
         flags += ["--option", f"{key}={value}"]
     return flags
+
+
+#: Exit code of ``run`` and ``demo`` after Ctrl-C: 128 + SIGINT, as shells report it.
+EXIT_ABORTED = 130
 
 
 class RunError(RuntimeError):
@@ -276,6 +281,10 @@ class Run:
         self.history: History | None = None
         self.topology: Backend | None = None
         self.sampler: Sampler | None = None
+        self._token = uuid.uuid4().hex[:8]
+        #: unique across runs and machines, so tables of many runs combined still tell them apart
+        self.run_id = f"{scenario.name}/{mode}-{variant}/rep-{repetition}@{time.strftime('%Y%m%dT%H%M%S')}-{self._token}"
+        self._doing = "while starting"  # what the run was doing, for the message of an abort
 
     @property
     def label(self) -> str:
@@ -283,30 +292,43 @@ class Run:
 
     def execute(self) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "scenario.yaml").write_text(self.scenario.to_yaml())
-        (self.dir / "environment.json").write_text(json.dumps(environment(), indent=2))
-        run_meta = {
+        (self.dir / "scenario.yaml").write_text(yaml.safe_dump(self.scenario_as_run(), sort_keys=False))
+        identity = {
+            "run_id": self.run_id,
             "scenario": self.scenario.name,
             "mode": self.mode,
             "variant": self.variant,
             "repetition": self.repetition,
         }
-        (self.dir / "run.json").write_text(json.dumps(run_meta, indent=2))
+        (self.dir / "environment.json").write_text(json.dumps({**identity, **environment()}, indent=2))
         self.history = History(self.dir / "events.jsonl")
         try:
             self._execute()
+        except KeyboardInterrupt:
+            RunStatus(RunState.ABORTED, f"{self.label}: aborted by the user (Ctrl-C) {self._doing}").write(
+                self.dir
+            )
+            raise
         except BaseException as exc:
-            (self.dir / "error.txt").write_text(f"{self.label}: {exc}\n\n{traceback.format_exc()}")
+            reason = f"{self.label}: {exc or type(exc).__name__}"
+            RunStatus(RunState.FAILED, reason).write(self.dir, traceback.format_exc())
             raise
         finally:
             self._teardown()
         return self.dir
 
+    def scenario_as_run(self) -> dict[str, Any]:
+        """The scenario with what this run ran: its one mode/variant and the repetitions asked for."""
+        return {
+            **self.scenario.to_dict(),
+            "modes": [{"mode": self.mode, "variant": self.variant}],
+            "repetitions": self.scenario.repetitions,
+        }
+
     def _execute(self) -> None:
         assert self.history is not None
         sc = self.scenario
-        run_id = uuid.uuid4().hex[:8]
-        zk_root = f"/zkmode/run-{run_id}"
+        zk_root = f"/zkmode/run-{self._token}"
         group_names = sc.groups.names()
         topics = dict(sc.groups.topics)
         self.topology = self.backend_factory(
@@ -353,6 +375,7 @@ class Run:
             mode=self.mode,
             variant=self.variant,
             repetition=self.repetition,
+            run_id=self.run_id,
             zk_root=zk_root,
             groups={
                 g.name: {"topics": topics, "mode": self.mode, "variant": self.variant} for g in self.groups
@@ -372,6 +395,7 @@ class Run:
         before = {g.name: g.generation() for g in groups}
         params = " ".join(f"{k}={v}" for k, v in step.params if v is not None)
         self.progress(f"{self.label}: step {i} {step.action} {params}".rstrip())
+        self._doing = f"during step {i} ({step.action})"
         self.sampler.sample()
         getattr(self, f"_do_{step.action}")(i, step, groups)
         self.sampler.sample()
@@ -598,6 +622,14 @@ class Run:
             self.history.close()
 
 
+class RunAborted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_scenarios`: the runs complete by then and the one it interrupted."""
+
+    def __init__(self, done: list[Path], failed: list[tuple[str, str]], interrupted: Path) -> None:
+        super().__init__(f"aborted by the user in {interrupted}")
+        self.done, self.failed, self.interrupted = done, failed, interrupted
+
+
 def run_scenarios(
     scenarios: Sequence[Scenario],
     out: Path,
@@ -606,7 +638,8 @@ def run_scenarios(
     targets: Sequence[tuple[str, str]] | None = None,
     backend: BackendFactory = LocalTopology,
 ) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Every scenario x mode/variant x repetition. A failed run is logged and the rest go on.
+    """Every scenario x mode/variant x repetition. A failed run is logged and the rest go on; its
+    directory is analysed too, so its summary says it failed. Ctrl-C raises :class:`RunAborted`.
 
     Returns the run directories written and the failures as (label, reason).
     """
@@ -615,9 +648,9 @@ def run_scenarios(
     done: list[Path] = []
     failed: list[tuple[str, str]] = []
     for sc in scenarios:
-        reps = repeat or sc.repetitions
+        sc = replace(sc, repetitions=repeat or sc.repetitions)  # what scenario.yaml records
         for mode, variant in targets or [(m.mode, m.variant) for m in sc.modes]:
-            for rep in range(1, reps + 1):
+            for rep in range(1, sc.repetitions + 1):
                 run_dir = out / sc.name / f"{mode}-{variant}" / f"rep-{rep}"
                 run = Run(sc, mode, variant, rep, run_dir, progress, backend)
                 try:
@@ -625,13 +658,24 @@ def run_scenarios(
                     analyze(run_dir)
                     done.append(run_dir)
                 except KeyboardInterrupt:
-                    failed.append((run.label, "interrupted"))
-                    raise
+                    failed.append((run.label, "aborted by the user"))
+                    raise RunAborted(done, failed, run_dir) from None
                 except Exception as exc:
                     log.debug("run failed", exc_info=True)
                     failed.append((run.label, str(exc)))
                     progress(f"{run.label}: FAILED: {exc}")
+                    _analyze_failed(run_dir)
     return done, failed
+
+
+def _analyze_failed(run_dir: Path) -> None:
+    """Best effort: a run that failed early may have too little history to analyse."""
+    from bench.metrics import analyze
+
+    try:
+        analyze(run_dir)
+    except Exception:
+        log.warning("%s: could not analyse the failed run", run_dir, exc_info=True)
 
 
 def console_progress() -> Progress:
@@ -678,18 +722,27 @@ def run(
     wanted = [parse_target(o) for o in only]
     out = out or Path("results") / time.strftime("%Y%m%d-%H%M%S")
     progress = console_progress()
-    done, failed = [], []
-    for sc in scenarios:
-        targets = [
-            (m.mode, m.variant)
-            for m in sc.modes
-            if not wanted or any(m.mode == w and v in (None, m.variant) for w, v in wanted)
-        ]
-        if not targets:
-            continue
-        d, f = run_scenarios([sc], out, repeat, progress, targets, backend_for(target))
-        done += d
-        failed += f
+    done: list[Path] = []
+    failed: list[tuple[str, str]] = []
+    try:
+        for sc in scenarios:
+            targets = [
+                (m.mode, m.variant)
+                for m in sc.modes
+                if not wanted or any(m.mode == w and v in (None, m.variant) for w, v in wanted)
+            ]
+            if not targets:
+                continue
+            d, f = run_scenarios([sc], out, repeat, progress, targets, backend_for(target))
+            done += d
+            failed += f
+    except RunAborted as abort:
+        click.echo(
+            f"Aborted by the user (Ctrl-C); everything the run started is stopped. {len(done + abort.done)} "
+            f"run(s) completed under {out}; {abort.interrupted} is marked aborted (error.txt).",
+            err=True,
+        )
+        raise SystemExit(EXIT_ABORTED) from None
     click.echo(f"{len(done)} run(s) written under {out}; report: rebalance-lab report {out}")
     for label, reason in failed:
         click.echo(f"FAILED {label}: {reason}", err=True)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from bench.history import RunState, RunStatus
 from bench.metrics import Outcome, analyze, analyze_command, describe, episodes, median_ci
 from bench.replay import RunHistory
 
@@ -157,3 +158,73 @@ def test_join_times_from_the_join_start_to_the_first_assignment(tmp_path: Path) 
     assert joined(rows.loc["start_members"]) == (3, 3050, 3150, 3150)
     crash = rows.loc["kill_member"]
     assert crash["joins"] == 0 and pd.isna(crash["join_ms_median"]) and pd.isna(crash["join_span_ms"])
+
+
+def test_a_failed_or_aborted_run_is_no_measurement(tmp_path: Path) -> None:
+    failed = run_dir(tmp_path, "run-member-crash")
+    RunStatus(
+        RunState.FAILED, "member-crash [coordinator/classic #1]: step 1 (kill_member): not stable"
+    ).write(failed, "Traceback ...")
+    summary = analyze(failed)
+    assert summary["status"] == {
+        "state": "failed",
+        "reason": "member-crash [coordinator/classic #1]: step 1 (kill_member): not stable",
+    }
+    result = CliRunner().invoke(analyze_command, [str(failed)])
+    assert result.exit_code == 2, "a failed run is not a measurement, whatever its checks say"
+    assert "FAILED RUN, not measured: member-crash" in result.output
+
+    aborted = run_dir(tmp_path / "b", "run-member-crash")
+    RunStatus(RunState.ABORTED, "aborted by the user (Ctrl-C) during step 1 (kill_member)").write(aborted)
+    assert analyze(aborted)["status"]["state"] == "aborted"
+    result = CliRunner().invoke(analyze_command, [str(aborted)])
+    assert result.exit_code == 2 and "ABORTED RUN" in result.output
+
+
+def test_an_old_error_file_and_an_empty_history_count_as_failed(tmp_path: Path) -> None:
+    d = run_dir(tmp_path, "run-member-crash")
+    (d / "error.txt").write_text("member-crash [coordinator/classic #1]: boom\n\nTraceback ...\n")
+    assert analyze(d)["status"] == {
+        "state": "failed",
+        "reason": "member-crash [coordinator/classic #1]: boom",
+    }
+
+    empty = run_dir(tmp_path / "e", "run-member-crash")
+    lines = (empty / "events.jsonl").read_text().splitlines()
+    (empty / "events.jsonl").write_text("".join(line + "\n" for line in lines if '"event":"action"' in line))
+    assert analyze(empty)["status"]["reason"].startswith("no member events")
+
+    cut = run_dir(tmp_path / "c", "run-member-crash")
+    kept = [line for line in lines if '"event":"run","phase":"end"' not in line]
+    (cut / "events.jsonl").write_text("".join(line + "\n" for line in kept))
+    assert "no run end record" in analyze(cut)["status"]["reason"]
+
+
+def test_analyze_finds_the_runs_below_a_directory_and_separates_its_exit_codes(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    run_dir(root / "s" / "coordinator-classic", "run-member-crash")
+    run_dir(root / "s" / "zk-chain", "run-scale-out-chain")
+    result = CliRunner().invoke(analyze_command, [str(root)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 1, "a check failed in one of the two runs below"
+    assert "run-member-crash: 2 episodes, checks passed" in result.output
+    assert "run-scale-out-chain: 2 episodes, 1 CHECK FAILURE(S)" in result.output
+
+    nothing = tmp_path / "nothing"
+    nothing.mkdir()
+    result = CliRunner().invoke(analyze_command, [str(nothing)])
+    assert result.exit_code == 2 and "could not analyse: no run directory" in result.output
+
+    broken = run_dir(tmp_path / "x", "run-member-crash")
+    (broken / "events.jsonl").unlink()
+    (broken / "events.jsonl").mkdir()  # found, but unreadable
+    result = CliRunner().invoke(analyze_command, [str(broken.parent)])
+    assert result.exit_code == 2 and "could not analyse: IsADirectoryError" in result.output
+
+
+def test_the_run_id_comes_from_the_run_not_its_directory_name(tmp_path: Path) -> None:
+    d = run_dir(tmp_path, "run-member-crash")
+    env = json.loads((d / "environment.json").read_text())
+    (d / "environment.json").write_text(json.dumps({**env, "run_id": "member-crash/x@20240101T000000-ab"}))
+    analyze(d)
+    assert set(pd.read_csv(d / "rebalances.csv")["run_id"]) == {"member-crash/x@20240101T000000-ab"}

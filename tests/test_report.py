@@ -6,10 +6,22 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
-from bench.report import build_report, find_runs, report
+from bench.demo import headline
+from bench.history import RunState, RunStatus
+from bench.report import (
+    _log_limits,
+    _with_triggers,
+    build_report,
+    find_runs,
+    latency_canvas,
+    load_results,
+    report,
+    summary_table,
+)
 
 DATA = Path(__file__).parent / "data"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -88,9 +100,86 @@ def test_report_command(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (root / "report" / "report.html").exists() and (root / "report" / "report.md").exists()
     assert "Checks" in (root / "report" / "report.md").read_text()
+    RunStatus(RunState.FAILED, "boom").write(root / "run-member-crash")
+    result = CliRunner().invoke(report, [str(root), "--include-failed", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "INCLUDED in the figures" in (tmp_path / "r" / "report.md").read_text()
 
     empty = tmp_path / "empty"
     empty.mkdir()
     result = CliRunner().invoke(report, [str(empty)])
-    assert result.exit_code != 0
+    assert result.exit_code == 2
     assert "no run directories" in result.output
+
+
+def test_failed_and_aborted_runs_come_first_and_count_in_no_statistic(tmp_path: Path) -> None:
+    root = canned(tmp_path, "run-member-crash", "run-scale-out-chain")
+    RunStatus(
+        RunState.FAILED, "scale-out-by-one [zk/chain #1]: step 1 (add_members): not stable after 1s"
+    ).write(root / "run-scale-out-chain")
+    shutil.copytree(DATA / "run-member-crash", root / "aborted")
+    RunStatus(RunState.ABORTED, "aborted by the user (Ctrl-C) during step 1 (kill_member)").write(
+        root / "aborted"
+    )
+
+    md = build_report([root], tmp_path / "report").markdown.read_text()
+    assert "1 completed run, 2 failed or aborted" in md
+    assert md.index("## Runs that did not complete") < md.index("## Checks") < md.index("## Summary")
+    assert "| aborted | aborted by the user (Ctrl-C) during step 1 (kill_member) |" in md
+    assert "| failed | scale-out-by-one [zk/chain #1]: step 1 (add_members): not stable after 1s |" in md
+    assert "left out of every figure, statistic and check" in md
+    # Only the completed run is measured and checked: the failed run's double ownership is not counted.
+    assert "All 1 run passed the checks" in md
+    summary = md[md.index("## Summary") :]
+    assert "scale-out-by-one" not in summary
+    assert "| member-crash | member crash | coordinator/classic | 1 | 1 | 1/1 |" in summary, (
+        "one run, not two"
+    )
+
+    md = build_report([root], tmp_path / "with", include_failed=True).markdown.read_text()
+    assert "INCLUDED in the figures and statistics" in md
+    assert "FAILED: 1 check failure(s) in 1 run(s)" in md
+    summary = md[md.index("## Summary") :]
+    assert "| member-crash | member crash | coordinator/classic | 2 | 1 | 2 |" in summary, "2 runs, 1 aborted"
+    assert "| scale-out-by-one |" in summary
+
+
+def test_a_run_without_member_events_is_no_pass(tmp_path: Path) -> None:
+    root = canned(tmp_path, "run-member-crash")
+    events = root / "run-member-crash" / "events.jsonl"
+    events.write_text(
+        "".join(line + "\n" for line in events.read_text().splitlines() if '"event":"run"' in line)
+    )
+    md = build_report([root], tmp_path / "report").markdown.read_text()
+    assert "0 completed runs, 1 failed or aborted" in md
+    assert "no member events in the history" in md
+    assert "No completed run: nothing was measured or checked." in md
+    assert "passed the checks" not in md
+
+
+def test_one_scale_per_latency_figure_and_the_smallest_value_readable(tmp_path: Path) -> None:
+    assert _log_limits([0.29, 7.0]) == pytest.approx((0.2, 10.0))
+    assert _log_limits([1.0, 45.6]) == pytest.approx((0.5, 50.0))
+    # Detection spans 0.05-45 s (log scale on its own), convergence 3.2-45.6 s (linear on its own).
+    res = load_results([canned(tmp_path, "run-member-crash")])
+    frame = _with_triggers(res.rebalances)
+    axes = latency_canvas("member-crash", frame).axes
+    assert [ax.get_yscale() for ax in axes] == ["log", "log"], "one scale for both panels"
+    smallest = frame["detection_ms"].min() / 1e3
+    for ax in axes:
+        low, high = ax.get_ylim()
+        assert low <= smallest and high >= frame["convergence_ms"].max() / 1e3
+        ticks = [t for t in ax.get_yticks() if low <= t <= high]
+        assert min(ticks) <= smallest, "a labelled tick at or below the smallest value"
+
+
+def test_the_demo_table_speaks_the_report_s_names_and_units(tmp_path: Path) -> None:
+    res = load_results([canned(tmp_path, "run-member-crash", "run-scale-out-chain")])
+    table = headline(res)
+    report_columns = list(summary_table(res).columns)
+    assert set(table.columns) <= set(report_columns)
+    assert {"detection (s)", "convergence (s) [95% CI]", "unowned (partition·s)"} <= set(table.columns)
+    assert set(table["trigger"]) == {"cold start", "scale out", "member crash"}
+    crash = table[table["trigger"] == "member crash"].iloc[0]
+    assert crash["detection (s)"] == "45.00", "seconds, as in the report"
+    assert "join median / max / span (ms)" in report_columns

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
+from bench.polling import wait_until
 from bench.process import pid_alive
 from bench.runner import run_scenarios
 from bench.scenario import load_scenario
@@ -61,18 +66,80 @@ def test_a_short_run_in_both_modes(tmp_path: Path) -> None:
 def test_a_failed_run_says_why_and_leaves_nothing_running(tmp_path: Path) -> None:
     # One member cannot converge within 0.001 s: the step times out.
     text = SCENARIO.replace("  - action: start_members\n", "  - {action: start_members, timeout: 0.001}\n")
-    text = text.replace("  - {mode: coordinator, variant: classic}\n", "")
+    text = text.replace("repetitions: 1", "repetitions: 3")
     scenario = load_scenario(write(tmp_path, text))
-    done, failed = run_scenarios([scenario], tmp_path / "out", progress=lambda _: None)
+    # As `run --only zk/chain --repeat 1` would: one mode of two, one repetition of three.
+    done, failed = run_scenarios(
+        [scenario], tmp_path / "out", repeat=1, progress=lambda _: None, targets=[("zk", "chain")]
+    )
     assert not done
     ((label, reason),) = failed
     assert "step 0 (start_members)" in reason and "not stable" in reason
     run_dir = tmp_path / "out" / "e2e" / "zk-chain" / "rep-1"
-    assert "not stable" in (run_dir / "error.txt").read_text()
+    error = (run_dir / "error.txt").read_text().splitlines()
+    assert error[0] == "status: failed" and "not stable" in error[1]
     records = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     pids = {pid for r in records if r["event"] == "action" for pid in r["params"].get("pids", [])}
     assert len(pids) == 3
     assert not any(pid_alive(p) for p in pids)
+
+    # The directory describes exactly this run, and its summary says it failed.
+    as_run = yaml.safe_load((run_dir / "scenario.yaml").read_text())
+    assert (as_run["modes"], as_run["repetitions"]) == ([{"mode": "zk", "variant": "chain"}], 1)
+    env = json.loads((run_dir / "environment.json").read_text())
+    assert (env["mode"], env["variant"], env["repetition"]) == ("zk", "chain", 1)
+    assert env["run_id"].startswith("e2e/zk-chain/rep-1@") and not (run_dir / "run.json").exists()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"]["state"] == "failed" and summary["run_id"] == env["run_id"]
+
+
+CTRL_C_SCENARIO = """
+name: ctrl-c
+description: a run that holds still long enough to be interrupted
+cluster: {zk_nodes: 1, brokers: 1}
+groups: {count: 1, members: 2, topics: {orders: 4}}
+modes: [{mode: zk, variant: chain}]
+profile: fast
+repetitions: 1
+timeline:
+  - {action: start_members, hold: 120}
+  - action: stop
+"""
+
+
+def test_ctrl_c_marks_the_run_aborted_and_exits_130(tmp_path: Path) -> None:
+    path = write(tmp_path, CTRL_C_SCENARIO, "ctrl-c.yaml")
+    out = tmp_path / "out"
+    cli = Path(sys.executable).parent / "rebalance-lab"
+    proc = subprocess.Popen(
+        [str(cli), "run", str(path), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_dir = out / "ctrl-c" / "zk-chain" / "rep-1"
+    try:
+        wait_until(
+            lambda: (
+                (run_dir / "events.jsonl").exists()
+                and (run_dir / "events.jsonl").read_text().count('"event":"assigned"') >= 2
+            ),
+            timeout=90,
+            what="both members assigned",
+        )
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Aborted by the user (Ctrl-C)" in stderr and "Traceback" not in stderr
+    error = (run_dir / "error.txt").read_text()
+    assert error.startswith("status: aborted\n") and "during step 0 (start_members)" in error
+    assert "Traceback" not in error
+    records = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    pids = {pid for r in records if r["event"] == "action" for pid in r["params"].get("pids", [])}
+    assert pids and not any(pid_alive(p) for p in pids)
 
 
 def test_a_bad_scenario_names_file_and_field(tmp_path: Path) -> None:
