@@ -322,6 +322,47 @@ def test_validate_command_reports_each_file_and_fails_on_any_error(tmp_path: Pat
     assert CliRunner().invoke(validate, [str(good)]).exit_code == 0
 
 
+def test_every_error_of_a_file_is_reported_with_its_field(tmp_path: Path) -> None:
+    raw = changed(
+        colour="red",
+        groups={"members": 0, "count": "two", "topics": {"orders": 8}},
+        repetitions=1.5,
+        timeline=[
+            {"action": "start_members", "count": -1},
+            {"action": "kill_member", "pick": "eldest", "wait": "soon"},
+            {"action": "explode"},
+            {"action": "stop"},
+        ],
+    )
+    error = error_of(tmp_path, raw)
+    found = {(e.field, e.message.split(",")[0]) for e in error.errors}
+    assert {field for field, _ in found} == {
+        "colour",
+        "groups.members",
+        "groups.count",
+        "repetitions",
+        "timeline[0].count",
+        "timeline[1].pick",
+        "timeline[1].wait",
+        "timeline[2].action",
+    }, found
+    assert all("expected" in e.message or "unknown key" in e.message for e in error.errors)
+    path = write(tmp_path, raw)
+    result = CliRunner().invoke(validate, [str(path)])
+    assert result.exit_code == 1
+    assert result.output.count("ERROR ") == len(error.errors)
+    assert f"ERROR {path}: groups.count: expected a positive integer, got 'two'" in result.output
+
+
+def test_missing_required_keys_are_all_named(tmp_path: Path) -> None:
+    raw = {k: v for k, v in BASE.items() if k not in ("groups", "modes")}
+    error = error_of(tmp_path, raw)
+    assert [(e.field, e.message) for e in error.errors] == [
+        ("groups", "missing (required)"),
+        ("modes", "missing (required)"),
+    ]
+
+
 def test_scenarios_command_lists_the_library() -> None:
     result = CliRunner().invoke(scenarios, [])
     assert result.exit_code == 0
