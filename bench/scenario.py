@@ -506,7 +506,8 @@ class _Reader:
 def _cluster(r: _Reader, raw: Any) -> Cluster | None:
     raw = r.mapping({} if raw is None else raw, "cluster", ("zk_nodes", "brokers"))
     zk_nodes = r.value(raw, "zk_nodes", "cluster.zk_nodes", _positive_int, 1)
-    brokers = r.value(raw, "brokers", "cluster.brokers", _positive_int, 1)
+    # 0 suits a scenario of zk modes only; _check_brokers refuses it when a coordinator mode is listed
+    brokers = r.value(raw, "brokers", "cluster.brokers", _non_negative_int, 1)
     if zk_nodes is None or brokers is None:
         return None
     return Cluster(zk_nodes=zk_nodes, brokers=brokers)
@@ -728,6 +729,17 @@ def _sweep_point(r: _Reader, raw: dict[str, Any]) -> dict[str, Any]:
     return {"swept_from": point["scenario"], "swept": tuple(point["values"].items())}
 
 
+def _check_brokers(r: _Reader, cluster: Cluster | None, modes: tuple[ModeSpec, ...] | None) -> None:
+    if cluster is None or modes is None or cluster.brokers:
+        return
+    coordinator = [str(m) for m in modes if m.mode == "coordinator"]
+    if coordinator:
+        r.record(
+            "cluster.brokers",
+            f"expected at least 1 broker: modes include {coordinator[0]} (0 suits zk modes only)",
+        )
+
+
 def _timeline(r: _Reader, timeline: Any, profile: Profile, parts: dict[str, Any]) -> tuple[Step, ...] | None:
     if not isinstance(timeline, list) or not timeline:
         raise r.fail("timeline", "expected a non-empty list of steps")
@@ -771,6 +783,7 @@ def _parse(raw: Any, source: str) -> Scenario:
         "groups": r.attempt(_groups, r, raw["groups"]) if "groups" in raw else None,
         "modes": r.attempt(_modes, r, raw["modes"]) if "modes" in raw else None,
     }
+    _check_brokers(r, parts["cluster"], parts["modes"])
     # Without a valid profile the steps are still checked, against the default one.
     profile, overrides = profiled or (PROFILES["kafka-defaults"], ())
     steps = r.attempt(_timeline, r, raw["timeline"], profile, parts) if "timeline" in raw else None

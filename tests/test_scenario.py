@@ -236,6 +236,17 @@ def test_timeline_order_is_checked(tmp_path: Path) -> None:
     assert error.field == "timeline[1].action"
 
 
+def test_brokers_may_be_0_only_without_a_coordinator_mode(tmp_path: Path) -> None:
+    zk_only = load_scenario(write(tmp_path, changed(cluster={"zk_nodes": 1, "brokers": 0})))
+    assert zk_only.cluster.brokers == 0
+    modes = [{"mode": "zk", "variant": "chain"}, {"mode": "coordinator", "variant": "classic"}]
+    error = error_of(tmp_path, changed(cluster={"zk_nodes": 1, "brokers": 0}, modes=modes))
+    assert error.field == "cluster.brokers"
+    assert "at least 1 broker" in error.message and "coordinator/classic" in error.message
+    error = error_of(tmp_path, changed(cluster={"zk_nodes": 1, "brokers": -1}))
+    assert error.field == "cluster.brokers" and "integer >= 0" in error.message
+
+
 def test_yaml_syntax_errors_give_the_line(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("name: x\ngroups: {members: 2\n")
