@@ -764,6 +764,10 @@ def _timeline(r: _Reader, timeline: Any, profile: Profile, parts: dict[str, Any]
             r.record(f"timeline[{i}].action", f"{action} before any start_members step")
     if not started:
         r.record("timeline", "expected a start_members step")
+    if actions[-1] != Action.STOP:
+        # At stop the members leave inside the measured run, which ends the last episode; a
+        # timeline without it is most likely cut short, and `run` should not find that out late.
+        r.record("timeline", "expected a stop step at the end (the members leave and the run ends there)")
     return tuple(steps) if len(steps) == len(timeline) else None
 
 

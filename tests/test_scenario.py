@@ -236,6 +236,13 @@ def test_timeline_order_is_checked(tmp_path: Path) -> None:
     assert error.field == "timeline[1].action"
 
 
+def test_a_timeline_must_end_with_stop(tmp_path: Path) -> None:
+    error = error_of(tmp_path, changed(timeline=[{"action": "start_members"}, {"action": "add_members"}]))
+    assert [(e.field, e.message) for e in error.errors] == [
+        ("timeline", "expected a stop step at the end (the members leave and the run ends there)")
+    ]
+
+
 def test_brokers_may_be_0_only_without_a_coordinator_mode(tmp_path: Path) -> None:
     zk_only = load_scenario(write(tmp_path, changed(cluster={"zk_nodes": 1, "brokers": 0})))
     assert zk_only.cluster.brokers == 0
