@@ -56,6 +56,7 @@ measure idle ZooKeeper load (they need 1 s to settle plus 2 s).
 from __future__ import annotations
 
 import copy
+import difflib
 import itertools
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -899,11 +900,21 @@ def library() -> dict[str, Path]:
 
 
 def resolve(name_or_path: str) -> Path:
-    """A path as given, or the library file of that name."""
+    """A path as given, or the library file of that name; a ScenarioError listing the library
+    (closest names first) when it is neither."""
     path = Path(name_or_path)
-    if path.exists() or path.suffix in (".yaml", ".yml"):
-        return path
-    return library().get(name_or_path, path)
+    if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        return path  # meant as a file: load_scenario says if it cannot be read
+    names = library()
+    if name_or_path in names:
+        return names[name_or_path]
+    close = difflib.get_close_matches(name_or_path, names, n=3, cutoff=0.5)
+    listed = ", ".join([*close, *(n for n in names if n not in close)])
+    raise ScenarioError(
+        name_or_path,
+        "",
+        f"neither a file nor a library scenario; library scenarios{', closest first' if close else ''}: {listed}",
+    )
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -915,8 +926,8 @@ def validate(scenarios: tuple[str, ...]) -> None:
     """Check scenario files (or library names); prints OK or every error of each file."""
     failed = 0
     for name in scenarios:
-        path = resolve(name)
         try:
+            path = resolve(name)
             scenario = load_scenario(path)
         except ScenarioError as exc:
             failed += 1

@@ -381,6 +381,18 @@ def test_missing_required_keys_are_all_named(tmp_path: Path) -> None:
     ]
 
 
+def test_a_misspelt_library_name_lists_the_library_closest_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no file of that name either
+    result = CliRunner().invoke(validate, ["leader-crsh"])
+    assert result.exit_code == 1
+    assert "leader-crsh: neither a file nor a library scenario" in result.output
+    listed = result.output.split("closest first: ")[1].strip().split(", ")
+    assert listed[0] == "leader-crash"
+    assert sorted(listed) == sorted(library())
+
+
 def test_scenarios_command_lists_the_library() -> None:
     result = CliRunner().invoke(scenarios, [])
     assert result.exit_code == 0
