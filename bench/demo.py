@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from bench.runner import console_progress, run_scenarios
+from bench.runner import RunCounter, console_progress, count_runs, run_scenarios
 from bench.scenario import expand, load_scenario, resolve
 
 #: (library scenario, the mode/variants to run; None = all it lists)
@@ -110,10 +110,11 @@ def demo(out: Path | None) -> None:
     out = out or Path("results") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     progress = console_progress()
     failed: list[tuple[str, str]] = []
-    for name, targets in SUITE:
-        for scenario in expand(load_scenario(resolve(name))):
-            _, f = run_scenarios([scenario], out, 1, progress, targets)
-            failed += f
+    suite = [(expand(load_scenario(resolve(name))), targets) for name, targets in SUITE]
+    counter = RunCounter(sum(count_runs(scenarios, 1, targets) for scenarios, targets in suite))
+    for scenarios, targets in suite:
+        _, f = run_scenarios(scenarios, out, 1, progress, targets, counter=counter)
+        failed += f
     progress("building the report")
     report = build_report([out], out / "report")
     click.echo("")
