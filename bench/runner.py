@@ -35,7 +35,16 @@ import click
 
 from bench.api import OFFSET_EVENTS
 from bench.api.events import TopicPartition
-from bench.backend import TARGETS, Backend, BackendFactory, ClusterSpec, MemberHandle, backend_for
+from bench.backend import (
+    TARGETS,
+    Backend,
+    BackendFactory,
+    ClusterSpec,
+    MemberHandle,
+    TargetError,
+    backend_for,
+    check_target,
+)
 from bench.history import GroupView, History
 from bench.scenario import Action, LinkCut, Pick, Profile, Scenario, Step, WaitKind
 from bench.topology import LocalTopology
@@ -770,6 +779,10 @@ def run(
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from None
     plan = select_targets(scenarios, only)
+    try:
+        check_target(target)
+    except TargetError as exc:
+        raise click.ClickException(str(exc)) from None
     out = out or Path("results") / time.strftime("%Y%m%d-%H%M%S")
     progress = console_progress()
     counter = RunCounter(sum(count_runs([sc], repeat, targets) for sc, targets in plan))
