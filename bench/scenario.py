@@ -3,7 +3,8 @@
 A scenario says what to start (cluster, groups), what to run it against (modes and variants), under
 which timing profile, how often, and a timeline of actions. Validation is strict: an unknown key, a
 wrong type or an action that does not fit the scenario is a :class:`ScenarioError` that names the
-file, the field path (``timeline[2].action``) and what was expected.
+file, the field path (``timeline[2].action``) and what was expected; one error carries every error
+found in the file. ``cluster.brokers`` may be 0 when no coordinator mode is listed.
 
 Example (the library under ``bench/scenarios/`` has one file per situation)::
 
@@ -40,7 +41,7 @@ restart_zk          start it again: ``server`` stopped (the last one stopped)|in
 set_delay           add ``rtt_ms`` of round trip (half each way) and ``jitter_ms`` on ``target``
 cut_link            ``how``: blackhole (hold bytes) or reset, on ``target``
 heal_link           undo cut_link on ``target``
-stop                end the run (last step)
+stop                end the run: the members leave (the last step, required)
 ==================  =============================================================================
 
 Link targets: ``all``, ``zk``, ``brokers``, ``zk-<i>``, ``broker-<i>`` (the members' links to them).
