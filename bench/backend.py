@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 TARGETS = ("local", "compose")
 
 
+class TargetError(RuntimeError):
+    """A ``--target`` cannot run what is asked of it; the message says what to do instead."""
+
+
 @dataclass(frozen=True)
 class ClusterSpec:
     """What a run asks of its backend."""
@@ -110,6 +114,15 @@ def backend_for(target: str) -> BackendFactory:
 
         return LocalTopology
     raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+
+
+def check_target(target: str) -> None:
+    """Raise :class:`TargetError` before any run starts when ``target`` cannot run anything at all
+    (compose: no Docker engine answers)."""
+    if target == "compose":
+        from bench.compose import connect_engine
+
+        connect_engine().close()
 
 
 # -- samples, the same records from every backend --------------------------------------------------

@@ -2,6 +2,8 @@
 
 ``up`` starts the servers as detached JVMs, waits until they serve, writes the topic catalog and
 records everything in ``<state-dir>/cluster.json``; ``down`` (any later process) stops them by pid.
+The state dir is per user (:func:`default_state_dir`, or ``--state-dir`` / ``REBALANCE_LAB_STATE_DIR``),
+so ``down`` finds the cluster from any working directory.
 
 ``cluster.json`` lists every process under ``services``: each entry has ``kind``, ``name``, ``pid``,
 ``match`` (a string that must be in the process's command line, so a reused pid is never signalled)
@@ -33,13 +35,21 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "cluster.json"
 STATE_VERSION = 1
-DEFAULT_STATE_DIR = Path(".state/cluster")
+#: Overrides the default state dir, for `up` and `down` alike.
+STATE_DIR_ENV = "REBALANCE_LAB_STATE_DIR"
 #: Marks a data dir as ours, so `up` never wipes a directory it did not create.
 MARKER = ".rebalance-lab-cluster"
 _TOPIC_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 
 # -- cluster.json --------------------------------------------------------------------------------
+
+
+def default_state_dir() -> Path:
+    """Per user, not per working directory, so `down` run anywhere finds what `up` started:
+    ``$XDG_STATE_HOME/rebalance-lab/cluster``, else ``~/.local/state/rebalance-lab/cluster``."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "rebalance-lab" / "cluster"
 
 
 def state_path(state_dir: Path) -> Path:
@@ -128,9 +138,10 @@ def parse_topics(
 _state_dir_option = click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_STATE_DIR,
-    show_default=True,
-    help="Where cluster.json, the data and the logs live.",
+    envvar=STATE_DIR_ENV,
+    default=default_state_dir,
+    show_default="$XDG_STATE_HOME/rebalance-lab/cluster or ~/.local/state/rebalance-lab/cluster",
+    help=f"Where cluster.json, the data and the logs live (or set {STATE_DIR_ENV}).",
 )
 
 
@@ -344,7 +355,11 @@ def down(state_dir: Path) -> None:
         if orphans:
             click.echo(f"no cluster recorded in {state_dir}, but stopped {orphans} server(s) left behind")
         else:
-            click.echo(f"no cluster recorded in {state_dir}; nothing to stop")
+            click.echo(
+                f"no cluster recorded in {state_dir}; nothing to stop. A cluster started with "
+                f"another --state-dir (or {STATE_DIR_ENV}) is stopped with the same one: "
+                "rebalance-lab cluster down --state-dir DIR"
+            )
         return
     stopped = stop_services(state)
     state_path(state_dir).unlink(missing_ok=True)

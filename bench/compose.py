@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -42,11 +43,12 @@ from pathlib import Path
 from typing import Any
 
 import docker
-from docker.errors import APIError, NotFound
+from docker.errors import APIError, DockerException, NotFound
 from kazoo.client import KazooClient
+from requests.exceptions import RequestException
 
 from bench.api import read_events
-from bench.backend import ClusterSpec, broker_sample, pick_zk, zk_sample
+from bench.backend import ClusterSpec, TargetError, broker_sample, pick_zk, zk_sample
 from bench.brokers import placement_settled
 from bench.history import History
 from bench.polling import wait_until
@@ -68,8 +70,26 @@ READY_TIMEOUT_S = 60.0
 KILL_TIMEOUT_S = 30.0
 
 
-class ComposeError(RuntimeError):
+class ComposeError(TargetError):
     """The compose project cannot do what the run asks; the message says what to do instead."""
+
+
+def engine_address() -> str:
+    """Where the Docker SDK looks for the engine: ``DOCKER_HOST``, else the default socket."""
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def connect_engine() -> Any:
+    """A client of a Docker engine that answers, or a ComposeError saying where none did."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except (DockerException, RequestException) as exc:
+        log.debug("no Docker engine: %s", exc)
+        raise ComposeError(
+            f"no Docker engine reachable at {engine_address()}; start one or use --target local"
+        ) from None
+    return client
 
 
 @dataclass(frozen=True)
@@ -211,7 +231,7 @@ class ComposeBackend:
 
     Args:
         spec: what the run asks for.
-        client: a Docker SDK client (default ``docker.from_env()``: the mounted socket).
+        client: a Docker SDK client (default :func:`connect_engine`: the mounted socket).
         project: the compose project (default: the one of the container the runner runs in).
         image: the image of member containers (default: the one the runner runs in).
         layout: the compose file's services.
@@ -257,7 +277,7 @@ class ComposeBackend:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = docker.from_env()
+            self._client = connect_engine()
         return self._client
 
     def _own_container(self) -> Any | None:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from bench.history import RunState
 from bench.report import QUANTITIES, Results, load_results, summary_table, write_report
-from bench.runner import EXIT_ABORTED, RunAborted, console_progress, run_scenarios
+from bench.runner import EXIT_ABORTED, RunAborted, RunCounter, console_progress, count_runs, run_scenarios
 from bench.scenario import expand, load_scenario, resolve
 
 #: (library scenario, the mode/variants to run; None = all it lists)
@@ -79,11 +79,12 @@ def demo(out: Path | None) -> None:
     out = out or Path("results") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     progress = console_progress()
     failed: list[tuple[str, str]] = []
+    suite = [(expand(load_scenario(resolve(name))), targets) for name, targets in SUITE]
+    counter = RunCounter(sum(count_runs(scenarios, 1, targets) for scenarios, targets in suite))
     try:
-        for name, targets in SUITE:
-            for scenario in expand(load_scenario(resolve(name))):
-                _, f = run_scenarios([scenario], out, 1, progress, targets)
-                failed += f
+        for scenarios, targets in suite:
+            _, f = run_scenarios(scenarios, out, 1, progress, targets, counter=counter)
+            failed += f
     except RunAborted as abort:
         click.echo(
             f"Aborted by the user (Ctrl-C); {abort.interrupted} is marked aborted (error.txt).", err=True

@@ -13,6 +13,7 @@ failed run leaves ``error.txt`` saying why.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -35,7 +36,16 @@ import yaml
 
 from bench.api import OFFSET_EVENTS
 from bench.api.events import TopicPartition
-from bench.backend import TARGETS, Backend, BackendFactory, ClusterSpec, MemberHandle, backend_for
+from bench.backend import (
+    TARGETS,
+    Backend,
+    BackendFactory,
+    ClusterSpec,
+    MemberHandle,
+    TargetError,
+    backend_for,
+    check_target,
+)
 from bench.history import GroupView, History, RunState, RunStatus
 from bench.scenario import Action, LinkCut, Pick, Profile, Scenario, Step, WaitKind
 from bench.topology import LocalTopology
@@ -630,6 +640,55 @@ class RunAborted(KeyboardInterrupt):
         self.done, self.failed, self.interrupted = done, failed, interrupted
 
 
+@dataclass
+class RunCounter:
+    """Counts runs across calls of :func:`run_scenarios`, so each progress line says which run of
+    how many is going and about how long the rest will take (from the runs finished so far)."""
+
+    total: int
+    clock: Callable[[], float] = time.monotonic
+    started: int = 0
+    finished: int = 0
+    finished_s: float = 0.0  # how long the finished runs took together
+    _current_start: float | None = None
+
+    def start(self) -> None:
+        self.started += 1
+        self._current_start = self.clock()
+
+    def finish(self) -> None:
+        if self._current_start is not None:
+            self.finished += 1
+            self.finished_s += self.clock() - self._current_start
+            self._current_start = None
+
+    def left_s(self) -> float | None:
+        """Seconds until the last run ends, at the mean pace so far; None before a run finished."""
+        if not self.finished:
+            return None
+        mean = self.finished_s / self.finished
+        running = self._current_start is not None
+        current = self.clock() - self._current_start if self._current_start is not None else 0.0
+        queued = self.total - self.finished - running
+        # A run slower than the mean is about to end, not done for: it adds nothing, the queue its share.
+        return max(0.0, mean - current) + mean * queued
+
+    def prefix(self) -> str:
+        left = self.left_s()
+        estimate = "" if left is None else f", about {_duration(left)} left"
+        return f"(run {self.started} of {self.total}{estimate})"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def count_runs(scenarios: Sequence[Scenario], repeat: int | None, targets: Sequence[Any] | None) -> int:
+    """How many runs :func:`run_scenarios` makes of these arguments."""
+    return sum((repeat or sc.repetitions) * len(targets or sc.modes) for sc in scenarios)
+
+
 def run_scenarios(
     scenarios: Sequence[Scenario],
     out: Path,
@@ -637,13 +696,20 @@ def run_scenarios(
     progress: Progress = log.info,
     targets: Sequence[tuple[str, str]] | None = None,
     backend: BackendFactory = LocalTopology,
+    counter: RunCounter | None = None,
 ) -> tuple[list[Path], list[tuple[str, str]]]:
     """Every scenario x mode/variant x repetition. A failed run is logged and the rest go on; its
     directory is analysed too, so its summary says it failed. Ctrl-C raises :class:`RunAborted`.
 
-    Returns the run directories written and the failures as (label, reason).
+    Progress lines start with ``counter``'s prefix; pass one counter to several calls to count
+    their runs together. Returns the run directories written and the failures as (label, reason).
     """
     from bench.metrics import analyze
+
+    counter = counter or RunCounter(count_runs(scenarios, repeat, targets))
+
+    def counted(message: str) -> None:
+        progress(f"{counter.prefix()} {message}")
 
     done: list[Path] = []
     failed: list[tuple[str, str]] = []
@@ -652,7 +718,8 @@ def run_scenarios(
         for mode, variant in targets or [(m.mode, m.variant) for m in sc.modes]:
             for rep in range(1, sc.repetitions + 1):
                 run_dir = out / sc.name / f"{mode}-{variant}" / f"rep-{rep}"
-                run = Run(sc, mode, variant, rep, run_dir, progress, backend)
+                run = Run(sc, mode, variant, rep, run_dir, counted, backend)
+                counter.start()
                 try:
                     run.execute()
                     analyze(run_dir)
@@ -663,8 +730,10 @@ def run_scenarios(
                 except Exception as exc:
                     log.debug("run failed", exc_info=True)
                     failed.append((run.label, str(exc)))
-                    progress(f"{run.label}: FAILED: {exc}")
+                    counted(f"{run.label}: FAILED: {exc}")
                     _analyze_failed(run_dir)
+                finally:
+                    counter.finish()
     return done, failed
 
 
@@ -683,14 +752,48 @@ def console_progress() -> Progress:
     if sys.stderr.isatty():
         from rich.console import Console
 
-        console = Console(stderr=True)
-        return lambda message: console.log(message)
+        console = Console(stderr=True, log_path=False)  # our source line would only be noise
+        # Not markup: a label such as "[zk/chain #1]" would be taken for a style and vanish.
+        return lambda message: console.log(message, markup=False)
     return lambda message: print(time.strftime("%H:%M:%S"), message, file=sys.stderr, flush=True)  # noqa: T201
 
 
 def parse_target(value: str) -> tuple[str, str | None]:
     mode, _, variant = value.partition("/")
     return mode, variant or None
+
+
+def select_targets(
+    scenarios: Sequence[Scenario], only: Sequence[str]
+) -> list[tuple[Scenario, list[tuple[str, str]]]]:
+    """Each scenario with the mode/variants ``--only`` keeps of it (all without ``--only``);
+    scenarios it keeps none of are left out. An ``--only`` value that matches no mode or
+    mode/variant of any scenario is a usage error naming the valid ones."""
+    wanted = {o: parse_target(o) for o in only}
+    matched: set[str] = set()
+    plan = []
+    for sc in scenarios:
+        targets = []
+        for m in sc.modes:
+            hits = {o for o, (w, v) in wanted.items() if m.mode == w and v in (None, m.variant)}
+            matched |= hits
+            if hits or not wanted:
+                targets.append((m.mode, m.variant))
+        if targets:
+            plan.append((sc, targets))
+    unknown = [o for o in wanted if o not in matched]
+    if unknown:
+        valid = sorted(
+            {m.mode for sc in scenarios for m in sc.modes} | {str(m) for sc in scenarios for m in sc.modes}
+        )
+        close = difflib.get_close_matches(unknown[0], valid, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise click.BadParameter(
+            f"{', '.join(unknown)} matches no mode or mode/variant of the scenarios{hint}; "
+            f"valid: {', '.join(valid)}",
+            param_hint="--only",
+        )
+    return plan
 
 
 @click.command("run")
@@ -719,21 +822,19 @@ def run(
         scenarios = [s for name in scenario_names for s in expand(load_scenario(resolve(name)))]
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from None
-    wanted = [parse_target(o) for o in only]
+    plan = select_targets(scenarios, only)
+    try:
+        check_target(target)
+    except TargetError as exc:
+        raise click.ClickException(str(exc)) from None
     out = out or Path("results") / time.strftime("%Y%m%d-%H%M%S")
     progress = console_progress()
+    counter = RunCounter(sum(count_runs([sc], repeat, targets) for sc, targets in plan))
     done: list[Path] = []
     failed: list[tuple[str, str]] = []
     try:
-        for sc in scenarios:
-            targets = [
-                (m.mode, m.variant)
-                for m in sc.modes
-                if not wanted or any(m.mode == w and v in (None, m.variant) for w, v in wanted)
-            ]
-            if not targets:
-                continue
-            d, f = run_scenarios([sc], out, repeat, progress, targets, backend_for(target))
+        for sc, targets in plan:
+            d, f = run_scenarios([sc], out, repeat, progress, targets, backend_for(target), counter)
             done += d
             failed += f
     except RunAborted as abort:

@@ -3,7 +3,8 @@
 A scenario says what to start (cluster, groups), what to run it against (modes and variants), under
 which timing profile, how often, and a timeline of actions. Validation is strict: an unknown key, a
 wrong type or an action that does not fit the scenario is a :class:`ScenarioError` that names the
-file, the field path (``timeline[2].action``) and what was expected.
+file, the field path (``timeline[2].action``) and what was expected; one error carries every error
+found in the file. ``cluster.brokers`` may be 0 when no coordinator mode is listed.
 
 Example (the library under ``bench/scenarios/`` has one file per situation)::
 
@@ -40,7 +41,7 @@ restart_zk          start it again: ``server`` stopped (the last one stopped)|in
 set_delay           add ``rtt_ms`` of round trip (half each way) and ``jitter_ms`` on ``target``
 cut_link            ``how``: blackhole (hold bytes) or reset, on ``target``
 heal_link           undo cut_link on ``target``
-stop                end the run (last step)
+stop                end the run: the members leave (the last step, required)
 ==================  =============================================================================
 
 Link targets: ``all``, ``zk``, ``brokers``, ``zk-<i>``, ``broker-<i>`` (the members' links to them).
@@ -56,13 +57,14 @@ measure idle ZooKeeper load (they need 1 s to settle plus 2 s).
 from __future__ import annotations
 
 import copy
+import difflib
 import itertools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import yaml
@@ -71,16 +73,33 @@ from bench.api import ASSIGNOR_NAMES, DEFAULT_SESSION_TIMEOUT_MS, MemberConfig
 from bench.api.registry import MODES, variants
 
 LIBRARY_DIR = Path(__file__).with_name("scenarios")
+_T = TypeVar("_T")
 
 
 class ScenarioError(ValueError):
-    """A scenario file is invalid: ``source``, ``field`` (a path such as ``timeline[2].action``), why."""
+    """A scenario file is invalid: ``source``, ``field`` (a path such as ``timeline[2].action``), why.
 
-    def __init__(self, source: str, field: str, message: str) -> None:
+    ``errors`` is every error found in the file, this one first; the message has one line each.
+    """
+
+    def __init__(self, source: str, field: str, message: str, more: Sequence[ScenarioError] = ()) -> None:
         self.source = source
         self.field = field
         self.message = message
-        super().__init__(f"{source}: {field}: {message}" if field else f"{source}: {message}")
+        self.errors: tuple[ScenarioError, ...] = (self, *more)
+        super().__init__("\n".join(e.line for e in self.errors))
+
+    @property
+    def line(self) -> str:
+        return (
+            f"{self.source}: {self.field}: {self.message}" if self.field else f"{self.source}: {self.message}"
+        )
+
+    @classmethod
+    def of(cls, errors: Sequence[ScenarioError]) -> ScenarioError:
+        """One error carrying all of ``errors`` (and theirs), in order."""
+        first, *more = [e for error in errors for e in error.errors]
+        return cls(first.source, first.field, first.message, more)
 
 
 # -- profiles --------------------------------------------------------------------------------------
@@ -432,26 +451,43 @@ _PATH_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[\d+\])?(\.[A-Za-z_][A-Za-z0-9_
 
 
 class _Reader:
-    """Walks the raw YAML, turning problems into ScenarioErrors with the field's path."""
+    """Walks the raw YAML, turning problems into ScenarioErrors with the field's path.
+
+    A parser raises on the first problem in the part it reads; :meth:`attempt` records that error
+    and the walk goes on with the next part, so one pass finds every error of a file (``errors``).
+    """
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.errors: list[ScenarioError] = []
 
     def fail(self, path: str, message: str) -> ScenarioError:
         return ScenarioError(self.source, path, message)
 
+    def record(self, path: str, message: str) -> None:
+        self.errors.append(self.fail(path, message))
+
+    def attempt(self, parse: Callable[..., _T], *args: Any) -> _T | None:
+        """``parse(*args)``, or None once its error is recorded."""
+        try:
+            return parse(*args)
+        except ScenarioError as exc:
+            self.errors.extend(exc.errors)
+            return None
+
     def mapping(self, value: Any, path: str, allowed: Iterable[str], required: Iterable[str] = ()) -> dict:
+        """The known keys of ``value``; unknown and missing keys are recorded, a non-mapping raises."""
         allowed = tuple(allowed)
         if not isinstance(value, dict):
             raise self.fail(path or "(top level)", f"expected a mapping with keys {', '.join(allowed)}")
         for key in value:
             if key not in allowed:
                 where = f"{path}.{key}" if path else str(key)
-                raise self.fail(where, f"unknown key; allowed here: {', '.join(allowed)}")
+                self.record(where, f"unknown key; allowed here: {', '.join(allowed)}")
         for key in required:
             if key not in value:
-                raise self.fail(f"{path}.{key}" if path else key, "missing (required)")
-        return value
+                self.record(f"{path}.{key}" if path else key, "missing (required)")
+        return {k: v for k, v in value.items() if k in allowed}
 
     def check(self, value: Any, path: str, checker: Callable[[Any], Any]) -> Any:
         try:
@@ -459,92 +495,116 @@ class _Reader:
         except _Invalid as exc:
             raise self.fail(path, str(exc)) from None
 
+    def value(
+        self, raw: dict, key: str, path: str, checker: Callable[[Any], Any], default: Any = None
+    ) -> Any:
+        """``raw[key]`` (or ``default``) checked; None once an error is recorded, or when a required
+        key (no default) is missing, which :meth:`mapping` recorded."""
+        if key not in raw and default is None:
+            return None
+        return self.attempt(self.check, raw.get(key, default), path, checker)
 
-def _cluster(r: _Reader, raw: Any) -> Cluster:
+
+def _cluster(r: _Reader, raw: Any) -> Cluster | None:
     raw = r.mapping({} if raw is None else raw, "cluster", ("zk_nodes", "brokers"))
-    return Cluster(
-        zk_nodes=r.check(raw.get("zk_nodes", 1), "cluster.zk_nodes", _positive_int),
-        brokers=r.check(raw.get("brokers", 1), "cluster.brokers", _positive_int),
-    )
+    zk_nodes = r.value(raw, "zk_nodes", "cluster.zk_nodes", _positive_int, 1)
+    # 0 suits a scenario of zk modes only; _check_brokers refuses it when a coordinator mode is listed
+    brokers = r.value(raw, "brokers", "cluster.brokers", _non_negative_int, 1)
+    if zk_nodes is None or brokers is None:
+        return None
+    return Cluster(zk_nodes=zk_nodes, brokers=brokers)
 
 
-def _groups(r: _Reader, raw: Any) -> Groups:
+def _topics(r: _Reader, topics: Any) -> tuple[tuple[str, int], ...] | None:
+    if not isinstance(topics, dict) or not topics:
+        raise r.fail("groups.topics", "expected a mapping of topic name to partition count")
+    pairs = []
+    for topic, n in topics.items():
+        if not isinstance(topic, str) or not _NAME_RE.match(topic):
+            r.record(f"groups.topics.{topic}", "expected a topic name of [A-Za-z0-9._-]")
+            continue
+        count = r.attempt(r.check, n, f"groups.topics.{topic}", _positive_int)
+        if count is not None:
+            pairs.append((topic, count))
+    return tuple(pairs) if len(pairs) == len(topics) else None
+
+
+def _groups(r: _Reader, raw: Any) -> Groups | None:
     raw = r.mapping(
         raw,
         "groups",
         ("count", "members", "topics", "assignor", "members_per_process"),
         required=("members", "topics"),
     )
-    topics = raw["topics"]
-    if not isinstance(topics, dict) or not topics:
-        raise r.fail("groups.topics", "expected a mapping of topic name to partition count")
-    pairs = []
-    for topic, n in topics.items():
-        if not isinstance(topic, str) or not _NAME_RE.match(topic):
-            raise r.fail(f"groups.topics.{topic}", "expected a topic name of [A-Za-z0-9._-]")
-        pairs.append((topic, r.check(n, f"groups.topics.{topic}", _positive_int)))
+    topics = r.attempt(_topics, r, raw["topics"]) if "topics" in raw else None
     assignor = raw.get("assignor", "range")
     if assignor not in ASSIGNOR_NAMES:
-        raise r.fail("groups.assignor", f"expected one of {', '.join(ASSIGNOR_NAMES)}, got {_fmt(assignor)}")
+        r.record("groups.assignor", f"expected one of {', '.join(ASSIGNOR_NAMES)}, got {_fmt(assignor)}")
+    members = r.value(raw, "members", "groups.members", _positive_int)
+    count = r.value(raw, "count", "groups.count", _positive_int, 1)
+    per_process = r.value(raw, "members_per_process", "groups.members_per_process", _positive_int, 1)
+    if None in (topics, members, count, per_process) or assignor not in ASSIGNOR_NAMES:
+        return None
     return Groups(
-        members=r.check(raw["members"], "groups.members", _positive_int),
-        topics=tuple(pairs),
-        count=r.check(raw.get("count", 1), "groups.count", _positive_int),
-        assignor=assignor,
-        members_per_process=r.check(
-            raw.get("members_per_process", 1), "groups.members_per_process", _positive_int
-        ),
+        members=members, topics=topics, count=count, assignor=assignor, members_per_process=per_process
     )
 
 
-def _modes(r: _Reader, raw: Any) -> tuple[ModeSpec, ...]:
+def _mode_item(r: _Reader, item: Any, path: str) -> tuple[ModeSpec, ...] | None:
+    item = r.mapping(item, path, ("mode", "variant"), required=("mode",))
+    if "mode" not in item:
+        return None
+    mode = item["mode"]
+    if mode not in MODES:
+        raise r.fail(f"{path}.mode", f"expected one of {', '.join(MODES)}, got {_fmt(mode)}")
+    try:
+        known = variants(mode)
+    except Exception as exc:  # the mode's package is broken: say so, naming the field
+        raise r.fail(f"{path}.mode", f"cannot load mode {mode!r} to check its variants: {exc!r}") from None
+    variant = item.get("variant", known[0])
+    if variant == "all":
+        return tuple(ModeSpec(mode, v) for v in known)
+    if variant in known:
+        return (ModeSpec(mode, variant),)
+    raise r.fail(
+        f"{path}.variant", f"expected one of {', '.join(known)} or all for {mode}, got {_fmt(variant)}"
+    )
+
+
+def _modes(r: _Reader, raw: Any) -> tuple[ModeSpec, ...] | None:
     if not isinstance(raw, list) or not raw:
         raise r.fail("modes", "expected a non-empty list of {mode, variant}")
     out: list[ModeSpec] = []
+    complete = True
     for i, item in enumerate(raw):
-        path = f"modes[{i}]"
-        item = r.mapping(item, path, ("mode", "variant"), required=("mode",))
-        mode = item["mode"]
-        if mode not in MODES:
-            raise r.fail(f"{path}.mode", f"expected one of {', '.join(MODES)}, got {_fmt(mode)}")
-        try:
-            known = variants(mode)
-        except Exception as exc:  # the mode's package is broken: say so, naming the field
-            raise r.fail(
-                f"{path}.mode", f"cannot load mode {mode!r} to check its variants: {exc!r}"
-            ) from None
-        variant = item.get("variant", known[0])
-        if variant == "all":
-            chosen = known
-        elif variant in known:
-            chosen = (variant,)
-        else:
-            raise r.fail(
-                f"{path}.variant",
-                f"expected one of {', '.join(known)} or all for {mode}, got {_fmt(variant)}",
-            )
-        for v in chosen:
-            spec = ModeSpec(mode, v)
+        specs = r.attempt(_mode_item, r, item, f"modes[{i}]")
+        complete = complete and specs is not None
+        for spec in specs or ():
             if spec in out:
-                raise r.fail(path, f"{spec} is listed twice")
+                r.record(f"modes[{i}]", f"{spec} is listed twice")
+                complete = False
             out.append(spec)
-    return tuple(out)
+    return tuple(out) if complete else None
 
 
-def _profile(r: _Reader, name: Any, overrides: Any) -> tuple[Profile, tuple[tuple[str, Any], ...]]:
-    if name not in PROFILES:
-        raise r.fail("profile", f"expected one of {', '.join(PROFILES)}, got {_fmt(name)}")
+def _profile(r: _Reader, name: Any, overrides: Any) -> tuple[Profile, tuple[tuple[str, Any], ...]] | None:
+    base = PROFILES.get(name) if isinstance(name, str) else None
+    if base is None:
+        r.record("profile", f"expected one of {', '.join(PROFILES)}, got {_fmt(name)}")
     knobs = {f.name: f for f in _PROFILE_KNOBS}
     overrides = r.mapping({} if overrides is None else overrides, "overrides", knobs)
     changes: dict[str, Any] = {}
     for key, value in overrides.items():
-        path = f"overrides.{key}"
         if knobs[key].type in ("int", int):
             check = _non_negative_int if key in _ZERO_ALLOWED else _positive_int
         else:
             check = _seconds if key in _ZERO_ALLOWED else _positive_number
-        changes[key] = r.check(value, path, check)
-    return replace(PROFILES[name], **changes), tuple(changes.items())
+        checked = r.attempt(r.check, value, f"overrides.{key}", check)
+        if checked is not None:
+            changes[key] = checked
+    if base is None or len(changes) != len(overrides):
+        return None
+    return replace(base, **changes), tuple(changes.items())
 
 
 def _wait(r: _Reader, raw: dict, path: str, profile: Profile) -> Wait:
@@ -562,35 +622,47 @@ def _wait(r: _Reader, raw: dict, path: str, profile: Profile) -> Wait:
     return Wait(WaitKind.SECONDS, float(wait))
 
 
-def _step(r: _Reader, raw: Any, path: str, profile: Profile) -> Step:
+def _step_params(r: _Reader, raw: dict, path: str, action: Action) -> dict[str, Any] | None:
+    """Every parameter of the action, defaults filled in; None once an error is recorded."""
+    params: dict[str, Any] = {}
+    before = len(r.errors)
+    for key, spec in ACTION_PARAMS[action].items():
+        if key not in raw:
+            if spec.required:
+                r.record(f"{path}.{key}", f"missing (required by {action})")
+            params[key] = spec.default
+        else:
+            try:
+                params[key] = r.check(raw[key], f"{path}.{key}", spec.check)
+            except ScenarioError as exc:
+                r.errors.append(exc)
+    return params if len(r.errors) == before else None
+
+
+def _step(r: _Reader, raw: Any, path: str, profile: Profile) -> Step | None:
     if not isinstance(raw, dict) or "action" not in raw:
         raise r.fail(path, "expected a mapping with an action: {action: NAME, ...params, wait}")
     try:
         action = Action(raw["action"])
-    except ValueError:
+    except (ValueError, TypeError):
         raise r.fail(
             f"{path}.action", f"expected one of {', '.join(Action)}, got {_fmt(raw['action'])}"
         ) from None
-    specs = ACTION_PARAMS[action]
-    r.mapping(raw, path, (*_STEP_KEYS, *specs))
-    params: dict[str, Any] = {}
-    for key, spec in specs.items():
-        if key not in raw:
-            if spec.required:
-                raise r.fail(f"{path}.{key}", f"missing (required by {action})")
-            params[key] = spec.default
-        else:
-            params[key] = r.check(raw[key], f"{path}.{key}", spec.check)
+    r.mapping(raw, path, (*_STEP_KEYS, *ACTION_PARAMS[action]))
+    params = _step_params(r, raw, path, action)
+    if action == Action.STOP:
+        if "hold" in raw:
+            raise r.fail(f"{path}.hold", "not allowed on stop (the run ends there)")
+        return None if params is None else Step(action, (), Wait(WaitKind.SECONDS, 0.0))
+    wait = r.attempt(_wait, r, raw, path, profile)
+    hold = r.value(raw, "hold", f"{path}.hold", _seconds, 0.0)
+    if params is None or wait is None or hold is None:
+        return None
     if action == Action.PAUSE_MEMBER and (params["seconds"] is None) == (params["sessions"] is None):
         raise r.fail(path, "pause_member needs exactly one of seconds or sessions")
     if action == Action.ROLLING_RESTART and params["between"] != "stable":
         params["between"] = r.check(params["between"], f"{path}.between", _seconds)
-    if action == Action.STOP:
-        if "hold" in raw:
-            raise r.fail(f"{path}.hold", "not allowed on stop (the run ends there)")
-        return Step(action, tuple(params.items()), Wait(WaitKind.SECONDS, 0.0))
-    hold = r.check(raw.get("hold", 0.0), f"{path}.hold", _seconds)
-    return Step(action, tuple(params.items()), _wait(r, raw, path, profile), hold)
+    return Step(action, tuple(params.items()), wait, hold)
 
 
 def _check_step_context(r: _Reader, step: Step, path: str, s: dict[str, Any]) -> None:
@@ -629,7 +701,7 @@ def _check_step_context(r: _Reader, step: Step, path: str, s: dict[str, Any]) ->
             raise r.fail(f"{path}.target", f"expected a broker index below cluster.brokers={cluster.brokers}")
 
 
-def _sweep(r: _Reader, raw: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+def _sweep(r: _Reader, raw: Any) -> tuple[tuple[str, tuple[Any, ...]], ...] | None:
     if raw is None:
         return ()
     if not isinstance(raw, dict) or not raw:
@@ -637,11 +709,12 @@ def _sweep(r: _Reader, raw: Any) -> tuple[tuple[str, tuple[Any, ...]], ...]:
     out = []
     for key, values in raw.items():
         if not isinstance(key, str) or not _PATH_RE.match(key) or key.split(".")[0].split("[")[0] == "sweep":
-            raise r.fail(f"sweep.{key}", "expected a field path such as groups.members or timeline[0].rtt_ms")
-        if not isinstance(values, list) or not values:
-            raise r.fail(f"sweep.{key}", "expected a non-empty list of values")
-        out.append((key, tuple(values)))
-    return tuple(out)
+            r.record(f"sweep.{key}", "expected a field path such as groups.members or timeline[0].rtt_ms")
+        elif not isinstance(values, list) or not values:
+            r.record(f"sweep.{key}", "expected a non-empty list of values")
+        else:
+            out.append((key, tuple(values)))
+    return tuple(out) if len(out) == len(raw) else None
 
 
 def _sweep_point(r: _Reader, raw: dict[str, Any]) -> dict[str, Any]:
@@ -651,55 +724,91 @@ def _sweep_point(r: _Reader, raw: dict[str, Any]) -> dict[str, Any]:
     point = r.mapping(point, "sweep_point", ("scenario", "values"), required=("scenario", "values"))
     if "sweep" in raw:
         raise r.fail("sweep_point", "a sweep point cannot have a sweep of its own")
-    if not isinstance(point["scenario"], str) or not _NAME_RE.match(point["scenario"]):
-        raise r.fail("sweep_point.scenario", f"expected a scenario name, got {_fmt(point['scenario'])}")
-    if not isinstance(point["values"], dict):
+    if not isinstance(point.get("scenario"), str) or not _NAME_RE.match(point["scenario"]):
+        raise r.fail("sweep_point.scenario", f"expected a scenario name, got {_fmt(point.get('scenario'))}")
+    if not isinstance(point.get("values"), dict):
         raise r.fail("sweep_point.values", "expected a mapping of field path to value")
     return {"swept_from": point["scenario"], "swept": tuple(point["values"].items())}
 
 
-def _parse(raw: Any, source: str) -> Scenario:
-    r = _Reader(source)
-    raw = r.mapping(raw, "", _TOP_KEYS, required=("name", "groups", "modes", "timeline"))
-    name = raw["name"]
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise r.fail("name", f"expected a name of [A-Za-z0-9._-], got {_fmt(name)}")
-    description = raw.get("description", "")
-    if not isinstance(description, str):
-        raise r.fail("description", f"expected a string, got {_fmt(description)}")
-    profile, overrides = _profile(r, raw.get("profile", "kafka-defaults"), raw.get("overrides"))
-    parts: dict[str, Any] = {
-        "cluster": _cluster(r, raw.get("cluster")),
-        "groups": _groups(r, raw["groups"]),
-        "modes": _modes(r, raw["modes"]),
-    }
-    timeline = raw["timeline"]
+def _check_brokers(r: _Reader, cluster: Cluster | None, modes: tuple[ModeSpec, ...] | None) -> None:
+    if cluster is None or modes is None or cluster.brokers:
+        return
+    coordinator = [str(m) for m in modes if m.mode == "coordinator"]
+    if coordinator:
+        r.record(
+            "cluster.brokers",
+            f"expected at least 1 broker: modes include {coordinator[0]} (0 suits zk modes only)",
+        )
+
+
+def _timeline(r: _Reader, timeline: Any, profile: Profile, parts: dict[str, Any]) -> tuple[Step, ...] | None:
     if not isinstance(timeline, list) or not timeline:
         raise r.fail("timeline", "expected a non-empty list of steps")
+    in_context = all(part is not None for part in parts.values())  # else the context checks mislead
     steps = []
     for i, item in enumerate(timeline):
-        step = _step(r, item, f"timeline[{i}]", profile)
-        _check_step_context(r, step, f"timeline[{i}]", parts)
+        path = f"timeline[{i}]"
+        step = r.attempt(_step, r, item, path, profile)
+        if step is None:
+            continue
+        if in_context:
+            r.attempt(_check_step_context, r, step, path, parts)
         if step.action == Action.STOP and i != len(timeline) - 1:
-            raise r.fail(f"timeline[{i}].action", "stop must be the last step")
+            r.record(f"{path}.action", "stop must be the last step")
         steps.append(step)
+    # The order checks read the actions as written, so a step with a bad parameter still counts.
+    actions = [item.get("action") if isinstance(item, dict) else None for item in timeline]
     started = False
-    for i, step in enumerate(steps):
-        started = started or step.action == Action.START_MEMBERS
-        if step.action in _NEEDS_MEMBERS and not started:
-            raise r.fail(f"timeline[{i}].action", f"{step.action} before any start_members step")
+    for i, action in enumerate(actions):
+        started = started or action == Action.START_MEMBERS
+        if isinstance(action, str) and action in _NEEDS_MEMBERS and not started:
+            r.record(f"timeline[{i}].action", f"{action} before any start_members step")
     if not started:
-        raise r.fail("timeline", "expected a start_members step")
+        r.record("timeline", "expected a start_members step")
+    if actions[-1] != Action.STOP:
+        # At stop the members leave inside the measured run, which ends the last episode; a
+        # timeline without it is most likely cut short, and `run` should not find that out late.
+        r.record("timeline", "expected a stop step at the end (the members leave and the run ends there)")
+    return tuple(steps) if len(steps) == len(timeline) else None
+
+
+def _parse(raw: Any, source: str) -> Scenario:
+    """The scenario ``raw`` describes, or one ScenarioError carrying every error found in it."""
+    r = _Reader(source)
+    raw = r.mapping(raw, "", _TOP_KEYS, required=("name", "groups", "modes", "timeline"))
+    name = raw.get("name")
+    if "name" in raw and (not isinstance(name, str) or not _NAME_RE.match(name)):
+        r.record("name", f"expected a name of [A-Za-z0-9._-], got {_fmt(name)}")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        r.record("description", f"expected a string, got {_fmt(description)}")
+    profiled = r.attempt(_profile, r, raw.get("profile", "kafka-defaults"), raw.get("overrides"))
+    parts: dict[str, Any] = {
+        "cluster": r.attempt(_cluster, r, raw.get("cluster")),
+        "groups": r.attempt(_groups, r, raw["groups"]) if "groups" in raw else None,
+        "modes": r.attempt(_modes, r, raw["modes"]) if "modes" in raw else None,
+    }
+    _check_brokers(r, parts["cluster"], parts["modes"])
+    # Without a valid profile the steps are still checked, against the default one.
+    profile, overrides = profiled or (PROFILES["kafka-defaults"], ())
+    steps = r.attempt(_timeline, r, raw["timeline"], profile, parts) if "timeline" in raw else None
+    repetitions = r.value(raw, "repetitions", "repetitions", _positive_int, 1)
+    sweep = r.attempt(_sweep, r, raw.get("sweep"))
+    point = r.attempt(_sweep_point, r, raw)
+    if r.errors:
+        raise ScenarioError.of(r.errors)
+    assert steps is not None and sweep is not None and point is not None  # no error was recorded
     return Scenario(
         name=name,
         description=description.strip(),
         source=source,
         profile=profile,
         overrides=overrides,
-        repetitions=r.check(raw.get("repetitions", 1), "repetitions", _positive_int),
-        timeline=tuple(steps),
-        sweep=_sweep(r, raw.get("sweep")),
-        **_sweep_point(r, raw),
+        repetitions=repetitions,
+        timeline=steps,
+        sweep=sweep,
+        **point,
         raw=copy.deepcopy(raw),
         **parts,
     )
@@ -757,7 +866,9 @@ def _expand(scenario: Scenario) -> list[Scenario]:
             one = _parse(raw, scenario.source)
         except ScenarioError as exc:
             swept = ", ".join(f"{k}={v!r}" for k, v in zip(keys, combo, strict=True))
-            raise ScenarioError(exc.source, exc.field, f"{exc.message} (in the sweep {swept})") from None
+            raise ScenarioError.of(
+                [ScenarioError(e.source, e.field, f"{e.message} (in the sweep {swept})") for e in exc.errors]
+            ) from None
         out.append(one)
     return out
 
@@ -790,11 +901,21 @@ def library() -> dict[str, Path]:
 
 
 def resolve(name_or_path: str) -> Path:
-    """A path as given, or the library file of that name."""
+    """A path as given, or the library file of that name; a ScenarioError listing the library
+    (closest names first) when it is neither."""
     path = Path(name_or_path)
-    if path.exists() or path.suffix in (".yaml", ".yml"):
-        return path
-    return library().get(name_or_path, path)
+    if path.exists() or path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        return path  # meant as a file: load_scenario says if it cannot be read
+    names = library()
+    if name_or_path in names:
+        return names[name_or_path]
+    close = difflib.get_close_matches(name_or_path, names, n=3, cutoff=0.5)
+    listed = ", ".join([*close, *(n for n in names if n not in close)])
+    raise ScenarioError(
+        name_or_path,
+        "",
+        f"neither a file nor a library scenario; library scenarios{', closest first' if close else ''}: {listed}",
+    )
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -803,15 +924,16 @@ def resolve(name_or_path: str) -> Path:
 @click.command("validate")
 @click.argument("scenarios", nargs=-1, required=True)
 def validate(scenarios: tuple[str, ...]) -> None:
-    """Check scenario files (or library names); prints OK or the error per file."""
+    """Check scenario files (or library names); prints OK or every error of each file."""
     failed = 0
     for name in scenarios:
-        path = resolve(name)
         try:
+            path = resolve(name)
             scenario = load_scenario(path)
         except ScenarioError as exc:
             failed += 1
-            click.echo(f"ERROR {exc}")
+            for error in exc.errors:
+                click.echo(f"ERROR {error.line}")
             continue
         n = len(expand(scenario))
         runs = n * len(scenario.modes) * scenario.repetitions

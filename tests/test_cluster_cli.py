@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from kazoo.client import KazooClient
 
-from bench.cluster import cluster, load_state, stop_services
+from bench.cluster import STATE_DIR_ENV, cluster, load_state, stop_services
 from bench.process import pid_alive
 from bench.zookeeper import ZooKeeperEnsemble
 from zk_mode.catalog import read_topics
@@ -23,9 +24,17 @@ def _cli() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "bench"]
 
 
-def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, timeout: float = 120, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*_cli(), *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        [*_cli(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -89,6 +98,38 @@ def test_up_serves_the_catalog_and_down_stops_every_server(state_dir: Path) -> N
     nothing = _run("cluster", "down", "--state-dir", str(state_dir))
     assert nothing.returncode == 0
     assert "nothing to stop" in nothing.stdout
+
+
+def test_down_from_another_directory_finds_the_cluster_up_started(tmp_path: Path) -> None:
+    # The default state dir is per user ($XDG_STATE_HOME/rebalance-lab/cluster), whatever the cwd.
+    env = {"XDG_STATE_HOME": str(tmp_path / "xdg")}
+    state_dir = tmp_path / "xdg" / "rebalance-lab" / "cluster"
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir()
+    elsewhere.mkdir()
+    try:
+        up = _run("cluster", "up", cwd=here, env=env)
+        assert up.returncode == 0, up.stderr
+        assert json.loads(up.stdout)["state_dir"] == str(state_dir)
+        services = load_state(state_dir)["services"]
+        assert not (here / ".state").exists()
+        down = _run("cluster", "down", cwd=elsewhere, env=env)
+        assert down.returncode == 0, down.stderr
+        assert "stopped zk-" in down.stdout
+        assert not any(pid_alive(s["pid"], s["match"]) for s in services)
+    finally:
+        state = load_state(state_dir)
+        if state is not None:
+            stop_services(state)
+
+
+def test_down_with_nothing_recorded_says_where_it_looked_and_how_to_point_elsewhere(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cluster, ["down"], env={STATE_DIR_ENV: str(tmp_path / "mine")})
+    assert result.exit_code == 0
+    assert f"no cluster recorded in {tmp_path / 'mine'}; nothing to stop" in result.output
+    assert "--state-dir DIR" in result.output and STATE_DIR_ENV in result.output
+    result = CliRunner().invoke(cluster, ["down"], env={STATE_DIR_ENV: None, "XDG_STATE_HOME": str(tmp_path)})
+    assert f"no cluster recorded in {tmp_path / 'rebalance-lab' / 'cluster'}" in result.output
 
 
 @pytest.mark.parametrize(

@@ -493,6 +493,25 @@ def test_what_compose_cannot_give_is_said_before_a_run_starts(tmp_path: Path) ->
         ComposeBackend(spec(tmp_path), client=engine).start()
 
 
+def test_without_a_docker_engine_run_says_so_before_claiming_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from bench.runner import run
+
+    address = f"unix://{tmp_path}/docker.sock"  # nothing listens there
+    monkeypatch.setenv("DOCKER_HOST", address)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(run, ["demo", "--target", "compose", "--out", str(out)])
+    assert result.exit_code == 1
+    assert f"no Docker engine reachable at {address}; start one or use --target local" in result.output
+    assert "starting" not in result.output and "Traceback" not in result.output
+    assert not out.exists()
+    with pytest.raises(ComposeError, match="no Docker engine reachable"):
+        ComposeBackend(spec(tmp_path)).client  # noqa: B018 (the property connects)
+
+
 def test_a_broker_delay_other_than_the_profile_s_is_refused(
     compose_project: tuple[Engine, ComposeLayout], tmp_path: Path
 ) -> None:

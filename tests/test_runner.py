@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import select
 import signal
 import subprocess
 import sys
@@ -11,10 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from click.testing import CliRunner
 
 from bench.polling import wait_until
 from bench.process import pid_alive
-from bench.runner import run_scenarios
+from bench.runner import RunCounter, console_progress, run, run_scenarios
 from bench.scenario import load_scenario
 
 SCENARIO = """
@@ -69,10 +73,13 @@ def test_a_failed_run_says_why_and_leaves_nothing_running(tmp_path: Path) -> Non
     text = text.replace("repetitions: 1", "repetitions: 3")
     scenario = load_scenario(write(tmp_path, text))
     # As `run --only zk/chain --repeat 1` would: one mode of two, one repetition of three.
+    lines: list[str] = []
     done, failed = run_scenarios(
-        [scenario], tmp_path / "out", repeat=1, progress=lambda _: None, targets=[("zk", "chain")]
+        [scenario], tmp_path / "out", repeat=1, progress=lines.append, targets=[("zk", "chain")]
     )
     assert not done
+    assert lines and all(line.startswith("(run 1 of 1) e2e [zk/chain #1]: ") for line in lines), lines
+    assert "FAILED" in lines[-1]
     ((label, reason),) = failed
     assert "step 0 (start_members)" in reason and "not stable" in reason
     run_dir = tmp_path / "out" / "e2e" / "zk-chain" / "rep-1"
@@ -177,3 +184,49 @@ timeline:
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["checks"]["passed"], summary["checks"]["failures"]
     assert summary["checks"]["examined"]["offset_fetches"] >= len(fetched_after)
+
+
+def test_the_run_counter_says_which_run_and_estimates_the_rest() -> None:
+    now = [0.0]
+    counter = RunCounter(4, clock=lambda: now[0])
+    counter.start()
+    assert counter.prefix() == "(run 1 of 4)", "no estimate before a run finished"
+    now[0] = 60.0
+    counter.finish()
+    counter.start()
+    now[0] = 80.0
+    # one run took 60 s: three more at that pace, 20 s of the second already gone
+    assert counter.prefix() == "(run 2 of 4, about 2 min 40 s left)"
+    now[0] = 200.0  # the second run is slower than the first: the two queued ones still count
+    assert counter.left_s() == 120.0
+
+
+def test_progress_on_a_terminal_keeps_the_run_label(monkeypatch: pytest.MonkeyPatch) -> None:
+    master, slave = os.openpty()
+    terminal = os.fdopen(slave, "w")
+    try:
+        monkeypatch.setenv("COLUMNS", "200")
+        monkeypatch.setattr(sys, "stderr", terminal)
+        console_progress()("(run 3 of 7) demo [zk/chain #1]: step 0 start_members")
+        terminal.flush()
+        output = b""
+        while select.select([master], [], [], 5)[0]:
+            output += os.read(master, 4096)
+            if b"start_members" in output:
+                break
+    finally:
+        terminal.close()
+        os.close(master)
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode())
+    assert "(run 3 of 7) demo [zk/chain #1]: step 0 start_members" in plain, plain
+
+
+def test_an_unknown_only_target_is_named_before_anything_starts(tmp_path: Path) -> None:
+    path = write(tmp_path, SCENARIO)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(run, [str(path), "--only", "zk/chian", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "zk/chian matches no mode or mode/variant" in result.output
+    assert "did you mean zk/chain?" in result.output
+    assert "valid: coordinator, coordinator/classic, zk, zk/chain" in result.output
+    assert not out.exists()

@@ -236,6 +236,24 @@ def test_timeline_order_is_checked(tmp_path: Path) -> None:
     assert error.field == "timeline[1].action"
 
 
+def test_a_timeline_must_end_with_stop(tmp_path: Path) -> None:
+    error = error_of(tmp_path, changed(timeline=[{"action": "start_members"}, {"action": "add_members"}]))
+    assert [(e.field, e.message) for e in error.errors] == [
+        ("timeline", "expected a stop step at the end (the members leave and the run ends there)")
+    ]
+
+
+def test_brokers_may_be_0_only_without_a_coordinator_mode(tmp_path: Path) -> None:
+    zk_only = load_scenario(write(tmp_path, changed(cluster={"zk_nodes": 1, "brokers": 0})))
+    assert zk_only.cluster.brokers == 0
+    modes = [{"mode": "zk", "variant": "chain"}, {"mode": "coordinator", "variant": "classic"}]
+    error = error_of(tmp_path, changed(cluster={"zk_nodes": 1, "brokers": 0}, modes=modes))
+    assert error.field == "cluster.brokers"
+    assert "at least 1 broker" in error.message and "coordinator/classic" in error.message
+    error = error_of(tmp_path, changed(cluster={"zk_nodes": 1, "brokers": -1}))
+    assert error.field == "cluster.brokers" and "integer >= 0" in error.message
+
+
 def test_yaml_syntax_errors_give_the_line(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("name: x\ngroups: {members: 2\n")
@@ -320,6 +338,59 @@ def test_validate_command_reports_each_file_and_fails_on_any_error(tmp_path: Pat
     assert f"OK    {good}" in result.output
     assert f"ERROR {bad}: repetitions: expected a positive integer" in result.output
     assert CliRunner().invoke(validate, [str(good)]).exit_code == 0
+
+
+def test_every_error_of_a_file_is_reported_with_its_field(tmp_path: Path) -> None:
+    raw = changed(
+        colour="red",
+        groups={"members": 0, "count": "two", "topics": {"orders": 8}},
+        repetitions=1.5,
+        timeline=[
+            {"action": "start_members", "count": -1},
+            {"action": "kill_member", "pick": "eldest", "wait": "soon"},
+            {"action": "explode"},
+            {"action": "stop"},
+        ],
+    )
+    error = error_of(tmp_path, raw)
+    found = {(e.field, e.message.split(",")[0]) for e in error.errors}
+    assert {field for field, _ in found} == {
+        "colour",
+        "groups.members",
+        "groups.count",
+        "repetitions",
+        "timeline[0].count",
+        "timeline[1].pick",
+        "timeline[1].wait",
+        "timeline[2].action",
+    }, found
+    assert all("expected" in e.message or "unknown key" in e.message for e in error.errors)
+    path = write(tmp_path, raw)
+    result = CliRunner().invoke(validate, [str(path)])
+    assert result.exit_code == 1
+    assert result.output.count("ERROR ") == len(error.errors)
+    assert f"ERROR {path}: groups.count: expected a positive integer, got 'two'" in result.output
+
+
+def test_missing_required_keys_are_all_named(tmp_path: Path) -> None:
+    raw = {k: v for k, v in BASE.items() if k not in ("groups", "modes")}
+    error = error_of(tmp_path, raw)
+    assert [(e.field, e.message) for e in error.errors] == [
+        ("groups", "missing (required)"),
+        ("modes", "missing (required)"),
+    ]
+
+
+def test_a_misspelt_library_name_lists_the_library_closest_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no file of that name either
+    result = CliRunner().invoke(validate, ["leader-crsh"])
+    assert result.exit_code == 1
+    assert "leader-crsh: neither a file nor a library scenario" in result.output
+    listed = result.output.split("closest first: ")[1].strip().split(", ")
+    assert listed[0] == "leader-crash"
+    assert sorted(listed) == sorted(library())
 
 
 def test_scenarios_command_lists_the_library() -> None:
