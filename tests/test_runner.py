@@ -130,9 +130,10 @@ def test_ctrl_c_marks_the_run_aborted_and_exits_130(tmp_path: Path) -> None:
             lambda: (
                 (run_dir / "events.jsonl").exists()
                 and (run_dir / "events.jsonl").read_text().count('"event":"assigned"') >= 2
+                and '"action":"start_members","phase":"end"' in (run_dir / "events.jsonl").read_text()
             ),
             timeout=90,
-            what="both members assigned",
+            what="both members assigned and their start recorded",
         )
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=90)
