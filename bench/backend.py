@@ -49,7 +49,9 @@ class MemberHandle(Protocol):
     log_path: Path | None
 
     def alive(self) -> bool: ...
-    def terminate(self, timeout: float = 30.0) -> int | None: ...  # graceful: the members leave
+    def terminate(  # graceful: the members leave; ``on_escalate`` runs just before a SIGKILL
+        self, timeout: float = 30.0, on_escalate: Callable[[], None] | None = None
+    ) -> int | None: ...
     def kill(self) -> None: ...  # SIGKILL
     def pause(self) -> None: ...  # SIGSTOP (docker pause)
     def resume(self) -> None: ...

@@ -236,6 +236,19 @@ def _offsets(history: RunHistory, examined: dict[str, int]) -> list[Failure]:
     return failures
 
 
+def harness_problems(history: RunHistory) -> list[str]:
+    """What the harness itself got wrong in a run, apart from the design's checks: member processes
+    that ignored SIGTERM and were killed (``MemberGroup.terminate`` records each such kill, so the
+    replay already counts their members dead from then on; the leave they never finished is the
+    harness's or the member's bug, not a property of the design)."""
+    return [
+        f"{', '.join(a.targets) or 'a member process'} (pid {a.params.get('pid')}) ignored SIGTERM for "
+        f"{a.params.get('ignored_sigterm_s', '?')} s during {a.action} (step {a.step}) and was killed"
+        for a in history.actions
+        if a.phase == "kill" and a.params.get("escalated")
+    ]
+
+
 def _triggers(history: RunHistory) -> Iterable[ActionRecord]:
     return (a for a in history.actions if a.phase == "start" and a.action != "stop")
 

@@ -37,7 +37,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,14 +179,17 @@ class MemberContainer:
     def alive(self) -> bool:
         return not self._exited.is_set()
 
-    def terminate(self, timeout: float = 30.0) -> int | None:
-        """Graceful leave: SIGTERM, wait for the exit; SIGKILL if it hangs. Returns the exit code."""
+    def terminate(self, timeout: float = 30.0, on_escalate: Callable[[], None] | None = None) -> int | None:
+        """Graceful leave: SIGTERM, wait for the exit; SIGKILL if it hangs (``on_escalate`` runs just
+        before). Returns the exit code."""
         if self.alive():
             if self._paused:
                 self.resume()
             self._signal("SIGTERM")
         if not self._exited.wait(timeout):
             log.warning("member container %s ignored SIGTERM for %.0fs; killing it", self.pid[:12], timeout)
+            if on_escalate is not None:
+                on_escalate()
             self.kill()
         self._threads[0].join(5)
         return self.returncode

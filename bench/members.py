@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench.api import read_events
@@ -60,8 +60,9 @@ class MemberProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def terminate(self, timeout: float = 30.0) -> int:
-        """Graceful leave: SIGTERM, wait for exit; SIGKILL if it hangs. Returns the exit code."""
+    def terminate(self, timeout: float = 30.0, on_escalate: Callable[[], None] | None = None) -> int:
+        """Graceful leave: SIGTERM, wait for exit; SIGKILL if it hangs (``on_escalate`` runs just
+        before, so the history can say when the members died). Returns the exit code."""
         if self.alive():
             self.proc.send_signal(signal.SIGCONT)
             self.proc.terminate()
@@ -69,6 +70,8 @@ class MemberProcess:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             log.warning("member %s ignored SIGTERM for %.0fs; killing it", self.pid, timeout)
+            if on_escalate is not None:
+                on_escalate()
             self.proc.kill()
             code = self.proc.wait()
         self._reader.join(5)

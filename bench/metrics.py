@@ -54,7 +54,7 @@ import pandas as pd
 import yaml
 
 from bench.api import Event, EventKind
-from bench.checker import CheckReport, check
+from bench.checker import CheckReport, check, harness_problems
 from bench.history import RunState, RunStatus
 from bench.mntr import Mntr, ZkLoad, zk_load
 from bench.replay import ActionRecord, Replay, RunHistory
@@ -926,12 +926,15 @@ def analyze(run_dir: str | Path) -> dict[str, Any]:
         "checks": report.to_dict(),
         "warnings": warnings,
         "problems": problems,
+        "harness_problems": harness_problems(history),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     if not status.completed:
         log.warning("%s: %s run: %s", run_dir, status.state, status.reason)
     elif not report.passed:
         log.warning("%s: %d check failure(s)", run_dir, len(report.failures))
+    for problem in summary["harness_problems"]:
+        log.warning("%s: harness problem: %s", run_dir, problem)
     return summary
 
 
@@ -1026,6 +1029,8 @@ def _verdict(run_dir: Path, summary: dict[str, Any]) -> int:
     click.echo(f"{run_dir}: {summary['episodes']} episodes, {verdict}")
     for failure in checks["failures"]:
         click.echo(f"  {failure['check']}: {failure['message']}")
+    for problem in summary.get("harness_problems", []):
+        click.echo(f"  HARNESS PROBLEM (not the design's): {problem}")
     return EXIT_OK if checks["passed"] else EXIT_CHECK_FAILED
 
 

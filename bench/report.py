@@ -1111,6 +1111,14 @@ def write_report(res: Results, out: Path) -> ReportFiles:
     if problems:
         doc.heading(2, "Problems reading the runs")
         doc.bullets(problems)
+    harness = [f"{s['run_id']}: {p}" for s in kept for p in s.get("harness_problems", [])]
+    if harness:
+        doc.heading(2, "Harness problems")
+        doc.para(
+            "What the harness got wrong, apart from the designs' checks: each escalation is recorded "
+            "as a kill at the moment it happened, so the checks above count those members dead from then on."
+        )
+        doc.bullets(harness)
     files = ReportFiles(out / "report.html", out / "report.md", tuple(paths))
     doc.write(files.markdown, files.html)
     return files

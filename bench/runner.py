@@ -34,7 +34,7 @@ from typing import Any
 import click
 import yaml
 
-from bench.api import OFFSET_EVENTS
+from bench.api import LEAVE_BOUND_S, OFFSET_EVENTS
 from bench.api.events import TopicPartition
 from bench.backend import (
     TARGETS,
@@ -79,6 +79,12 @@ def member_flags(settings: dict[str, Any]) -> list[str]:
 
 #: Exit code of ``run`` and ``demo`` after Ctrl-C: 128 + SIGINT, as shells report it.
 EXIT_ABORTED = 130
+
+
+#: How long a member process may take to leave after SIGTERM before it is killed: above every
+#: member's leave bound with the default request timeout (LEAVE_BOUND_S + 30 s) plus its exit.
+#: An escalation is recorded as a kill and reported as a harness problem (``MemberGroup.terminate``).
+TERMINATE_TIMEOUT_S = LEAVE_BOUND_S + 38.0
 
 
 class RunError(RuntimeError):
@@ -182,10 +188,31 @@ class MemberGroup:
     def generation(self) -> int | None:
         return self.view().generation(self.live_ids())
 
-    def stop_all(self) -> None:
-        """Graceful first (SIGTERM, members leave), then whatever is left is killed."""
+    def terminate(self, proc: MemberHandle, action: str, step: int = -1) -> None:
+        """SIGTERM: the members leave. A process that ignores it for :data:`TERMINATE_TIMEOUT_S` is
+        killed, and the kill is recorded at that moment, as a ``kill`` phase of ``action`` flagged
+        ``escalated``: the replay treats its members as dead from then on (not as owners that never
+        left), and the summary reports the escalation as a harness problem."""
+
+        def record_kill() -> None:
+            self.dead.update(proc.member_ids)
+            self.history.record(
+                "action",
+                action=action,
+                phase="kill",
+                step=step,
+                group=self.name,
+                targets=list(proc.member_ids),
+                params={"escalated": True, "pid": proc.pid, "ignored_sigterm_s": TERMINATE_TIMEOUT_S},
+            )
+
+        proc.terminate(TERMINATE_TIMEOUT_S, on_escalate=record_kill)
+
+    def stop_all(self, action: str = "stop", step: int = -1) -> None:
+        """Graceful first (SIGTERM, members leave, see :meth:`terminate`), then whatever is left is
+        killed; in parallel, so a group of many processes stops in one leave's time."""
         threads = [
-            threading.Thread(target=p.terminate, kwargs={"timeout": 20}) for p in self.procs if p.alive()
+            threading.Thread(target=self.terminate, args=(p, action, step)) for p in self.procs if p.alive()
         ]
         for t in threads:
             t.start()
@@ -491,7 +518,7 @@ class Run:
             targets = [m for p in victims for m in p.member_ids]
             self._action(i, step, "start", g.name, targets)
             for p in victims:
-                p.terminate()
+                g.terminate(p, str(step.action), i)
             self._action(i, step, "end", g.name, targets)
 
     def _kill(self, i: int, step: Step, g: MemberGroup, victims: list[MemberHandle]) -> None:
@@ -533,7 +560,7 @@ class Run:
                 before = g.generation()
                 count = len(proc.member_ids)
                 if step.param("graceful"):
-                    proc.terminate()
+                    g.terminate(proc, str(step.action), i)
                 else:
                     self._action(i, step, "kill", g.name, proc.member_ids)
                     g.kill(proc)
@@ -591,7 +618,7 @@ class Run:
     def _do_stop(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
         for g in groups:
             self._action(i, step, "start", g.name, g.live_ids())
-            g.stop_all()
+            g.stop_all(str(step.action), i)
             self._action(i, step, "end", g.name, [])
 
     def _pick(self, g: MemberGroup, count: int, pick: Pick) -> list[MemberHandle]:
@@ -621,7 +648,7 @@ class Run:
     def _teardown(self) -> None:
         for g in self.groups:
             try:
-                g.stop_all()
+                g.stop_all("teardown")
             except Exception:
                 log.exception("stopping members of %s", g.name)
         if self.sampler is not None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
-from bench.checker import Check, check
+from bench.checker import Check, check, harness_problems
 from bench.replay import Replay, RunHistory
 
 DATA = Path(__file__).parent / "data"
@@ -136,3 +137,80 @@ def test_a_kill_phase_record_ends_ownership_without_a_kill_action(tmp_path: Path
     state = replay.groups["g0"]
     assert not state.members["c"].live and state.members["c"].counted == frozenset()
     assert state.unowned == 2, "c's two partitions"
+
+
+def _escalation_history(tmp_path: Path, *, recorded: bool) -> RunHistory:
+    """a owns t-0 and t-1, b t-2 and t-3. A graceful leave of a at 5 s: a ignores SIGTERM, and at
+    45 s the harness kills it; only once a's session expired (51 s) does b take a's partitions."""
+    g = {"g0": {"topics": {"t": 4}, "mode": "coordinator", "variant": "classic"}}
+    parts = {"g0": [["t", p] for p in range(4)]}
+
+    def ev(
+        kind: str, member: str, s: float, generation: int | None, partitions: Any = None
+    ) -> dict[str, Any]:
+        return {
+            "event": kind,
+            "member": member,
+            "group": "g0",
+            "mode": "coordinator",
+            "variant": "classic",
+            "generation": generation,
+            "partitions": partitions,
+            "mono_ns": int(s * 1e9),
+            "leader": "b",
+        }
+
+    def act(action: str, phase: str, s: float, targets: list[str], **params: Any) -> dict[str, Any]:
+        return {
+            "event": "action",
+            "action": action,
+            "phase": phase,
+            "step": 1,
+            "group": "g0",
+            "targets": targets,
+            "params": params,
+            "mono_ns": int(s * 1e9),
+        }
+
+    lines = [
+        {"event": "run", "phase": "start", "groups": g, "partitions": parts, "mono_ns": 0},
+        ev("joined", "a", 0.2, 1),
+        ev("joined", "b", 0.2, 1),
+        ev("assigned", "a", 1.0, 1, [["t", 0], ["t", 1]]),
+        ev("assigned", "b", 1.0, 1, [["t", 2], ["t", 3]]),
+        act("leave_members", "start", 5.0, ["a"]),
+        *(
+            [act("leave_members", "kill", 45.0, ["a"], escalated=True, pid=4242, ignored_sigterm_s=40.0)]
+            if recorded
+            else []
+        ),
+        act("leave_members", "end", 45.1, ["a"]),
+        ev("revoked", "b", 51.0, 1, [["t", 2], ["t", 3]]),
+        ev("joined", "b", 51.1, 2),
+        ev("assigned", "b", 51.2, 2, [["t", p] for p in range(4)]),
+        {
+            "event": "action",
+            "action": "stop",
+            "phase": "start",
+            "step": 2,
+            "group": None,
+            "targets": [],
+            "params": {},
+            "mono_ns": int(60e9),
+        },
+        {"event": "run", "phase": "end", "groups": g, "partitions": parts, "mono_ns": int(61e9)},
+    ]
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in lines))
+    return RunHistory.read(path)
+
+
+def test_an_escalated_stop_is_a_kill_and_a_harness_problem_not_double_ownership(tmp_path: Path) -> None:
+    unrecorded = check(_escalation_history(tmp_path, recorded=False))
+    assert unrecorded.of(Check.DOUBLE_OWNERSHIP), "without the kill record a looks like a live owner"
+
+    history = _escalation_history(tmp_path, recorded=True)
+    report = check(history)
+    assert report.passed, report.to_dict()
+    (problem,) = harness_problems(history)
+    assert "a (pid 4242) ignored SIGTERM for 40.0 s during leave_members (step 1)" in problem
