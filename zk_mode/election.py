@@ -15,6 +15,8 @@ with the lowest sequence leads. They differ only in who watches what:
 Publishing (leader only) is one ``multi``: ``check`` of the leader's own member znode (gone once
 its session expired, so a deposed leader cannot overwrite a newer decision) and ``set`` of
 ``assignment`` at the version the leader read. The assignment znode's version is the generation.
+A leader announces ``leader_elected`` once its publication succeeded, then ``assignment_computed``;
+the others announce ``leader_elected`` when they read the decision.
 Every member keeps a data watch on ``assignment`` and takes its share through the claims in
 :mod:`zk_mode.member`.
 """
