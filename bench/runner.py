@@ -34,7 +34,7 @@ from typing import Any
 import click
 import yaml
 
-from bench.api import LEAVE_BOUND_S, OFFSET_EVENTS
+from bench.api import LEAVE_BOUND_S, OFFSET_EVENTS, EventKind
 from bench.api.events import TopicPartition
 from bench.backend import (
     TARGETS,
@@ -47,6 +47,7 @@ from bench.backend import (
     check_target,
 )
 from bench.history import GroupView, History, RunState, RunStatus
+from bench.polling import wait_until
 from bench.scenario import Action, LinkCut, Pick, Profile, Scenario, Step, WaitKind
 from bench.topology import LocalTopology
 
@@ -434,11 +435,14 @@ class Run:
         self.progress(f"{self.label}: step {i} {step.action} {params}".rstrip())
         self._doing = f"during step {i} ({step.action})"
         self.sampler.sample()
+        began_ns = time.monotonic_ns()
         getattr(self, f"_do_{step.action}")(i, step, groups)
         self.sampler.sample()
         if step.wait.kind == WaitKind.STABLE:
             newer = step.action in REBALANCING_ACTIONS
             self._wait_stable(i, step, groups, before if newer else None, step.wait.seconds)
+        elif step.wait.kind in (WaitKind.OFFSETS_COMMITTED, WaitKind.OFFSETS_FETCHED):
+            self._wait_reported(i, step, groups, EventKind(step.wait.kind.value), began_ns)
         elif step.wait.seconds:
             time.sleep(step.wait.seconds)  # the scenario asked for a fixed pause
         if step.hold:
@@ -492,6 +496,20 @@ class Run:
                     f"step {i} ({step.action}): not stable after {timeout:.0f}s; members: {states}"
                 )
             time.sleep(0.1)  # a poll: quiet means time passing with no event, which nothing signals
+
+    def _wait_reported(
+        self, i: int, step: Step, groups: list[MemberGroup], kind: EventKind, since_ns: int
+    ) -> None:
+        """Until every live member of ``groups`` emitted ``kind`` since ``since_ns``."""
+        assert self.history is not None
+        history = self.history
+
+        def done() -> bool:
+            reported = {e.member for e in history.snapshot() if e.kind == kind and e.mono_ns >= since_ns}
+            return all(set(g.live_ids()) <= reported for g in groups)
+
+        what = f"step {i} ({step.action}): every live member to report {kind} (coordinator mode only)"
+        wait_until(done, step.wait.seconds, interval=0.1, what=what, error=RunError)
 
     @property
     def quiet_s(self) -> float:

@@ -47,7 +47,9 @@ stop                end the run: the members leave (the last step, required)
 Link targets: ``all``, ``zk``, ``brokers``, ``zk-<i>``, ``broker-<i>`` (the members' links to them).
 
 ``wait`` on a step is ``stable`` (the default: until every group converged at a newer generation,
-at most ``timeout`` or the profile's ``stable_timeout_s`` seconds) or a number of seconds. ``hold``
+at most ``timeout`` or the profile's ``stable_timeout_s`` seconds), ``offsets_committed`` /
+``offsets_fetched`` (until every live member reported that event after the step began, bounded the
+same way; only coordinator-mode members commit) or a number of seconds. ``hold
 (seconds, default 0) then keeps everything still, so the metrics get a steady window in which to
 measure idle ZooKeeper load (they need 1 s to settle plus 2 s).
 ``sweep: {groups.members: [2, 4, 8]}`` turns one file into the cartesian set of scenarios
@@ -225,6 +227,13 @@ class LinkCut(StrEnum):
 class WaitKind(StrEnum):
     STABLE = "stable"
     SECONDS = "seconds"
+    # Until every live member reported this offsets event after the step began (coordinator mode).
+    OFFSETS_COMMITTED = "offsets_committed"
+    OFFSETS_FETCHED = "offsets_fetched"
+
+
+#: Waits bounded like ``stable``, by ``timeout`` or the profile's ``stable_timeout_s``.
+BOUNDED_WAITS = (WaitKind.STABLE, WaitKind.OFFSETS_COMMITTED, WaitKind.OFFSETS_FETCHED)
 
 
 @dataclass(frozen=True)
@@ -610,15 +619,20 @@ def _profile(r: _Reader, name: Any, overrides: Any) -> tuple[Profile, tuple[tupl
 def _wait(r: _Reader, raw: dict, path: str, profile: Profile) -> Wait:
     wait = raw.get("wait", "stable")
     timeout = raw.get("timeout")
-    if wait == "stable":
+    if wait in BOUNDED_WAITS:
         seconds = profile.stable_timeout_s
         if timeout is not None:
             seconds = r.check(timeout, f"{path}.timeout", _positive_number)
-        return Wait(WaitKind.STABLE, seconds)
+        return Wait(WaitKind(wait), seconds)
     if timeout is not None:
-        raise r.fail(f"{path}.timeout", "only allowed with wait: stable")
+        raise r.fail(
+            f"{path}.timeout", "only allowed with wait: stable, offsets_committed or offsets_fetched"
+        )
     if isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0:
-        raise r.fail(f"{path}.wait", f"expected stable or a number of seconds >= 0, got {_fmt(wait)}")
+        raise r.fail(
+            f"{path}.wait",
+            f"expected stable, offsets_committed, offsets_fetched or a number of seconds >= 0, got {_fmt(wait)}",
+        )
     return Wait(WaitKind.SECONDS, float(wait))
 
 

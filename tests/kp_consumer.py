@@ -10,6 +10,9 @@ from one thread does not.
 
 ``KafkaConsumer`` is not thread-safe, so everything that touches it runs on the polling thread:
 :meth:`call` queues a function and waits for its result.
+
+If ``poll()`` raises, the thread records the error and stops; :meth:`assignment` then raises
+:class:`ConsumerDied`, so a "still assigned" check can never pass on a consumer that stopped polling.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ T = TypeVar("T")
 POLL_MS = 2_000  # longer than a rebalance with 1 s heartbeats
 
 
+class ConsumerDied(RuntimeError):
+    """The polling thread stopped: ``poll()`` raised (the cause) or the thread ended on its own."""
+
+
 class PolledConsumer:
     def __init__(self, topics: list[str], **config: Any) -> None:
         self._consumer = KafkaConsumer(**config)
@@ -34,6 +41,7 @@ class PolledConsumer:
         self._calls: queue.Queue[tuple[Callable[[KafkaConsumer], Any], Future[Any]]] = queue.Queue()
         self._assignment: frozenset[tuple[str, int]] = frozenset()
         self._stop = threading.Event()
+        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="kafka-python-poll", daemon=True)
         self._thread.start()
 
@@ -45,10 +53,19 @@ class PolledConsumer:
                     future.set_result(fn(self._consumer))
                 except BaseException as exc:  # handed to the caller
                     future.set_exception(exc)
-            self._consumer.poll(timeout_ms=POLL_MS if self._calls.empty() else 0)
-            self._assignment = frozenset((tp.topic, tp.partition) for tp in self._consumer.assignment())
+            try:
+                self._consumer.poll(timeout_ms=POLL_MS if self._calls.empty() else 0)
+                self._assignment = frozenset((tp.topic, tp.partition) for tp in self._consumer.assignment())
+            except BaseException as exc:  # kept for assignment() to raise in the test's thread
+                self._error = exc
+                return
 
     def assignment(self) -> set[tuple[str, int]]:
+        """The set the last poll saw; raises :class:`ConsumerDied` once polling has stopped."""
+        if self._error is not None:
+            raise ConsumerDied(f"poll() raised {self._error!r}") from self._error
+        if not self._thread.is_alive():
+            raise ConsumerDied("the polling thread is not running")
         return set(self._assignment)
 
     def call(self, fn: Callable[[KafkaConsumer], T], timeout: float = 30.0) -> T:

@@ -186,10 +186,23 @@ def test_leader_killed(group: Group) -> None:
         assert view.leaders([p.member_id for p in survivors]) != {old_leader}
 
 
-def test_paused_member_never_reports_a_partition_another_owns(group: Group) -> None:
+def pick(view: GroupView, procs: list[MemberHandle], role: str, has_leader: bool) -> MemberHandle:
+    """The generation's leader, or a member that is not the leader."""
+    leaders = view.leaders([p.member_id for p in procs]) if has_leader else set()
+    if role == "leader":
+        (leader,) = leaders
+        return next(p for p in procs if p.member_id == leader)
+    return next(p for p in procs if p.member_id not in leaders)
+
+
+@pytest.mark.parametrize("role", ["follower", "leader"])
+def test_paused_member_never_reports_a_partition_another_owns(group: Group, role: str) -> None:
+    if role == "leader" and not group.target.has_leader:
+        pytest.skip(f"{group.target} has no leader")
     procs = group.add(3)
-    first = generation_of(group.wait_converged(procs), procs)
-    paused = procs[1]
+    view = group.wait_converged(procs)
+    first = generation_of(view, procs)
+    paused = pick(view, procs, role, group.target.has_leader)
     others = [p for p in procs if p is not paused]
 
     paused.pause()
@@ -214,3 +227,29 @@ def test_paused_member_never_reports_a_partition_another_owns(group: Group) -> N
         others_own = {tp for m, v in view.members.items() if m != paused.member_id for tp in v.owned}
         clash = others_own & set(event.partitions or ())
         assert not clash, f"resumed member reported {sorted(clash)} while others owned them"
+    if group.target.mode == "coordinator":
+        assert_commits_resumed(group, paused)
+
+
+def assert_commits_resumed(group: Group, member: MemberHandle) -> None:
+    """The member commits again, for exactly the partitions it owns now (coordinator mode)."""
+    owned = set(group.view().members[member.member_id].owned)
+    rejoined_ns = max(
+        e.mono_ns
+        for e in group.history.snapshot()
+        if e.member == member.member_id and e.kind == EventKind.ASSIGNED
+    )
+
+    def committed() -> set[tuple[str, int]] | None:
+        for e in group.history.snapshot():
+            if (
+                e.member == member.member_id
+                and e.kind == EventKind.OFFSETS_COMMITTED
+                and e.mono_ns > rejoined_ns
+            ):
+                return {(t, p) for t, p, _ in e.extra["offsets"]}
+        return None
+
+    # Members commit every auto.commit.interval.ms (5 s by default).
+    partitions = wait_until(committed, 30, interval=0.1, what="the resumed member to commit again")
+    assert partitions == owned

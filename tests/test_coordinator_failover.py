@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-from kafka.protocol.consumer import OffsetFetchRequest
+from kafka.protocol.consumer import OffsetCommitRequest, OffsetFetchRequest
 from kafka.structs import OffsetAndMetadata
 
 from bench.brokers import BrokerCluster, send_request
@@ -25,6 +25,7 @@ from coordinator_mode.group import (
     OffsetCommitRecord,
     PersistError,
 )
+from coordinator_mode.hashing import partition_for
 from coordinator_mode.offsets_log import OffsetsLog, encode_line
 from tests.conftest import EnsembleFactory, running_brokers, wait_until
 from tests.kp_consumer import PolledConsumer
@@ -102,15 +103,16 @@ def test_sigkill_of_the_coordinator(cluster: BrokerCluster) -> None:
     consumer = consumer_for(cluster, group)
     try:
         wait_until(lambda: assignment(consumer) == ALL, 30, what="the consumer's assignment")
+        before = wait_until(lambda: (d := describe(cluster, group)) and d.group_state == "Stable" and d, 30)
+        members_before = {m.member_id for m in before.members}
+        old = cluster.coordinator_for(group)
+        assert old is not None
+
         expected = {p: 1_000 + 17 * p for p in range(PARTITIONS)}
         offsets = {TopicPartition(TOPIC, p): OffsetAndMetadata(o, "before", -1) for p, o in expected.items()}
         consumer.call(lambda k: k.commit(offsets))
-        assert committed_offsets(cluster, group) == expected
-        before = wait_until(lambda: (d := describe(cluster, group)) and d.group_state == "Stable" and d, 30)
-        members_before = {m.member_id for m in before.members}
-
-        old = cluster.coordinator_for(group)
-        assert old is not None
+        # Killed as soon as the commit is acknowledged: only a coordinator that wrote it durably
+        # before answering can hand it to its successor.
         old.kill()
 
         new = wait_until(
@@ -155,6 +157,46 @@ def test_offsets_of_a_group_without_members_survive_the_kill(cluster: BrokerClus
         what="a new coordinator",
     )
     assert wait_until(lambda: committed_offsets(cluster, group), 30, what="offsets") == expected
+
+
+def commit_simple(address: tuple[str, int], group: str, offset: int) -> int:
+    """A simple commit (generation -1, no member) of ``offset`` for partition 0; its error code."""
+    partition = OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition(
+        partition_index=0, committed_offset=offset, committed_leader_epoch=-1, committed_metadata=""
+    )
+    request = OffsetCommitRequest(
+        version=8,
+        group_id=group,
+        generation_id_or_member_epoch=-1,
+        member_id="",
+        group_instance_id=None,
+        topics=[OffsetCommitRequest.OffsetCommitRequestTopic(name=TOPIC, partitions=[partition])],
+    )
+    response = send_request(address, request, timeout=5)
+    return response.topics[0].partitions[0].error_code
+
+
+def test_a_commit_whose_persist_fails_is_not_acknowledged(
+    zk_server: ZooKeeperEnsemble, tmp_path: Path
+) -> None:
+    with running_brokers(
+        zk_server.connect_string,
+        1,
+        tmp_path,
+        topics={TOPIC: PARTITIONS},
+        offsets_partitions=OFFSETS_PARTITIONS,
+    ) as cluster:
+        group = f"persist-{uuid.uuid4().hex[:8]}"
+        coordinator = wait_until(lambda: cluster.coordinator_for(group), 30, what="a coordinator")
+        wait_until(lambda: commit_simple(coordinator.address, group, 10) == 0, 30, what="a first commit")
+        # Fence the broker at its offsets log, as a newer leader of the partition would: the next
+        # append is refused, so the commit must be answered with an error, never acknowledged.
+        log = OffsetsLog(cluster.log_dir)
+        epoch_file = log.partition_dir(partition_for(group, OFFSETS_PARTITIONS)) / "leader-epoch"
+        epoch_file.write_text(str(int(epoch_file.read_text()) + 1))
+        assert commit_simple(coordinator.address, group, 20) == ErrorCode.NOT_COORDINATOR
+        # Nor is the refused offset served from memory.
+        assert committed_offsets(cluster, group) == {p: 10 if p == 0 else -1 for p in range(PARTITIONS)}
 
 
 def test_controller_failover_and_restart(cluster: BrokerCluster) -> None:

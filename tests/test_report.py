@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -41,6 +42,29 @@ def as_sweep_point(run_dir: Path, members: int) -> None:
     scenario["groups"]["members"] = members
     scenario["sweep_point"] = {"scenario": "size-sweep", "values": {"groups.members": members}}
     (run_dir / "scenario.yaml").write_text(yaml.safe_dump(scenario))
+
+
+def as_rtt_point(run_dir: Path, rtt_ms: int) -> None:
+    """Turn a copy of the chain run into one point of a round-trip sweep: a set_delay step before
+    the join, so the join's episode is measured at ``rtt_ms``."""
+    scenario = yaml.safe_load((run_dir / "scenario.yaml").read_text())
+    scenario["name"] = f"rtt-sweep-rtt-{rtt_ms}"
+    scenario["timeline"].insert(1, {"action": "set_delay", "target": "all", "rtt_ms": rtt_ms})
+    scenario["sweep_point"] = {"scenario": "rtt-sweep", "values": {"timeline[1].rtt_ms": rtt_ms}}
+    (run_dir / "scenario.yaml").write_text(yaml.safe_dump(scenario))
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    for e in events:
+        if e["event"] == "action" and e["step"] >= 1:
+            e["step"] += 1
+    delay = {"event": "action", "action": "set_delay", "step": 1, "group": None, "targets": ["all"]}
+    delay["params"] = {"rtt_ms": rtt_ms, "jitter_ms": 0, "target": "all"}
+    at = next(i for i, e in enumerate(events) if e.get("action") == "add_members")
+    for offset, phase in enumerate(("start", "end")):
+        mono_ns = 3_000_000_000 + offset * 10_000_000
+        events.insert(
+            at + offset, {**delay, "phase": phase, "mono_ns": mono_ns, "wall": 1.7e9 + mono_ns / 1e9}
+        )
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
 
 
 def test_report_from_canned_runs(tmp_path: Path) -> None:
@@ -91,6 +115,21 @@ def test_sweeps_and_several_result_sets_get_their_figures(tmp_path: Path) -> Non
     md = files.markdown.read_text()
     assert "chain ∝ N" in md and "herd ∝ N²" in md, "the caption states the expected growth"
     assert "### Sweep points" in md
+
+
+def test_an_rtt_sweep_gets_its_latency_against_round_trip_figure(tmp_path: Path) -> None:
+    root = tmp_path / "results"
+    for rtt_ms in (0, 50):
+        shutil.copytree(DATA / "run-scale-out-chain", root / f"rtt-{rtt_ms}")
+        as_rtt_point(root / f"rtt-{rtt_ms}", rtt_ms)
+    files = build_report([root], tmp_path / "report")
+    (figure,) = [p for p in files.figures if p.name == "latency-vs-rtt-rtt-sweep.png"]
+    assert figure.read_bytes().startswith(PNG_MAGIC)
+    md = files.markdown.read_text()
+    assert "](figures/latency-vs-rtt-rtt-sweep.png)" in md
+    assert "rtt-sweep: latency against round-trip time" in md
+    assert "no scenario family with two or more injected round-trip times" not in md
+    assert "rtt-sweep: latency against round-trip time" in files.html.read_text()
 
 
 def test_report_command(tmp_path: Path) -> None:

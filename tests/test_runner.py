@@ -169,8 +169,8 @@ profile: fast
 overrides: {coordinator_session_timeout_ms: 15000, heartbeat_interval_ms: 1000}
 repetitions: 1
 timeline:
-  - {action: start_members, hold: 6}   # members commit every auto.commit.interval.ms (5 s)
-  - {action: kill_coordinator, wait: 12}
+  - {action: start_members, wait: offsets_committed}   # every auto.commit.interval.ms (5 s)
+  - {action: kill_coordinator, wait: offsets_fetched}  # read back from the new coordinator
   - action: stop
 """
     scenario = load_scenario(write(tmp_path, text))

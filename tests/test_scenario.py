@@ -139,6 +139,20 @@ def test_kafka_defaults_profile_is_what_the_code_declares() -> None:
         assert settings["rebalance_timeout_ms"] == MemberConfig.rebalance_timeout_ms
 
 
+def test_offsets_waits_are_bounded_like_stable(tmp_path: Path) -> None:
+    raw = changed(
+        timeline=[
+            {"action": "start_members", "wait": "offsets_committed", "timeout": 40},
+            {"action": "kill_member", "wait": "offsets_fetched"},
+            {"action": "stop"},
+        ]
+    )
+    s = load_scenario(write(tmp_path, raw))
+    assert s.timeline[0].wait.kind == WaitKind.OFFSETS_COMMITTED and s.timeline[0].wait.seconds == 40
+    assert s.timeline[1].wait.kind == WaitKind.OFFSETS_FETCHED
+    assert s.timeline[1].wait.seconds == PROFILES["fast"].stable_timeout_s
+
+
 @pytest.mark.parametrize(
     ("raw", "field", "expected"),
     [
@@ -151,7 +165,7 @@ def test_kafka_defaults_profile_is_what_the_code_declares() -> None:
         (
             changed(timeline=[{"action": "start_members", "wait": "soon"}]),
             "timeline[0].wait",
-            "stable or a number",
+            "stable, offsets_committed, offsets_fetched or a number",
         ),
         (
             changed(timeline=[{"action": "start_members", "count": -2}]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ from bench.history import GroupView
 from bench.joincost import measure_join, parse_hosts
 from tests.conftest import wait_until
 from zk_mode.catalog import write_topics
+from zk_mode.member import encode_json
 from zk_mode.paths import GroupPaths
 
 TOPICS = {"t": 6}
@@ -85,8 +87,15 @@ def test_topic_missing_from_catalog_is_a_clear_error(zk_server, catalog: str) ->
     assert "'missing' is not in the catalog" in out.stderr
 
 
-def test_garbage_in_the_catalog_is_a_clear_error(zk_server, kazoo_client: KazooClient, catalog: str) -> None:
-    kazoo_client.set(f"{catalog}/topics/t", b"\x00not json")
+@pytest.mark.parametrize(
+    "data",
+    [b"\x00not json", b"[6]", b"6", b"{}", b'{"partitions": "6"}', b'{"partitions": 2.5}']
+    + [b'{"partitions": true}', b'{"partitions": 0}', b'{"partitions": null}'],
+)
+def test_garbage_in_the_catalog_is_a_clear_error(
+    zk_server, kazoo_client: KazooClient, catalog: str, data: bytes
+) -> None:
+    kazoo_client.set(f"{catalog}/topics/t", data)
     config = MemberConfig(group="g", topics=("t",), zk_hosts=zk_server.connect_string, zk_root=catalog)
     with pytest.raises(ConfigError, match="not valid"):
         create_member(config, ListSink()).start()
@@ -101,33 +110,132 @@ def test_config_errors_name_the_field() -> None:
         create_member(MemberConfig(group="g", topics=("t",)), ListSink())
 
 
+#: Registrations no member wrote: not JSON, and valid JSON of the wrong shape.
+BAD_REGISTRATIONS = [
+    b"\xff\xfe{garbage",
+    b'["m", "t"]',
+    b'{"member": "x", "topics": 5}',
+    b'{"member": "x", "topics": "t"}',
+    b'{"member": "x", "topics": [1, {}]}',
+    b'{"member": 5, "topics": ["t"]}',
+]
+
+
+@pytest.mark.parametrize("data", BAD_REGISTRATIONS)
 @pytest.mark.parametrize("variant", ["chain", "herd", "selfbalance"])
 def test_garbage_member_znode_is_skipped(
-    members, kazoo_client: KazooClient, catalog: str, variant: str
+    members, kazoo_client: KazooClient, catalog: str, variant: str, data: bytes
 ) -> None:
     start, sink = members
     paths = GroupPaths(catalog, "g")
     kazoo_client.ensure_path(paths.members)
     # Garbage registered first, so for chain and herd it holds the lowest sequence number.
     name = "m-" if variant != "selfbalance" else "garbage"
-    kazoo_client.create(
-        f"{paths.members}/{name}", b"\xff\xfe{garbage", ephemeral=True, sequence=variant != "selfbalance"
-    )
+    kazoo_client.create(f"{paths.members}/{name}", data, ephemeral=True, sequence=variant != "selfbalance")
     group = start(variant, 3, rebalance_backoff_ms=100)
     assert sink.wait_for(lambda _: converged(sink, group), 60), "group did not converge around the garbage"
 
 
+#: Assignments no leader wrote, given the two members' ids; the good share must survive.
+BAD_ASSIGNMENTS = {
+    "not-json": lambda a, b: b"]]garbage",
+    "members-not-a-dict": lambda a, b: encode_json({"members": [[a, [["t", 0]]]]}),
+    "share-not-a-list": lambda a, b: encode_json({"members": {a: 5, b: [["t", 0]]}}),
+    "share-of-strings": lambda a, b: encode_json({"members": {a: ["t0", "t1"], b: [["t", 0]]}}),
+    "pair-too-short": lambda a, b: encode_json({"members": {a: [["t"]], b: [["t", 0]]}}),
+    "partition-not-an-int": lambda a, b: encode_json({"members": {a: [["t", "x"]], b: [["t", 0]]}}),
+    "unknown-partition": lambda a, b: encode_json({"members": {a: [["t", 99]], b: [["t", 0]]}}),
+    "topic-not-a-string": lambda a, b: encode_json({"members": {a: [[1, 2]], b: [["t", 0]]}}),
+}
+
+
+@pytest.mark.parametrize("shape", BAD_ASSIGNMENTS)
 @pytest.mark.parametrize("variant", ["chain", "herd"])
 def test_garbage_assignment_is_skipped_until_the_next_decision(
-    members, kazoo_client: KazooClient, catalog: str, variant: str
+    members, kazoo_client: KazooClient, catalog: str, variant: str, shape: str
 ) -> None:
     start, sink = members
     group = start(variant, 2)
     assert sink.wait_for(lambda _: converged(sink, group), 60)
-    kazoo_client.set(GroupPaths(catalog, "g").assignment, b"]]garbage")
+    # One bad share and one good one: the good one must still be taken.
+    data = BAD_ASSIGNMENTS[shape](group[0].member_id, group[1].member_id)
+    kazoo_client.set(GroupPaths(catalog, "g").assignment, data)
     group += start(variant, 1)
     assert sink.wait_for(lambda _: converged(sink, group), 60), "no new decision after garbage"
     assert all(m._worker.is_alive() for m in group)
+
+
+def test_assigned_is_announced_once_per_generation(members, kazoo_client: KazooClient, catalog: str) -> None:
+    start, sink = members
+    paths = GroupPaths(catalog, "g")
+    # Someone else still holds every claim, so the member waits on one watch per partition ...
+    for tp in sorted(PARTITIONS):
+        kazoo_client.create(paths.owner(*tp), b"previous-owner", ephemeral=True, makepath=True)
+    (a,) = start("chain", 1)
+    wait_until(
+        lambda: a.zk_counts().get("exists", 0) >= len(PARTITIONS), 30, what="a watch on every held claim"
+    )
+    # ... and all of them fire at once: one retry completes the claims, the others change nothing.
+    tx = kazoo_client.transaction()
+    for tp in sorted(PARTITIONS):
+        tx.delete(paths.owner(*tp))
+    assert all(r is True for r in tx.commit())
+    assert sink.wait_for(lambda _: converged(sink, [a]), 60)
+    # A second generation (the newcomer was in no earlier one): its assignment task queues
+    # behind the claim retries of the first.
+    group = [a, *start("chain", 1)]
+    assert sink.wait_for(lambda _: converged(sink, group), 60)
+    assigned = [(e.member, e.generation) for e in sink.events if e.kind == EventKind.ASSIGNED]
+    assert len(assigned) == len(set(assigned)), f"repeated assigned events: {assigned}"
+
+
+@pytest.mark.parametrize("variant", ["chain", "herd"])
+def test_a_leader_announces_its_election_before_its_assignment(members, variant: str) -> None:
+    start, sink = members
+    group = start(variant, 3)
+    assert sink.wait_for(lambda _: converged(sink, group), 60)
+    computed = [e for e in sink.events if e.kind == EventKind.ASSIGNMENT_COMPUTED]
+    assert computed
+    for c in computed:
+        own = [e.kind for e in sink.events if e.member == c.member and e.generation == c.generation]
+        expected = [EventKind.LEADER_ELECTED, EventKind.ASSIGNMENT_COMPUTED, EventKind.ASSIGNED]
+        assert [k for k in own if k in expected] == expected, f"{c.member} in generation {c.generation}"
+
+
+def test_a_leader_whose_member_znode_is_gone_cannot_publish(
+    members, kazoo_client: KazooClient, catalog: str
+) -> None:
+    start, sink = members
+    (a,) = start("chain", 1)
+    assert sink.wait_for(lambda _: converged(sink, [a]), 60)
+    paths = GroupPaths(catalog, "g")
+    _, before = kazoo_client.get(paths.assignment)
+    # As when its session expired unnoticed: the membership watch makes it try to publish for a
+    # group without itself, and only the check on its own znode holds that off.
+    kazoo_client.delete(f"{paths.members}/{a.node}")
+    wait_until(lambda: a.zk_counts().get("multi", 0) == 2, 30, what="the stale leader's publication")
+    wait_until(
+        lambda: not a.is_leader or kazoo_client.exists(paths.assignment).version != before.version,
+        30,
+        what="the stale leader to step down or publish",
+    )
+    raw, after = kazoo_client.get(paths.assignment)
+    assert after.version == before.version, f"a leader without a member znode published {raw!r}"
+
+
+def test_a_leader_that_read_an_older_assignment_cannot_overwrite_a_newer_one(
+    members, kazoo_client: KazooClient, catalog: str
+) -> None:
+    start, sink = members
+    (a,) = start("chain", 1)
+    assert sink.wait_for(lambda _: converged(sink, [a]), 60)
+    paths = GroupPaths(catalog, "g")
+    raw, stale = kazoo_client.get(paths.assignment)
+    newer = encode_json({"newer": True})  # not a decision the member acts on
+    kazoo_client.set(paths.assignment, newer, version=stale.version)
+    decision = {**json.loads(raw), "generation": stale.version + 1}
+    assert not a._publish(decision, stale.version), "published over a newer assignment"
+    assert kazoo_client.get(paths.assignment)[0] == newer
 
 
 def test_client_counts_match_what_a_member_did(members) -> None:

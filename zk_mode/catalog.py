@@ -45,9 +45,10 @@ def read_topic(client: KazooClient, root: str, name: str) -> int:
     except NoNodeError:
         raise ConfigError(f"topic {name!r} is not in the catalog at {topics_path(root)}") from None
     try:
-        partitions = int(json.loads(raw)["partitions"])
-        if partitions < 1:
-            raise ValueError(partitions)
+        partitions = json.loads(raw)["partitions"]
+        # Strictly a positive JSON integer: int() would take "5", 2.7 or true.
+        if type(partitions) is not int or partitions < 1:
+            raise ValueError(f"partitions must be a positive integer, got {partitions!r}")
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"catalog entry {path} is not valid ({raw[:80]!r}): {exc}") from None
     return partitions

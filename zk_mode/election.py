@@ -15,6 +15,8 @@ with the lowest sequence leads. They differ only in who watches what:
 Publishing (leader only) is one ``multi``: ``check`` of the leader's own member znode (gone once
 its session expired, so a deposed leader cannot overwrite a newer decision) and ``set`` of
 ``assignment`` at the version the leader read. The assignment znode's version is the generation.
+A leader announces ``leader_elected`` once its publication succeeded, then ``assignment_computed``;
+the others announce ``leader_elected`` when they read the decision.
 Every member keeps a data watch on ``assignment`` and takes its share through the claims in
 :mod:`zk_mode.member`.
 """
@@ -29,8 +31,9 @@ from kazoo.protocol.states import EventType, WatchedEvent
 
 from bench.api import EventKind
 from bench.api.assignors import assign
+from bench.api.events import TopicPartition
 
-from .member import ZkMember, decode_json, encode_json
+from .member import ZkMember, decode_json, encode_json, parse_share, parse_subscription
 from .paths import sequence_of
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ class LeaderElectedMember(ZkMember):
         self.is_leader = False
         self._registrations: dict[str, dict[str, Any] | None] = {}  # node -> parsed data (leader cache)
         self._seen_generation: int | None = None
+        self._elected_generation: int | None = None  # the generation we announced leader_elected for
 
     # -- registration and election -------------------------------------------------------------
 
@@ -109,23 +113,12 @@ class LeaderElectedMember(ZkMember):
         """
         self.is_leader = True
         if registrations is None:
-            children = self.client.get_children(self.paths.members, watch=self._members_changed)
-            for gone in set(self._registrations) - set(children):
-                del self._registrations[gone]
-            registrations = {
-                node: self._registrations[node]
-                if node in self._registrations
-                else self._read_registration(node)
-                for node in children
-            }
-            self._registrations.update(registrations)
+            registrations = self._current_registrations()
         subscriptions: dict[str, list[str]] = {}
         for data in registrations.values():
-            if data is not None and isinstance(data.get("member"), str):
-                subscriptions[data["member"]] = [
-                    t for t in data.get("topics", []) if t in self.partitions_per_topic
-                ]
-
+            parsed = parse_subscription(data, self.paths.members, self.partitions_per_topic)
+            if parsed is not None:
+                subscriptions[parsed[0]] = parsed[1]
         raw, stat = self.client.get(self.paths.assignment)
         previous = decode_json(raw, self.paths.assignment) or {}
         prev_members = previous.get("members") if isinstance(previous.get("members"), dict) else {}
@@ -139,9 +132,7 @@ class LeaderElectedMember(ZkMember):
             self.config.assignor,
             subscriptions,
             self.partitions_per_topic,
-            previous={
-                m: [tuple(tp) for tp in parts] for m, parts in prev_members.items() if m in subscriptions
-            },
+            previous=self._previous_shares(prev_members, subscriptions),
         )
         generation = stat.version + 1
         decision = {
@@ -151,21 +142,59 @@ class LeaderElectedMember(ZkMember):
             "assignor": self.config.assignor,
             "members": {m: [[t, p] for t, p in parts] for m, parts in result.items()},
         }
-        tx = self.client.transaction()
-        tx.check(f"{self.paths.members}/{self.node}", 0)
-        tx.set_data(self.paths.assignment, encode_json(decision), version=stat.version)
-        results = tx.commit()
-        if any(isinstance(r, BadVersionError | NoNodeError | RolledBackError) for r in results):
-            log.info("%s: publication of generation %d fenced off (%s)", self.member_id, generation, results)
+        if not self._publish(decision, stat.version):
             self.is_leader = False
             self.submit("elect")
             return
+        # The documented order: a leader learns that it leads, then computes (as in coordinator mode).
+        self._elected_generation = generation
+        self.emit(EventKind.LEADER_ELECTED, generation=generation, leader=self.member_id, is_leader=True)
         self.emit(
             EventKind.ASSIGNMENT_COMPUTED,
             generation=generation,
             members=len(result),
             assignment=decision["members"],
         )
+
+    def _current_registrations(self) -> dict[str, dict[str, Any] | None]:
+        """The members' registrations, re-watching the membership; only new members are read."""
+        children = self.client.get_children(self.paths.members, watch=self._members_changed)
+        for gone in set(self._registrations) - set(children):
+            del self._registrations[gone]
+        registrations = {
+            node: self._registrations[node] if node in self._registrations else self._read_registration(node)
+            for node in children
+        }
+        self._registrations.update(registrations)
+        return registrations
+
+    def _previous_shares(
+        self, members: dict[str, Any], subscriptions: dict[str, list[str]]
+    ) -> dict[str, list[TopicPartition]]:
+        """The last decision's shares of current members; a share of the wrong shape is skipped."""
+        shares = {
+            m: parse_share(parts, self.all_partitions(), self.paths.assignment)
+            for m, parts in members.items()
+            if m in subscriptions
+        }
+        return {m: share for m, share in shares.items() if share is not None}
+
+    def _publish(self, decision: dict[str, Any], version: int) -> bool:
+        """One ``multi``: our member znode must still exist and ``assignment`` still be at
+        ``version``; False (nothing written) when either fence holds us off."""
+        tx = self.client.transaction()
+        tx.check(f"{self.paths.members}/{self.node}", 0)
+        tx.set_data(self.paths.assignment, encode_json(decision), version=version)
+        results = tx.commit()
+        if any(isinstance(r, BadVersionError | NoNodeError | RolledBackError) for r in results):
+            log.info(
+                "%s: publication of generation %s fenced off (%s)",
+                self.member_id,
+                decision["generation"],
+                results,
+            )
+            return False
+        return True
 
     def _read_registration(self, node: str, watch: Any = None) -> dict[str, Any] | None:
         """A member znode's registration; None when it is gone or holds garbage (logged)."""
@@ -175,7 +204,7 @@ class LeaderElectedMember(ZkMember):
         except NoNodeError:
             return None
         data = decode_json(raw, path)
-        return data if data is not None and isinstance(data.get("member"), str) else None
+        return data if parse_subscription(data, path, self.partitions_per_topic) is not None else None
 
     # -- every member: follow the published assignment ------------------------------------------
 
@@ -195,19 +224,22 @@ class LeaderElectedMember(ZkMember):
             return
         self._seen_generation = generation
         leader = decision.get("leader")
+        leader = leader if isinstance(leader, str) else None
         share = decision["members"].get(self.member_id)
         if share is None:
             # Not part of this generation (we joined after it was computed): hold nothing.
             self._apply_unannounced()
             return
-        try:
-            target = [(str(t), int(p)) for t, p in share]
-        except (TypeError, ValueError):
-            log.warning("skipping malformed share for %s in %s", self.member_id, self.paths.assignment)
-            return
-        self.emit(
-            EventKind.LEADER_ELECTED, generation=generation, leader=leader, is_leader=leader == self.member_id
-        )
+        target = parse_share(share, self.all_partitions(), self.paths.assignment)
+        if target is None:
+            return  # wait for the next publication
+        if generation != self._elected_generation:  # a leader announced its own election on publishing
+            self.emit(
+                EventKind.LEADER_ELECTED,
+                generation=generation,
+                leader=leader,
+                is_leader=leader == self.member_id,
+            )
         self._apply(generation, target, leader)
 
     def _apply_unannounced(self) -> None:

@@ -95,6 +95,42 @@ def decode_json(raw: bytes | None, path: str) -> dict[str, Any] | None:
         return None
 
 
+def parse_subscription(
+    data: dict[str, Any] | None, path: str, known_topics: Iterable[str]
+) -> tuple[str, list[str]] | None:
+    """A registration's member id and its topics that the catalog knows; None (logged) for any
+    other shape, so one bad registration never stops the group."""
+    if data is None:
+        return None
+    member, topics = data.get("member"), data.get("topics", [])
+    if (
+        not isinstance(member, str)
+        or not isinstance(topics, list)
+        or not all(isinstance(t, str) for t in topics)
+    ):
+        log.warning("skipping registration of the wrong shape in %s: %r", path, data)
+        return None
+    known = set(known_topics)
+    return member, [t for t in topics if t in known]
+
+
+def parse_share(raw: Any, known: Iterable[TopicPartition], path: str) -> list[TopicPartition] | None:
+    """An assignment share ``[[topic, partition], ...]`` of partitions in the catalog; None (logged)
+    for any other shape, so a bad share is skipped instead of raising into the worker."""
+    known = set(known)
+    if isinstance(raw, list) and all(
+        isinstance(tp, list)
+        and len(tp) == 2
+        and isinstance(tp[0], str)
+        and type(tp[1]) is int  # not bool, an int subclass
+        and (tp[0], tp[1]) in known
+        for tp in raw
+    ):
+        return [(t, p) for t, p in raw]
+    log.warning("skipping assignment share of the wrong shape in %s: %r", path, raw)
+    return None
+
+
 def encode_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
 
@@ -304,6 +340,8 @@ class ZkMember(GroupMember):
         if waiting:
             log.debug("%s: waiting for %d claims of generation %s", self.member_id, len(waiting), generation)
             return False
+        if self.state == MemberState.STABLE and self.generation == generation and self._owned == target:
+            return True  # already announced: one more released claim or resync changes nothing
         self.generation = generation
         self._owned = set(target)
         self._set_assignment(Assignment.of(generation or 0, target, leader, self.member_id))

@@ -28,7 +28,7 @@ from kazoo.protocol.states import WatchedEvent
 from bench.api import Assignment, EventKind, MemberState
 from bench.api.assignors import assign
 
-from .member import ZkMember, decode_json, encode_json
+from .member import ZkMember, decode_json, encode_json, parse_subscription
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +101,9 @@ class SelfBalancingMember(ZkMember):
                 raw, _ = self.client.get(path)
             except NoNodeError:
                 continue
-            data = decode_json(raw, path)
-            if data is not None and isinstance(data.get("member"), str):
-                subscriptions[data["member"]] = [
-                    t for t in data.get("topics", []) if t in self.partitions_per_topic
-                ]
+            parsed = parse_subscription(decode_json(raw, path), path, self.partitions_per_topic)
+            if parsed is not None:
+                subscriptions[parsed[0]] = parsed[1]
         if self.member_id not in subscriptions:
             return True  # our registration is gone: the session is ending and we will rejoin
         share = assign(self.config.assignor, subscriptions, self.partitions_per_topic)[self.member_id]
