@@ -86,11 +86,14 @@ def test_coordinator_leaves_finish_under_heartbeats_and_commits(zk_server, tmp_p
             ]
             try:
                 wait_until(
-                    lambda g=group: any(
-                        e.kind is EventKind.OFFSETS_COMMITTED and e.group == g for e in history.snapshot()
+                    lambda g=group, ps=procs: (
+                        all(len(p.member_ids) == 8 for p in ps)
+                        and any(
+                            e.kind is EventKind.OFFSETS_COMMITTED and e.group == g for e in history.snapshot()
+                        )
                     ),
                     60,
-                    what=f"{group}: a commit",
+                    what=f"{group}: every member started, and a commit",
                 )
                 codes = [terminate_within(p, COORDINATOR_BOUND_S) for p in procs]
             finally:
@@ -99,6 +102,8 @@ def test_coordinator_leaves_finish_under_heartbeats_and_commits(zk_server, tmp_p
             assert codes == [0, 0, 0]
             members = {m for p in procs for m in p.member_ids}
             assert len(members) == 24
+            # The processes are gone; their last lines may still be on the way through the readers.
+            wait_until(lambda m=members: m <= left_members(history), 10, what=f"{group}: 'left' from all")
             assert members <= left_members(history), (
                 f"{group}: no 'left' from {members - left_members(history)}"
             )
