@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from bench.api import EventKind, TopicPartition
 from bench.replay import ActionRecord, GroupState, Replay, RunHistory
+from group_api import EventKind, TopicPartition
 
 #: (mode, variant) pairs in which one member leads each generation.
 LEADER_VARIANTS = frozenset({("zk", "chain"), ("zk", "herd"), ("coordinator", "classic")})

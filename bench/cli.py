@@ -11,7 +11,7 @@ import logging
 
 import click
 
-from bench.api.registry import resolve
+from group_api.registry import resolve
 
 #: subcommand -> "module:attribute" of its click command
 COMMANDS = {

@@ -26,10 +26,10 @@ from typing import Any
 
 import click
 
-from bench.api import MemberConfig
 from bench.process import pid_alive, terminate_pid
 from coordinator_mode.controller import DEFAULT_ZK_ROOT
 from coordinator_mode.group import CoordinatorConfig
+from group_api import MemberConfig
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,6 @@ from docker.errors import APIError, DockerException, NotFound
 from kazoo.client import KazooClient
 from requests.exceptions import RequestException
 
-from bench.api import read_events
 from bench.backend import ClusterSpec, TargetError, broker_sample, pick_zk, zk_sample
 from bench.brokers import placement_settled
 from bench.history import History
@@ -57,6 +56,7 @@ from coordinator_mode.broker import BrokerConfig
 from coordinator_mode.cli import config_from_args
 from coordinator_mode.controller import OFFSETS_TOPIC, create_topics, read_view
 from coordinator_mode.hashing import partition_for
+from group_api import read_events
 from zk_mode.catalog import write_topics
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from bench.api import Event, EventKind, TopicPartition
+from group_api import Event, EventKind, TopicPartition
 
 #: Present in a run directory when the run did not complete; its first line is ``status: <state>``.
 ERROR_FILE = "error.txt"

@@ -25,10 +25,10 @@ from typing import Any
 import click
 from kazoo.client import KazooClient
 
-from bench.api import ConfigError, ListSink, MemberConfig
-from bench.api.registry import create_member, variants
 from bench.history import GroupView
 from bench.mntr import Mntr, ZkLoad, read_mntr, zk_load
+from group_api import ConfigError, ListSink, MemberConfig
+from group_api.registry import create_member, variants
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import threading
 
 import click
 
-from bench.api import ASSIGNOR_NAMES, ConfigError, JsonLinesSink, MemberConfig, MemberState
-from bench.api.registry import MODES, create_member
+from group_api import ASSIGNOR_NAMES, ConfigError, JsonLinesSink, MemberConfig, MemberState
+from group_api.registry import MODES, create_member
 
 #: Every option can come from ``REBALANCE_LAB_<NAME>`` instead (compose's scaled member service).
 ENV_PREFIX = "REBALANCE_LAB_"

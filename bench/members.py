@@ -1,7 +1,7 @@
 """Member processes: ``rebalance-lab member`` run as a child whose JSON events are collected.
 
 Each child is its own process (own session, own pid) so faults are real: SIGKILL, SIGSTOP/SIGCONT,
-SIGTERM for a graceful leave. A reader thread turns its stdout into :class:`~bench.api.Event`s
+SIGTERM for a graceful leave. A reader thread turns its stdout into :class:`~group_api.Event`s
 and appends them to a shared :class:`~bench.history.History`; stderr goes to a log file.
 """
 
@@ -15,9 +15,9 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench.api import read_events
 from bench.history import History
 from bench.process import freeze
+from group_api import read_events
 
 log = logging.getLogger(__name__)
 

@@ -53,11 +53,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bench.api import Event, EventKind
 from bench.checker import CheckReport, check, harness_problems
 from bench.history import RunState, RunStatus
 from bench.mntr import Mntr, ZkLoad, zk_load
 from bench.replay import ActionRecord, Replay, RunHistory
+from group_api import Event, EventKind
 
 log = logging.getLogger(__name__)
 

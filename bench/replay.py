@@ -1,7 +1,7 @@
 """A run's ``events.jsonl`` read back and replayed in clock order, for the checker and the metrics.
 
 :class:`RunHistory` parses the file: the ``run`` lines (groups, partitions), member events
-(:class:`bench.api.Event`), the harness's ``action`` lines and any ``offsets_committed`` /
+(:class:`group_api.Event`), the harness's ``action`` lines and any ``offsets_committed`` /
 ``offsets_fetched`` lines. Lines it cannot read are kept as ``problems``, never dropped silently.
 
 :class:`Replay` walks it on the one monotonic clock and keeps, per group, who *counts* as owning
@@ -31,7 +31,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from bench.api import Event, EventKind, TopicPartition
+from group_api import Event, EventKind, TopicPartition
 
 #: Member events after which a woken member's reports count again.
 OWNERSHIP_EVENTS = frozenset({EventKind.ASSIGNED, EventKind.REVOKED, EventKind.LEFT, EventKind.SESSION_LOST})

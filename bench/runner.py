@@ -34,8 +34,6 @@ from typing import Any
 import click
 import yaml
 
-from bench.api import LEAVE_BOUND_S, OFFSET_EVENTS, EventKind
-from bench.api.events import TopicPartition
 from bench.backend import (
     TARGETS,
     Backend,
@@ -50,6 +48,8 @@ from bench.history import GroupView, History, RunState, RunStatus
 from bench.polling import wait_until
 from bench.scenario import Action, LinkCut, Pick, Profile, Scenario, Step, WaitKind
 from bench.topology import LocalTopology
+from group_api import LEAVE_BOUND_S, OFFSET_EVENTS, EventKind
+from group_api.events import TopicPartition
 
 log = logging.getLogger(__name__)
 

@@ -71,8 +71,8 @@ from typing import Any, TypeVar
 import click
 import yaml
 
-from bench.api import ASSIGNOR_NAMES, DEFAULT_SESSION_TIMEOUT_MS, MemberConfig
-from bench.api.registry import MODES, variants
+from group_api import ASSIGNOR_NAMES, DEFAULT_SESSION_TIMEOUT_MS, MemberConfig
+from group_api.registry import MODES, variants
 
 LIBRARY_DIR = Path(__file__).with_name("scenarios")
 _T = TypeVar("_T")
@@ -134,7 +134,7 @@ class Profile:
         return self.coordinator_session_timeout_ms if mode == "coordinator" else self.zk_session_timeout_ms
 
     def member_settings(self, mode: str, variant: str) -> dict[str, Any]:
-        """Keyword arguments for :class:`bench.api.MemberConfig` (``options`` for the variant's knobs)."""
+        """Keyword arguments for :class:`group_api.MemberConfig` (``options`` for the variant's knobs)."""
         options: dict[str, Any] = {}
         if (mode, variant) == ("zk", "selfbalance"):
             options = {

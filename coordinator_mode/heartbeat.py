@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable
 
-from bench.api import ConfigError
+from group_api import ConfigError
 
 log = logging.getLogger(__name__)
 

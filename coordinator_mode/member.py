@@ -1,7 +1,7 @@
 """The coordinator-mode group member: Kafka's classic consumer group protocol, client side.
 
 A :class:`CoordinatorMember` is an asyncio client on its own event loop in a background thread, so
-the synchronous :class:`~bench.api.GroupMember` interface (``start``/``leave``/``close``/
+the synchronous :class:`~group_api.GroupMember` interface (``start``/``leave``/``close``/
 ``assignment``) stays prompt. It speaks the Kafka wire protocol with kafka-python's message classes
 and Kafka's consumer protocol embedding, so it can share a group with real Kafka consumers.
 
@@ -16,7 +16,7 @@ The protocol, step by step (kafka-python's ``BaseCoordinator`` phases; the refer
 2. **Join and sync** (one round is :class:`~coordinator_mode.rebalance.GroupRebalance`). Before
    joining, the member revokes everything it owns (the eager protocol). ``MEMBER_ID_REQUIRED`` on
    the first join: join again with the id the coordinator gave. The leader runs
-   ``bench.api.assignors.assign`` and sends every member's assignment; followers send an empty
+   ``group_api.assignors.assign`` and sends every member's assignment; followers send an empty
    SyncGroup. The SyncGroup answer is the member's complete new assignment.
 3. **Heartbeats** on their own timer (``heartbeat_interval_ms``) while the generation is stable.
    The answer steers the member:
@@ -35,7 +35,7 @@ The protocol, step by step (kafka-python's ``BaseCoordinator`` phases; the refer
    emits ``session_lost`` and stops owning anything before it does anything else.
 4. **Leave.** ``leave()`` stops the routines, revokes, sends LeaveGroup (dynamic members only:
    static members, with ``group_instance_id``, never send it, as KIP-345 specifies) and emits
-   ``left``, within :data:`~bench.api.LEAVE_BOUND_S` plus one ``request.timeout.ms``: a routine
+   ``left``, within :data:`~group_api.LEAVE_BOUND_S` plus one ``request.timeout.ms``: a routine
    that does not stop within a second of its cancellation is left behind (and logged), and a
    LeaveGroup that cannot be sent or is not answered in time is given up, as the Java client's
    ``close()`` gives up after its timer; the coordinator then expires the session.
@@ -67,7 +67,7 @@ from kafka.protocol.consumer.group import (
     OffsetFetchRequest,
 )
 
-from bench.api import (
+from group_api import (
     LEAVE_BOUND_S,
     Assignment,
     ConfigError,
@@ -817,7 +817,7 @@ class CoordinatorMember(GroupMember):
 
 
 def create_member(config: MemberConfig, sink: EventSink) -> GroupMember:
-    """The registry's factory (``bench.api.registry.MODES['coordinator']``)."""
+    """The registry's factory (``group_api.registry.MODES['coordinator']``)."""
     if config.variant not in (None, *VARIANTS):
         raise ConfigError(f"variant: coordinator mode has {', '.join(VARIANTS)}, got {config.variant!r}")
     return CoordinatorMember(config, sink)

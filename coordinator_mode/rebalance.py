@@ -25,7 +25,7 @@ from typing import Any
 import kafka.errors as Errors
 from kafka.protocol.consumer.group import JoinGroupRequest, SyncGroupRequest
 
-from bench.api import TopicPartition
+from group_api import TopicPartition
 
 from .client import KafkaClient, KafkaConnection
 from .subscription import (
@@ -152,7 +152,7 @@ class GroupRebalance:
 
     async def compute_assignment(self, joined: JoinResult) -> dict[str, list[TopicPartition]]:
         """The leader's job: the group's chosen assignor over every member's subscription."""
-        from bench.api.assignors import assign  # helper-owned; imported late so codecs load alone
+        from group_api.assignors import assign  # helper-owned; imported late so codecs load alone
 
         subscriptions = {member: list(sub.topics) for member, sub in joined.members.items()}
         wanted = sorted({t for topics in subscriptions.values() for t in topics})

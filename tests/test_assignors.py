@@ -16,8 +16,8 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from kafka.protocol.consumer.group import JoinGroupResponse
 
-from bench.api.assignors import ASSIGNORS, assign
-from bench.api.config import ASSIGNOR_NAMES, ConfigError
+from group_api.assignors import ASSIGNORS, assign
+from group_api.config import ASSIGNOR_NAMES, ConfigError
 
 #: Per test, not a global profile: loading a profile here would change every other test file's runs.
 fast = settings(max_examples=200, deadline=None)

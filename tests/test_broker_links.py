@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from kafka.protocol.metadata import ApiVersionsRequest, FindCoordinatorRequest, MetadataRequest
 
-from bench.api import EventKind
 from bench.backend import ClusterSpec
 from bench.brokers import BrokerCluster, send_request
 from bench.history import History
@@ -23,6 +22,7 @@ from bench.scenario import load_scenario
 from bench.topology import LocalTopology
 from bench.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.broker import BrokerConfig
+from group_api import EventKind
 from tests.conftest import wait_until
 
 TOPICS = {"orders": 4}

@@ -24,7 +24,6 @@ from typing import Any
 import pytest
 from docker.errors import APIError, NotFound
 
-from bench.api import EventKind
 from bench.backend import Backend, ClusterSpec, backend_for, pick_zk
 from bench.compose import (
     ONEOFF_LABEL,
@@ -39,6 +38,7 @@ from bench.ports import free_port
 from bench.process import all_threads_stopped, freeze, pid_alive
 from bench.topology import LocalTopology
 from bench.zookeeper import ZooKeeperEnsemble, ZooKeeperServer, server_mode
+from group_api import EventKind
 from tests.conftest import wait_until
 
 PROJECT = "lab"

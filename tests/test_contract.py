@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from bench.api import EventKind
 from bench.backend import MemberHandle
 from bench.history import GroupView, History
 from bench.members import MemberProcess
 from bench.runner import MemberGroup
+from group_api import EventKind
 from tests.conftest import running_brokers, wait_until
 
 SESSION_MS = 4_000

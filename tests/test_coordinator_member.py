@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.api import EventKind, ListSink, MemberConfig, MemberState
-from bench.api.registry import create_member
 from bench.brokers import BrokerCluster
 from bench.history import GroupView
 from coordinator_mode.member import CoordinatorMember
+from group_api import EventKind, ListSink, MemberConfig, MemberState
+from group_api.registry import create_member
 from tests.conftest import running_brokers, wait_until
 
 log = logging.getLogger(__name__)

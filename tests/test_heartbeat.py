@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 from kafka.coordinator.assignors.sticky.user_data import StickyAssignorUserData
 from kafka.protocol.consumer.metadata import ConsumerProtocolSubscription
 
-from bench.api import ConfigError
 from coordinator_mode.heartbeat import Heartbeat
 from coordinator_mode.subscription import (
     decode_assignment,
@@ -16,6 +15,7 @@ from coordinator_mode.subscription import (
     encode_assignment,
     encode_subscription,
 )
+from group_api import ConfigError
 
 
 class FakeClock:

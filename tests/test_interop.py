@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from bench.api import EventKind
 from bench.brokers import BrokerCluster
 from coordinator_mode.member import CoordinatorMember
+from group_api import EventKind
 from tests.conftest import wait_until
 from tests.test_coordinator_member import (
     HEARTBEAT_MS,

@@ -1,6 +1,6 @@
 """The import boundaries the design rests on, read from the source (``ast``), not from conventions.
 
-``bench.api`` is the one thing both modes share, so it must stay standard-library only; the modes may
+``group_api`` is the one thing both modes share, so it must stay standard-library only; the modes may
 use nothing else of the harness and nothing of each other, or a comparison of the two designs would
 quietly share code paths.
 """
@@ -41,24 +41,24 @@ def sources(package: str) -> list[Path]:
     return sorted((ROOT / package.replace(".", "/")).rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", sources("bench.api"), ids=lambda p: p.name)
-def test_bench_api_is_standard_library_only(path: Path) -> None:
+@pytest.mark.parametrize("path", sources("group_api"), ids=lambda p: p.name)
+def test_group_api_is_standard_library_only(path: Path) -> None:
     foreign = {
         name
         for name in imported_modules(path)
-        if name.split(".")[0] not in sys.stdlib_module_names and not name.startswith("bench.api")
+        if name.split(".")[0] not in sys.stdlib_module_names and not name.startswith("group_api")
     }
     assert not foreign, f"{path.relative_to(ROOT)} imports {sorted(foreign)}"
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_modes_import_only_bench_api_and_not_each_other(mode: str) -> None:
+def test_modes_import_only_group_api_and_not_each_other(mode: str) -> None:
     other = next(m for m in MODES if m != mode)
     offending = {
         f"{path.relative_to(ROOT)}: {name}"
         for path in sources(mode)
         for name in imported_modules(path)
-        if (name.split(".")[0] == "bench" and not name.startswith("bench.api"))
+        if (name.split(".")[0] == "bench" and not name.startswith("group_api"))
         or name.split(".")[0] in (other, "tests")
     }
     assert not offending, sorted(offending)
@@ -80,7 +80,7 @@ def test_member_and_broker_processes_do_not_load_the_analysis_stack(command: str
     probe = (
         "import sys; from bench.cli import main; import click; "
         f"main.get_command(click.Context(main), {command!r}); "
-        "import bench.api.registry as r; [r.factory(m) for m in r.MODES]; "
+        "import group_api.registry as r; [r.factory(m) for m in r.MODES]; "
         "print(sorted({'pandas', 'matplotlib', 'numpy'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)

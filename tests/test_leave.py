@@ -1,7 +1,7 @@
 """Graceful leaves always finish: many SIGTERMs to member processes that host many members, timed so
 that they land on heartbeats and offset commits in flight, and members whose servers are gone.
 
-A member's leave is bounded (:data:`bench.api.LEAVE_BOUND_S` plus, in coordinator mode, one
+A member's leave is bounded (:data:`group_api.LEAVE_BOUND_S` plus, in coordinator mode, one
 request timeout): every process must exit 0 within it, with a ``left`` event from each of its
 members. Before the fix a cancelled routine whose answer arrived in the same loop iteration went on
 forever (``asyncio.wait_for`` on Python 3.11 returns the answer instead of raising the
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.api import LEAVE_BOUND_S, EventKind
 from bench.history import History
 from bench.members import MemberProcess
 from coordinator_mode.client import wait_within
+from group_api import LEAVE_BOUND_S, EventKind
 from tests.conftest import running_brokers, wait_until
 
 TOPIC = "orders"

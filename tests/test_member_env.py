@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from bench.api import EventKind
 from bench.history import History
 from bench.membercli import member
 from bench.members import MemberProcess
 from bench.zookeeper import ZooKeeperEnsemble
+from group_api import EventKind
 from tests.conftest import wait_until
 
 

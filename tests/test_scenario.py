@@ -10,7 +10,6 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from bench.api import MemberConfig
 from bench.scenario import (
     PROFILES,
     Action,
@@ -22,6 +21,7 @@ from bench.scenario import (
     scenarios,
     validate,
 )
+from group_api import MemberConfig
 
 BASE: dict[str, Any] = {
     "name": "probe",

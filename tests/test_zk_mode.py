@@ -9,10 +9,10 @@ import sys
 import pytest
 from kazoo.client import KazooClient
 
-from bench.api import ConfigError, EventKind, ListSink, MemberConfig
-from bench.api.registry import create_member
 from bench.history import GroupView
 from bench.joincost import measure_join, parse_hosts
+from group_api import ConfigError, EventKind, ListSink, MemberConfig
+from group_api.registry import create_member
 from tests.conftest import wait_until
 from zk_mode.catalog import write_topics
 from zk_mode.member import encode_json

@@ -1,7 +1,7 @@
 """The consumer interface: one member of a consumer group, whatever elects its leader.
 
 A member is started, joins in the background (its own threads or event loop), keeps an
-:class:`Assignment`, and reports every step through an :data:`~bench.api.events.EventSink`.
+:class:`Assignment`, and reports every step through an :data:`~group_api.events.EventSink`.
 ``leave()`` is the graceful exit (partitions revoked, the group told); ``close()`` frees resources
 and is safe to call at any time, also after ``leave()`` or a failure.
 """

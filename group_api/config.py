@@ -31,7 +31,7 @@ class MemberConfig:
     Attributes:
         group: consumer group id (letters, digits, ``._-``).
         topics: the topics this member subscribes to.
-        mode: ``zk`` or ``coordinator`` (see :mod:`bench.api.registry`).
+        mode: ``zk`` or ``coordinator`` (see :mod:`group_api.registry`).
         variant: the mode's variant (``zk``: chain, herd, selfbalance, setpartitioner;
             ``coordinator``: classic). ``None`` picks the mode's default.
         assignor: ``range`` | ``roundrobin`` | ``sticky``, as Kafka names them.
