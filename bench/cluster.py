@@ -28,7 +28,7 @@ import click
 
 from bench.process import pid_alive, terminate_pid
 from coordinator_mode.controller import DEFAULT_ZK_ROOT
-from coordinator_mode.group import CoordinatorConfig
+from coordinator_mode.group.config import CoordinatorConfig
 from group_api import MemberConfig
 
 log = logging.getLogger(__name__)

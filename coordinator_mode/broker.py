@@ -82,18 +82,10 @@ from kafka.protocol.metadata import (
 )
 
 from .controller import DEFAULT_ZK_ROOT, OFFSETS_TOPIC, BrokerZk, ClusterView
-from .group import (
-    CoordinatorConfig,
-    ErrorCode,
-    GroupCoordinator,
-    JoinRequest,
-    JoinResult,
-    LeavingMember,
-    OffsetCommit,
-    PartitionState,
-    SyncRequest,
-    SyncResult,
-)
+from .group.config import CoordinatorConfig
+from .group.coordinator import GroupCoordinator, PartitionState
+from .group.errors import ErrorCode
+from .group.messages import JoinRequest, JoinResult, LeavingMember, OffsetCommit, SyncRequest, SyncResult
 from .hashing import DEFAULT_OFFSETS_PARTITIONS, partition_for
 from .offsets_log import OffsetsLog
 

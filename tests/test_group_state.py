@@ -7,26 +7,20 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from coordinator_mode.group import (
-    ClassicGroup,
-    CoordinatorConfig,
-    ErrorCode,
-    GroupContext,
-    GroupCoordinator,
-    GroupMetadataRecord,
-    GroupState,
-    IllegalStateTransition,
+from coordinator_mode.group.classic import ClassicGroup, GroupContext
+from coordinator_mode.group.config import CoordinatorConfig
+from coordinator_mode.group.coordinator import GroupCoordinator, PartitionState
+from coordinator_mode.group.errors import ErrorCode, IllegalStateTransition, PersistError
+from coordinator_mode.group.messages import (
     JoinRequest,
     JoinResult,
     LeavingMember,
     OffsetCommit,
-    OffsetCommitRecord,
-    PartitionState,
-    PersistError,
-    Record,
     SyncRequest,
     SyncResult,
 )
+from coordinator_mode.group.records import GroupMetadataRecord, OffsetCommitRecord, Record
+from coordinator_mode.group.state import ClassicGroupState
 
 GROUP = "g"
 SESSION = 10_000
@@ -149,7 +143,7 @@ def run_with_heartbeats(env: Env, ms: int, members: list[str], generation: int, 
 def finish_initial_delay(env: Env) -> None:
     """Let the initial delay (and its extensions for members that arrived meanwhile) run out."""
     for _ in range(100):
-        if env.group.state is not GroupState.PREPARING_REBALANCE:
+        if env.group.state is not ClassicGroupState.PREPARING_REBALANCE:
             return
         env.advance(DELAY)
     raise AssertionError("the initial rebalance never completed")
@@ -165,7 +159,7 @@ def stable_group(env: Env, *clients: str) -> list[str]:
     leader = sync(env, ids[0], gen, [(m, m.encode()) for m in ids])
     assert leader.value.error is ErrorCode.NONE
     assert all(f.value.error is ErrorCode.NONE for f in followers)
-    assert env.group.state is GroupState.STABLE
+    assert env.group.state is ClassicGroupState.STABLE
     return ids
 
 
@@ -176,14 +170,14 @@ def test_first_join_v4_requires_member_id_and_leaves_it_pending(env: Env) -> Non
     box = join(env, "", "alice")
     assert box.value.error is ErrorCode.MEMBER_ID_REQUIRED
     assert box.value.member_id == "alice-1"
-    assert env.group.state is GroupState.EMPTY
+    assert env.group.state is ClassicGroupState.EMPTY
     assert "alice-1" in env.group.pending_members
 
 
 def test_join_before_v4_adds_the_member_directly(env: Env) -> None:
     box = join(env, "", "old", require_known_member_id=False)
     assert box.value is None  # parked
-    assert env.group.state is GroupState.PREPARING_REBALANCE
+    assert env.group.state is ClassicGroupState.PREPARING_REBALANCE
     assert list(env.group.members) == ["old-1"]
 
 
@@ -194,8 +188,8 @@ def test_new_group_is_recorded_empty_at_once(env: Env) -> None:
 
 def test_second_join_parks_until_initial_delay_then_completing_rebalance(env: Env) -> None:
     member_id, box = new_member(env, "alice")
-    assert env.group.state is GroupState.PREPARING_REBALANCE
-    assert env.group.previous_state is GroupState.EMPTY
+    assert env.group.state is ClassicGroupState.PREPARING_REBALANCE
+    assert env.group.previous_state is ClassicGroupState.EMPTY
     assert box.value is None
     env.advance(DELAY - 1)
     assert box.value is None, "the initial delay never completes early"
@@ -206,7 +200,7 @@ def test_second_join_parks_until_initial_delay_then_completing_rebalance(env: En
     assert result.leader_id == member_id
     assert result.protocol_name == "range"
     assert [m.member_id for m in result.members] == [member_id]
-    assert env.group.state is GroupState.COMPLETING_REBALANCE
+    assert env.group.state is ClassicGroupState.COMPLETING_REBALANCE
 
 
 def test_initial_delay_extends_as_members_arrive_capped_by_rebalance_timeout() -> None:
@@ -257,11 +251,11 @@ def test_followers_sync_parks_until_leader_sync_then_stable(env: Env) -> None:
     finish_initial_delay(env)
     follower = sync(env, b, 1)
     assert follower.value is None
-    assert env.group.state is GroupState.COMPLETING_REBALANCE
+    assert env.group.state is ClassicGroupState.COMPLETING_REBALANCE
     leader = sync(env, a, 1, [(a, b"A"), (b, b"B")])
     assert leader.value == SyncResult(ErrorCode.NONE, b"A", "consumer", "range")
     assert follower.value.assignment == b"B"
-    assert env.group.state is GroupState.STABLE
+    assert env.group.state is ClassicGroupState.STABLE
     record = env.records[-1]
     assert isinstance(record, GroupMetadataRecord) and record.generation_id == 1
     assert {m.member_id: m.assignment for m in record.members} == {a: b"A", b: b"B"}
@@ -298,10 +292,10 @@ def test_heartbeat_answers_by_state(env: Env) -> None:
     assert hb(GROUP, a, None, 0) is ErrorCode.ILLEGAL_GENERATION
     assert hb(GROUP, "zed", None, 1) is ErrorCode.UNKNOWN_MEMBER_ID
     join(env, a, "a")  # the leader rejoins: a rebalance starts
-    assert env.group.state is GroupState.PREPARING_REBALANCE
+    assert env.group.state is ClassicGroupState.PREPARING_REBALANCE
     assert hb(GROUP, b, None, 1) is ErrorCode.REBALANCE_IN_PROGRESS
     join(env, b, "b")  # everyone rejoined: not an initial rebalance, so it completes at once
-    assert env.group.state is GroupState.COMPLETING_REBALANCE
+    assert env.group.state is ClassicGroupState.COMPLETING_REBALANCE
     assert hb(GROUP, b, None, 2) is ErrorCode.NONE  # Kafka's code answers OK here
 
 
@@ -311,7 +305,7 @@ def test_heartbeat_pushes_session_deadline(env: Env) -> None:
         env.advance(SESSION - 1)
         assert env.coord.heartbeat(GROUP, a, None, 1) is ErrorCode.NONE
         assert env.coord.heartbeat(GROUP, b, None, 1) is ErrorCode.NONE
-    assert env.group.state is GroupState.STABLE
+    assert env.group.state is ClassicGroupState.STABLE
 
 
 # -- rebalances from Stable ----------------------------------------------------------------------
@@ -321,13 +315,13 @@ def test_follower_rejoin_with_same_metadata_keeps_generation(env: Env) -> None:
     a, b = stable_group(env, "a", "b")
     box = join(env, b, "b")
     assert box.value.generation_id == 1 and box.value.members == ()
-    assert env.group.state is GroupState.STABLE
+    assert env.group.state is ClassicGroupState.STABLE
 
 
 def test_follower_rejoin_with_new_metadata_rebalances(env: Env) -> None:
     a, b = stable_group(env, "a", "b")
     join(env, b, "b", protocols=(("range", b"other"),))
-    assert env.group.state is GroupState.PREPARING_REBALANCE
+    assert env.group.state is ClassicGroupState.PREPARING_REBALANCE
 
 
 def test_leader_keeps_leadership_when_it_rejoins(env: Env) -> None:
@@ -342,7 +336,7 @@ def test_leader_keeps_leadership_when_it_rejoins(env: Env) -> None:
 def test_new_member_joining_stable_group_rebalances_and_completes_when_all_rejoined(env: Env) -> None:
     a, b = stable_group(env, "a", "b")
     c, box_c = new_member(env, "c")
-    assert env.group.state is GroupState.PREPARING_REBALANCE
+    assert env.group.state is ClassicGroupState.PREPARING_REBALANCE
     assert box_c.value is None
     assert env.coord.heartbeat(GROUP, a, None, 1) is ErrorCode.REBALANCE_IN_PROGRESS
     box_a = join(env, a, "a")
@@ -351,7 +345,7 @@ def test_new_member_joining_stable_group_rebalances_and_completes_when_all_rejoi
     assert box_b.value.generation_id == 2
     assert box_c.value.generation_id == 2
     assert box_a.value.leader_id == a
-    assert env.group.state is GroupState.COMPLETING_REBALANCE
+    assert env.group.state is ClassicGroupState.COMPLETING_REBALANCE
 
 
 def test_member_that_does_not_rejoin_is_dropped_at_rebalance_timeout(env: Env) -> None:
@@ -380,7 +374,7 @@ def test_session_expiry_removes_member_and_rebalances(env: Env) -> None:
     env.coord.heartbeat(GROUP, a, None, 1)
     env.advance(1)  # b's deadline passes
     assert b not in env.group.members
-    assert env.group.state is GroupState.PREPARING_REBALANCE
+    assert env.group.state is ClassicGroupState.PREPARING_REBALANCE
     box_a = join(env, a, "a")
     assert box_a.value.generation_id == 2 and box_a.value.leader_id == a
 
@@ -421,7 +415,7 @@ def test_pending_member_expires_after_session_timeout(env: Env) -> None:
     env.coord.heartbeat(GROUP, b, None, 1)
     env.advance(1)
     assert pending not in env.group.pending_members
-    assert env.group.state is GroupState.STABLE
+    assert env.group.state is ClassicGroupState.STABLE
 
 
 def test_pending_member_blocks_join_completion_until_it_joins(env: Env) -> None:
@@ -439,10 +433,10 @@ def test_missing_sync_removes_member_after_rebalance_timeout(env: Env) -> None:
     b, _ = new_member(env, "b")
     finish_initial_delay(env)
     sync(env, a, 1, [(a, b"A"), (b, b"B")])
-    assert env.group.state is GroupState.STABLE
+    assert env.group.state is ClassicGroupState.STABLE
     run_with_heartbeats(env, REBALANCE, [a, b], 1)  # b heartbeats but never syncs
     assert b not in env.group.members
-    assert env.group.state is GroupState.PREPARING_REBALANCE
+    assert env.group.state is ClassicGroupState.PREPARING_REBALANCE
 
 
 def test_rebalance_during_completing_answers_parked_syncs_with_rebalance_in_progress(env: Env) -> None:
@@ -452,7 +446,7 @@ def test_rebalance_during_completing_answers_parked_syncs_with_rebalance_in_prog
     parked = sync(env, b, 1)
     new_member(env, "c")
     assert parked.value.error is ErrorCode.REBALANCE_IN_PROGRESS
-    assert env.group.state is GroupState.PREPARING_REBALANCE
+    assert env.group.state is ClassicGroupState.PREPARING_REBALANCE
 
 
 # -- LeaveGroup ----------------------------------------------------------------------------------
@@ -463,7 +457,7 @@ def test_leave_triggers_rebalance_and_remaining_member_gets_everything(env: Env)
     result = env.coord.leave(GROUP, [LeavingMember(a)])
     assert result.error is ErrorCode.NONE and result.members[0][1] is ErrorCode.NONE
     assert env.group.leader_id == b
-    assert env.group.state is GroupState.PREPARING_REBALANCE
+    assert env.group.state is ClassicGroupState.PREPARING_REBALANCE
     box_b = join(env, b, "b")
     assert box_b.value.generation_id == 2 and box_b.value.leader_id == b
 
@@ -479,7 +473,7 @@ def test_last_member_leaving_makes_group_empty_with_next_generation_recorded(env
     (a,) = stable_group(env, "a")
     env.coord.leave(GROUP, [LeavingMember(a)])
     # Not an initial rebalance, and nobody is left to wait for: the join phase completes at once.
-    assert env.group.state is GroupState.EMPTY
+    assert env.group.state is ClassicGroupState.EMPTY
     assert env.group.generation_id == 2
     assert env.records[-1] == GroupMetadataRecord(GROUP, 2, "consumer", None, None)
     assert env.coord.heartbeat(GROUP, a, None, 1) is ErrorCode.UNKNOWN_MEMBER_ID
@@ -503,7 +497,7 @@ def static_group(env: Env) -> tuple[str, str]:
     assert a.startswith("ia-") and b.startswith("ib-")
     sync(env, a, 1, [(a, b"A"), (b, b"B")], group_instance_id="ia")
     sync(env, b, 1, group_instance_id="ib")
-    assert env.group.state is GroupState.STABLE
+    assert env.group.state is ClassicGroupState.STABLE
     return a, b
 
 
@@ -519,7 +513,7 @@ def test_static_rejoin_in_stable_replaces_id_without_rebalance(env: Env) -> None
     assert result.error is ErrorCode.NONE and result.generation_id == 1
     new_b = result.member_id
     assert new_b != b and env.group.static_members["ib"] == new_b
-    assert env.group.state is GroupState.STABLE
+    assert env.group.state is ClassicGroupState.STABLE
     assert env.group.members[new_b].assignment == b"B"
     assert sync(env, new_b, 1, group_instance_id="ib").value.assignment == b"B"
     assert env.coord.heartbeat(GROUP, b, "ib", 1) is ErrorCode.FENCED_INSTANCE_ID
@@ -544,12 +538,12 @@ def test_static_leader_rejoin_v9_skips_assignment(env: Env) -> None:
 def test_static_rejoin_with_changed_protocol_rebalances(env: Env) -> None:
     static_group(env)
     join(env, "", "b2", group_instance_id="ib", protocols=(("roundrobin", b""), ("range", b"")))
-    assert env.group.state is GroupState.STABLE  # range is still everyone's common choice
+    assert env.group.state is ClassicGroupState.STABLE  # range is still everyone's common choice
     assert join(env, "", "x", group_instance_id="ix", protocols=(("roundrobin", b""),)).value.error is (
         ErrorCode.INCONSISTENT_GROUP_PROTOCOL
     )
     join(env, "", "a2", group_instance_id="ia", protocols=(("roundrobin", b""), ("range", b"")))
-    assert env.group.state is GroupState.PREPARING_REBALANCE  # the vote now picks roundrobin
+    assert env.group.state is ClassicGroupState.PREPARING_REBALANCE  # the vote now picks roundrobin
 
 
 def test_static_rejoin_during_completing_rebalance_forces_rebalance(env: Env) -> None:
@@ -558,7 +552,7 @@ def test_static_rejoin_during_completing_rebalance_forces_rebalance(env: Env) ->
     finish_initial_delay(env)
     assert a_box.value.error is ErrorCode.NONE
     join(env, "", "b2", group_instance_id="ib")
-    assert env.group.state is GroupState.PREPARING_REBALANCE
+    assert env.group.state is ClassicGroupState.PREPARING_REBALANCE
 
 
 def test_fenced_instance_id_on_join_sync_commit_and_leave(env: Env) -> None:
@@ -653,13 +647,13 @@ def test_persist_failure_on_leader_sync_fails_sync_and_rebalances(env: Env) -> N
     leader = sync(env, a, 1, [(a, b"A"), (b, b"B")])
     assert leader.value.error is ErrorCode.NOT_COORDINATOR
     assert follower.value.error is ErrorCode.NOT_COORDINATOR
-    assert env.group.state is GroupState.PREPARING_REBALANCE
+    assert env.group.state is ClassicGroupState.PREPARING_REBALANCE
 
 
 def test_invalid_transition_is_refused() -> None:
     group = ClassicGroup(GROUP, GroupContext())
     with pytest.raises(IllegalStateTransition):
-        group._transition(GroupState.STABLE)
+        group._transition(ClassicGroupState.STABLE)
 
 
 # -- offsets -------------------------------------------------------------------------------------
@@ -683,7 +677,7 @@ def test_offset_commit_validation(env: Env) -> None:
     assert env.coord.commit_offsets("ghost", "m", None, 3, commit)[0][1] is ErrorCode.ILLEGAL_GENERATION
     a, _ = new_member(env, "a")
     env.advance(DELAY)
-    assert env.group.state is GroupState.COMPLETING_REBALANCE
+    assert env.group.state is ClassicGroupState.COMPLETING_REBALANCE
     assert env.coord.commit_offsets(GROUP, a, None, 1, commit)[0][1] is ErrorCode.REBALANCE_IN_PROGRESS
     sync(env, a, 1, [(a, b"")])
     assert env.coord.commit_offsets(GROUP, a, None, 0, commit)[0][1] is ErrorCode.ILLEGAL_GENERATION
@@ -707,12 +701,12 @@ def test_reload_resumes_stable_generation_with_fresh_sessions(env: Env) -> None:
     other.coord.begin_loading(0, epoch=2)
     assert other.coord.complete_loading(0, 2, records)
     group = other.group
-    assert group.state is GroupState.STABLE and group.generation_id == 1 and group.leader_id == a
+    assert group.state is ClassicGroupState.STABLE and group.generation_id == 1 and group.leader_id == a
     assert other.coord.heartbeat(GROUP, b, None, 1) is ErrorCode.NONE
     assert sync(other, b, 1).value.assignment == b.encode()
     assert other.coord.fetch_offsets(GROUP, [("t", 0)])[1][("t", 0)].offset == 7
     other.advance(SESSION - 1)
-    assert group.state is GroupState.STABLE, "every loaded member got a full session timeout"
+    assert group.state is ClassicGroupState.STABLE, "every loaded member got a full session timeout"
 
 
 def test_reload_of_empty_group_and_tombstones() -> None:
@@ -728,7 +722,7 @@ def test_reload_of_empty_group_and_tombstones() -> None:
     env.coord.unload(0)
     env.coord.begin_loading(0, 5)
     env.coord.complete_loading(0, 5, records)
-    assert env.coord.groups["e"].state is GroupState.EMPTY and env.coord.groups["e"].generation_id == 4
+    assert env.coord.groups["e"].state is ClassicGroupState.EMPTY and env.coord.groups["e"].generation_id == 4
     assert "gone" not in env.coord.groups
     assert env.coord.fetch_offsets("e", None)[1] == {("t", 0): env.coord.offsets["e"][("t", 0)]}
 
@@ -738,7 +732,7 @@ def test_unload_kills_group_and_answers_parked_requests_with_not_coordinator(env
     box_a = join(env, a, "a")
     group = env.group
     env.coord.unload(0)
-    assert group.state is GroupState.DEAD
+    assert group.state is ClassicGroupState.DEAD
     assert box_a.value.error is ErrorCode.NOT_COORDINATOR
     assert GROUP not in env.coord.groups
 

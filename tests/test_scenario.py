@@ -120,7 +120,7 @@ def test_profiles_carry_the_real_defaults() -> None:
 
 def test_kafka_defaults_profile_is_what_the_code_declares() -> None:
     """The profile restates the defaults the code declares; they must agree."""
-    from coordinator_mode.group import CoordinatorConfig
+    from coordinator_mode.group.config import CoordinatorConfig
     from zk_mode.partitioner import PartitionerOptions
     from zk_mode.selfbalance import SelfBalanceOptions
 

@@ -1,17 +1,11 @@
-"""The classic group protocol as a pure state machine: no sockets, no threads, an injectable clock.
+"""One consumer group under the classic protocol (:class:`ClassicGroup`) and its members.
 
-This follows Kafka's classic group coordinator (``GroupMetadataManager`` / ``ClassicGroup`` in
-``group-coordinator``, and the older ``GroupCoordinator.scala``); see the project's reference file
-for the sources. The broker (:mod:`coordinator_mode.broker`) decodes requests, calls the methods
-here, and sends what the callbacks receive.
-
-How a generation forms::
-
-    Empty --JoinGroup--> PreparingRebalance --join phase completes--> CompletingRebalance
-      ^                        ^   |                                        |
-      |                        |   +--(no members left)--> Empty            | leader's SyncGroup
-      |                        +------- join / leave / failure ------------ Stable
-    (any) --partition emigrates--> Dead
+This follows Kafka's classic group coordinator: ``ClassicGroup`` and ``ClassicGroupMember`` in the
+``group-coordinator`` module, whose request handling lives in ``GroupMetadataManager`` (the older
+``GroupCoordinator.scala`` / ``GroupMetadata.scala`` before it). The broker's API handlers
+(:mod:`coordinator_mode.broker.apis`) decode requests, call the coordinator
+(:mod:`.coordinator`), which calls the methods here, and send what the callbacks receive. The states
+and their transitions are documented on :class:`~.state.ClassicGroupState`.
 
 * **Join phase.** JoinGroup requests are *parked* (their callback is kept) until every known member
   has rejoined and no pending member remains, or the rebalance timeout (the largest one among the
@@ -36,9 +30,15 @@ How a generation forms::
   ``FENCED_INSTANCE_ID``.
 
 Timers are deadlines in milliseconds of the injected clock. Nothing fires by itself: the owner calls
-:meth:`GroupCoordinator.poll` when :meth:`GroupCoordinator.next_deadline` has passed. Persistence is a
-synchronous hook (``persist(partition, records)``) that raises :class:`PersistError` on failure, so
-"answer after the write commits" is simply "answer after the hook returns".
+:meth:`~.coordinator.GroupCoordinator.poll` when :meth:`~.coordinator.GroupCoordinator.next_deadline`
+has passed. Persistence is a synchronous hook (``persist(partition, records)``) that raises
+:class:`~.errors.PersistError` on failure, so "answer after the write commits" is simply "answer
+after the hook returns".
+
+This module is longer than the others (about 900 lines) on purpose: :class:`ClassicGroup` is one
+state machine whose fields (members, pending members, the join and sync timers, the leader) every
+transition reads and writes together, so its join, sync, leave and timer handling stay in one class,
+as Kafka keeps them in one ``ClassicGroup`` plus one section of ``GroupMetadataManager``.
 """
 
 from __future__ import annotations
@@ -48,249 +48,27 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from enum import IntEnum, StrEnum
+
+from .config import CoordinatorConfig
+from .errors import ErrorCode, IllegalStateTransition, PersistError
+from .messages import (
+    GroupDescription,
+    JoinCallback,
+    JoinedMember,
+    JoinRequest,
+    JoinResult,
+    LeaveResult,
+    LeavingMember,
+    MemberDescription,
+    Protocol,
+    SyncCallback,
+    SyncRequest,
+    SyncResult,
+)
+from .records import GroupMetadataRecord, MemberRecord, Record
+from .state import VALID_PREVIOUS_STATES, ClassicGroupState
 
 log = logging.getLogger(__name__)
-
-
-class ErrorCode(IntEnum):
-    """Kafka's error codes (``org.apache.kafka.common.protocol.Errors``) that this project uses."""
-
-    UNKNOWN_SERVER_ERROR = -1
-    NONE = 0
-    UNKNOWN_TOPIC_OR_PARTITION = 3
-    LEADER_NOT_AVAILABLE = 5
-    NOT_LEADER_OR_FOLLOWER = 6
-    OFFSET_METADATA_TOO_LARGE = 12
-    COORDINATOR_LOAD_IN_PROGRESS = 14
-    COORDINATOR_NOT_AVAILABLE = 15
-    NOT_COORDINATOR = 16
-    ILLEGAL_GENERATION = 22
-    INCONSISTENT_GROUP_PROTOCOL = 23
-    INVALID_GROUP_ID = 24
-    UNKNOWN_MEMBER_ID = 25
-    INVALID_SESSION_TIMEOUT = 26
-    REBALANCE_IN_PROGRESS = 27
-    UNSUPPORTED_VERSION = 35
-    INVALID_REQUEST = 42
-    GROUP_ID_NOT_FOUND = 69
-    UNKNOWN_TOPIC_ID = 100
-    MEMBER_ID_REQUIRED = 79
-    GROUP_MAX_SIZE_REACHED = 81
-    FENCED_INSTANCE_ID = 82
-
-
-class GroupState(StrEnum):
-    """Classic group states; the values are the names DescribeGroups and ListGroups report."""
-
-    EMPTY = "Empty"
-    PREPARING_REBALANCE = "PreparingRebalance"
-    COMPLETING_REBALANCE = "CompletingRebalance"
-    STABLE = "Stable"
-    DEAD = "Dead"
-
-
-#: For each state, the states a group may enter it from (``ClassicGroupState``).
-VALID_PREVIOUS_STATES: dict[GroupState, frozenset[GroupState]] = {
-    GroupState.EMPTY: frozenset({GroupState.PREPARING_REBALANCE}),
-    GroupState.PREPARING_REBALANCE: frozenset(
-        {GroupState.STABLE, GroupState.COMPLETING_REBALANCE, GroupState.EMPTY}
-    ),
-    GroupState.COMPLETING_REBALANCE: frozenset({GroupState.PREPARING_REBALANCE}),
-    GroupState.STABLE: frozenset({GroupState.COMPLETING_REBALANCE}),
-    GroupState.DEAD: frozenset(GroupState),
-}
-
-
-@dataclass(frozen=True)
-class CoordinatorConfig:
-    """Broker-side group settings, with Kafka's defaults (``GroupCoordinatorConfig``)."""
-
-    min_session_timeout_ms: int = 6_000  # group.min.session.timeout.ms
-    max_session_timeout_ms: int = 1_800_000  # group.max.session.timeout.ms
-    initial_rebalance_delay_ms: int = 3_000  # group.initial.rebalance.delay.ms
-    new_member_join_timeout_ms: int = 300_000  # classicGroupNewMemberJoinTimeoutMs
-    max_size: int = 2**31 - 1  # group.max.size
-    offset_metadata_max_bytes: int = 4_096  # offset.metadata.max.bytes
-
-
-class PersistError(Exception):
-    """The persist hook could not write; ``code`` is what the requests that waited for it get."""
-
-    def __init__(self, code: ErrorCode = ErrorCode.COORDINATOR_NOT_AVAILABLE, message: str = "") -> None:
-        super().__init__(message or code.name)
-        self.code = code
-
-
-class IllegalStateTransition(RuntimeError):
-    """A transition the classic state machine does not allow (a bug here, never bad input)."""
-
-
-Protocol = tuple[str, bytes]  # (protocol name, subscription metadata), in the member's preference order
-
-
-# -- requests and results ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JoinRequest:
-    group_id: str
-    member_id: str
-    protocol_type: str
-    protocols: tuple[Protocol, ...]
-    session_timeout_ms: int
-    rebalance_timeout_ms: int
-    group_instance_id: str | None = None
-    client_id: str = ""
-    client_host: str = ""
-    require_known_member_id: bool = True  # JoinGroup v4+ (KIP-394)
-    supports_skip_assignment: bool = False  # JoinGroup v9+
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class JoinedMember:
-    member_id: str
-    group_instance_id: str | None
-    metadata: bytes
-
-
-@dataclass(frozen=True)
-class JoinResult:
-    error: ErrorCode
-    member_id: str = ""
-    generation_id: int = -1
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-    leader_id: str = ""
-    members: tuple[JoinedMember, ...] = ()
-    skip_assignment: bool = False
-
-
-@dataclass(frozen=True)
-class SyncRequest:
-    group_id: str
-    member_id: str
-    generation_id: int
-    assignments: tuple[tuple[str, bytes], ...] = ()
-    group_instance_id: str | None = None
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-
-
-@dataclass(frozen=True)
-class SyncResult:
-    error: ErrorCode
-    assignment: bytes = b""
-    protocol_type: str | None = None
-    protocol_name: str | None = None
-
-
-@dataclass(frozen=True)
-class LeavingMember:
-    member_id: str
-    group_instance_id: str | None = None
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class LeaveResult:
-    error: ErrorCode
-    members: tuple[tuple[LeavingMember, ErrorCode], ...] = ()
-
-
-@dataclass(frozen=True)
-class MemberDescription:
-    member_id: str
-    group_instance_id: str | None
-    client_id: str
-    client_host: str
-    metadata: bytes
-    assignment: bytes
-
-
-@dataclass(frozen=True)
-class GroupDescription:
-    group_id: str
-    error: ErrorCode
-    state: str
-    protocol_type: str
-    protocol: str
-    members: tuple[MemberDescription, ...] = ()
-
-
-@dataclass(frozen=True)
-class OffsetAndMetadata:
-    offset: int
-    leader_epoch: int = -1
-    metadata: str = ""
-    commit_timestamp_ms: int = -1
-
-
-@dataclass(frozen=True)
-class OffsetCommit:
-    topic: str
-    partition: int
-    offset: int
-    leader_epoch: int = -1
-    metadata: str | None = ""
-
-
-JoinCallback = Callable[[JoinResult], None]
-SyncCallback = Callable[[SyncResult], None]
-
-
-# -- records: what the coordinator persists ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MemberRecord:
-    member_id: str
-    group_instance_id: str | None
-    client_id: str
-    client_host: str
-    rebalance_timeout_ms: int
-    session_timeout_ms: int
-    protocols: tuple[Protocol, ...]
-    assignment: bytes
-
-
-@dataclass(frozen=True)
-class GroupMetadataRecord:
-    """The group at its last Stable (or Empty) point; ``deleted`` is a tombstone.
-
-    Like Kafka's ``GroupMetadataValue``, there is no record of PreparingRebalance or
-    CompletingRebalance: a reload resumes the last stable generation. Unlike Kafka's, a member keeps
-    all the protocols it offered, not only the chosen one's subscription, so a follower that rejoins
-    after a failover with the same protocols is recognised as unchanged.
-    """
-
-    group_id: str
-    generation_id: int
-    protocol_type: str | None
-    protocol_name: str | None
-    leader_id: str | None
-    members: tuple[MemberRecord, ...] = ()
-    deleted: bool = False
-
-
-@dataclass(frozen=True)
-class OffsetCommitRecord:
-    """One committed offset; ``offset is None`` is a tombstone."""
-
-    group_id: str
-    topic: str
-    partition: int
-    offset: int | None
-    leader_epoch: int = -1
-    metadata: str = ""
-    commit_timestamp_ms: int = -1
-
-
-Record = GroupMetadataRecord | OffsetCommitRecord
-
-
-# -- one member and one group --------------------------------------------------------------------
 
 
 @dataclass(eq=False)
@@ -349,11 +127,11 @@ class Member:
         )
 
 
-def _default_member_id(prefix: str) -> str:
+def default_member_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4()}"
 
 
-def _monotonic_ms() -> float:
+def monotonic_ms() -> float:
     return time.monotonic() * 1000.0
 
 
@@ -362,15 +140,17 @@ class GroupContext:
     """What a group needs from its owner: settings, time, ids and the persist hook."""
 
     config: CoordinatorConfig = field(default_factory=CoordinatorConfig)
-    clock: Callable[[], float] = _monotonic_ms
-    new_member_id: Callable[[str], str] = _default_member_id
+    clock: Callable[[], float] = monotonic_ms
+    new_member_id: Callable[[str], str] = default_member_id
     persist: Callable[[list[Record]], None] = lambda records: None
 
 
 class ClassicGroup:
     """One consumer group under the classic protocol. All methods run to completion synchronously."""
 
-    def __init__(self, group_id: str, ctx: GroupContext, state: GroupState = GroupState.EMPTY) -> None:
+    def __init__(
+        self, group_id: str, ctx: GroupContext, state: ClassicGroupState = ClassicGroupState.EMPTY
+    ) -> None:
         self.group_id = group_id
         self.ctx = ctx
         self.state = state
@@ -413,12 +193,12 @@ class ClassicGroup:
         return len(self.members) == self.num_awaiting_join and not self.pending_members
 
     def can_rebalance(self) -> bool:
-        return self.state in VALID_PREVIOUS_STATES[GroupState.PREPARING_REBALANCE]
+        return self.state in VALID_PREVIOUS_STATES[ClassicGroupState.PREPARING_REBALANCE]
 
     def is_leader(self, member_id: str) -> bool:
         return self.leader_id == member_id
 
-    def _transition(self, target: GroupState) -> None:
+    def _transition(self, target: ClassicGroupState) -> None:
         if self.state not in VALID_PREVIOUS_STATES[target]:
             raise IllegalStateTransition(f"group {self.group_id}: {self.state.value} -> {target.value}")
         log.debug("group %s: %s -> %s", self.group_id, self.state.value, target.value)
@@ -445,7 +225,7 @@ class ClassicGroup:
 
     def _supports_protocols(self, protocol_type: str, protocols: tuple[Protocol, ...]) -> bool:
         names = [name for name, _ in protocols]
-        if self.state is GroupState.EMPTY:
+        if self.state is ClassicGroupState.EMPTY:
             return bool(protocol_type) and bool(names)
         if protocol_type != self.protocol_type:
             return False
@@ -576,16 +356,16 @@ class ClassicGroup:
 
     def _accept_joining_member(self, member_id: str) -> bool:
         limit = self.ctx.config.max_size
-        if self.state in (GroupState.EMPTY, GroupState.DEAD):
+        if self.state in (ClassicGroupState.EMPTY, ClassicGroupState.DEAD):
             return True
-        if self.state is GroupState.PREPARING_REBALANCE:
+        if self.state is ClassicGroupState.PREPARING_REBALANCE:
             # The members awaiting a join are the ones the next generation will have.
             member = self.members.get(member_id)
             return (member is not None and member.awaiting_join) or self.num_awaiting_join < limit
         return member_id in self.members or len(self.members) < limit
 
     def _join_new_member(self, req: JoinRequest, callback: JoinCallback) -> None:
-        if self.state is GroupState.DEAD:
+        if self.state is ClassicGroupState.DEAD:
             callback(JoinResult(ErrorCode.COORDINATOR_NOT_AVAILABLE))
             return
         if not self._supports_protocols(req.protocol_type, req.protocols):
@@ -607,7 +387,7 @@ class ClassicGroup:
 
     def _join_existing_member(self, req: JoinRequest, callback: JoinCallback) -> None:
         member_id = req.member_id
-        if self.state is GroupState.DEAD:
+        if self.state is ClassicGroupState.DEAD:
             callback(JoinResult(ErrorCode.COORDINATOR_NOT_AVAILABLE, member_id=member_id))
             return
         if not self._supports_protocols(req.protocol_type, req.protocols):
@@ -625,15 +405,15 @@ class ClassicGroup:
             callback(JoinResult(error, member_id=member_id))
             return
         member = self.members[member_id]
-        if self.state is GroupState.PREPARING_REBALANCE:
+        if self.state is ClassicGroupState.PREPARING_REBALANCE:
             self._update_member_then_rebalance(req, member, callback)
-        elif self.state is GroupState.COMPLETING_REBALANCE:
+        elif self.state is ClassicGroupState.COMPLETING_REBALANCE:
             if member.matches(req.protocols):
                 # Same metadata: it probably lost our JoinGroup response; resend this generation.
                 callback(self._join_result(member, with_members=self.is_leader(member_id)))
             else:
                 self._update_member_then_rebalance(req, member, callback)
-        elif self.state is GroupState.STABLE:
+        elif self.state is ClassicGroupState.STABLE:
             if self.is_leader(member_id) or not member.matches(req.protocols):
                 # The leader rejoins to trigger a rebalance for changes the metadata cannot show.
                 self._update_member_then_rebalance(req, member, callback)
@@ -655,7 +435,10 @@ class ClassicGroup:
             protocols=req.protocols,
             is_new=True,
         )
-        if self.state is GroupState.PREPARING_REBALANCE and self.previous_state is GroupState.EMPTY:
+        if (
+            self.state is ClassicGroupState.PREPARING_REBALANCE
+            and self.previous_state is ClassicGroupState.EMPTY
+        ):
             self.new_member_added = True  # lets the initial delay extend once more
         self._add(member, callback)
         # A parked JoinGroup cannot heartbeat: new members get the long join timeout instead.
@@ -687,7 +470,7 @@ class ClassicGroup:
         self._reschedule_heartbeat(member)
         self._update_member(member, req.protocols, req.rebalance_timeout_ms, req.session_timeout_ms, callback)
 
-        if self.state is GroupState.STABLE:
+        if self.state is ClassicGroupState.STABLE:
             if self.protocol_name == self.select_protocol():
                 # Nothing the assignment depends on changed: persist the new id, no rebalance.
                 try:
@@ -728,7 +511,7 @@ class ClassicGroup:
                 self._maybe_prepare_rebalance_or_complete_join(
                     f"static member {new_id} changed the group's protocol"
                 )
-        elif self.state is GroupState.COMPLETING_REBALANCE:
+        elif self.state is ClassicGroupState.COMPLETING_REBALANCE:
             # The leader may be assigning to the old id: start over so the new id gets partitions.
             self._prepare_rebalance(f"static member {new_id} rejoined during CompletingRebalance")
         else:
@@ -743,12 +526,12 @@ class ClassicGroup:
             self._maybe_complete_join_phase()
 
     def _prepare_rebalance(self, reason: str) -> None:
-        if self.state is GroupState.COMPLETING_REBALANCE:
+        if self.state is ClassicGroupState.COMPLETING_REBALANCE:
             self._reset_and_propagate_assignment_error(ErrorCode.REBALANCE_IN_PROGRESS)
         self.sync_deadline = None
         self.pending_sync.clear()
-        initial = self.state is GroupState.EMPTY
-        self._transition(GroupState.PREPARING_REBALANCE)
+        initial = self.state is ClassicGroupState.EMPTY
+        self._transition(ClassicGroupState.PREPARING_REBALANCE)
         log.info(
             "group %s: preparing to rebalance (previous state %s, generation %d): %s",
             self.group_id,
@@ -769,9 +552,9 @@ class ClassicGroup:
             self._maybe_complete_join_phase()
 
     def _maybe_complete_join_phase(self) -> None:
-        if self.state is not GroupState.PREPARING_REBALANCE:
+        if self.state is not ClassicGroupState.PREPARING_REBALANCE:
             return
-        if self.previous_state is GroupState.EMPTY:
+        if self.previous_state is ClassicGroupState.EMPTY:
             return  # the initial delay always runs its course
         if self.has_all_members_joined():
             self._complete_join()
@@ -791,7 +574,7 @@ class ClassicGroup:
     def _complete_join(self) -> None:
         self.join_deadline = None
         self._initial_join = False
-        if self.state is not GroupState.PREPARING_REBALANCE:
+        if self.state is not ClassicGroupState.PREPARING_REBALANCE:
             return
         for member in list(self.members.values()):
             if not member.awaiting_join and member.group_instance_id is None:
@@ -804,7 +587,7 @@ class ClassicGroup:
             self.join_deadline = self._now() + self.rebalance_timeout_ms
             return
         self._init_next_generation()
-        if self.state is GroupState.EMPTY:
+        if self.state is ClassicGroupState.EMPTY:
             log.info("group %s: generation %d is empty", self.group_id, self.generation_id)
             try:
                 self.ctx.persist([self._record()])
@@ -844,15 +627,15 @@ class ClassicGroup:
         self.generation_id += 1
         if self.members:
             self.protocol_name = self.select_protocol()
-            self._transition(GroupState.COMPLETING_REBALANCE)
+            self._transition(ClassicGroupState.COMPLETING_REBALANCE)
         else:
             self.protocol_name = None
-            self._transition(GroupState.EMPTY)
+            self._transition(ClassicGroupState.EMPTY)
 
     # -- SyncGroup -------------------------------------------------------------------------------
 
     def sync(self, req: SyncRequest, callback: SyncCallback) -> None:
-        if self.state is GroupState.DEAD:
+        if self.state is ClassicGroupState.DEAD:
             callback(SyncResult(ErrorCode.COORDINATOR_NOT_AVAILABLE))
             return
         error = self._validate_member(req.member_id, req.group_instance_id)
@@ -868,15 +651,15 @@ class ClassicGroup:
             return
         self.pending_sync.discard(req.member_id)
         member = self.members[req.member_id]
-        if self.state is GroupState.PREPARING_REBALANCE:
+        if self.state is ClassicGroupState.PREPARING_REBALANCE:
             callback(SyncResult(ErrorCode.REBALANCE_IN_PROGRESS))
-        elif self.state is GroupState.COMPLETING_REBALANCE:
+        elif self.state is ClassicGroupState.COMPLETING_REBALANCE:
             if member.sync_callback is not None:
                 member.sync_callback(SyncResult(ErrorCode.REBALANCE_IN_PROGRESS))
             member.sync_callback = callback
             if self.is_leader(req.member_id):
                 self._complete_sync(dict(req.assignments))
-        elif self.state is GroupState.STABLE:
+        elif self.state is ClassicGroupState.STABLE:
             callback(self._sync_result(member.assignment))
             self._reschedule_heartbeat(member)
         else:
@@ -901,7 +684,7 @@ class ClassicGroup:
             self._maybe_prepare_rebalance_or_complete_join("error storing the group assignment")
             return
         self._propagate_assignment(ErrorCode.NONE)
-        self._transition(GroupState.STABLE)
+        self._transition(ClassicGroupState.STABLE)
 
     def _reset_and_propagate_assignment_error(self, error: ErrorCode) -> None:
         for member in self.members.values():
@@ -918,7 +701,10 @@ class ClassicGroup:
         self.sync_deadline = None
         if self._sync_generation != self.generation_id:
             return
-        if self.state not in (GroupState.COMPLETING_REBALANCE, GroupState.STABLE) or not self.pending_sync:
+        if (
+            self.state not in (ClassicGroupState.COMPLETING_REBALANCE, ClassicGroupState.STABLE)
+            or not self.pending_sync
+        ):
             return
         missing = sorted(self.pending_sync)
         log.info("group %s: members %s never sent SyncGroup, removing them", self.group_id, missing)
@@ -931,23 +717,23 @@ class ClassicGroup:
     # -- Heartbeat, LeaveGroup, offset commit validation -----------------------------------------
 
     def heartbeat(self, member_id: str, instance_id: str | None, generation_id: int) -> ErrorCode:
-        if self.state is GroupState.DEAD:
+        if self.state is ClassicGroupState.DEAD:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
         error = self._validate_member(member_id, instance_id)
         if error is not ErrorCode.NONE:
             return error
         if generation_id != self.generation_id:
             return ErrorCode.ILLEGAL_GENERATION
-        if self.state is GroupState.EMPTY:
+        if self.state is ClassicGroupState.EMPTY:
             return ErrorCode.UNKNOWN_MEMBER_ID
         self._reschedule_heartbeat(self.members[member_id])
-        if self.state is GroupState.PREPARING_REBALANCE:
+        if self.state is ClassicGroupState.PREPARING_REBALANCE:
             return ErrorCode.REBALANCE_IN_PROGRESS
         # CompletingRebalance answers OK (the Javadoc says otherwise; Kafka's code does this).
         return ErrorCode.NONE
 
     def leave(self, leaving: Iterable[LeavingMember]) -> LeaveResult:
-        if self.state is GroupState.DEAD:
+        if self.state is ClassicGroupState.DEAD:
             return LeaveResult(ErrorCode.COORDINATOR_NOT_AVAILABLE)
         results: list[tuple[LeavingMember, ErrorCode]] = []
         for who in leaving:
@@ -982,16 +768,16 @@ class ClassicGroup:
         self, member_id: str, instance_id: str | None, generation_id: int
     ) -> ErrorCode:
         """``ClassicGroup.validateOffsetCommit`` for a non-transactional commit."""
-        if self.state is GroupState.DEAD:
+        if self.state is ClassicGroupState.DEAD:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
-        if generation_id < 0 and self.state is GroupState.EMPTY:
+        if generation_id < 0 and self.state is ClassicGroupState.EMPTY:
             return ErrorCode.NONE  # a group that uses Kafka only to store offsets
         error = self._validate_member(member_id, instance_id)
         if error is not ErrorCode.NONE:
             return error
         if generation_id != self.generation_id:
             return ErrorCode.ILLEGAL_GENERATION
-        if self.state is GroupState.COMPLETING_REBALANCE:
+        if self.state is ClassicGroupState.COMPLETING_REBALANCE:
             return ErrorCode.REBALANCE_IN_PROGRESS
         return ErrorCode.NONE
 
@@ -1000,9 +786,9 @@ class ClassicGroup:
         self._invoke_join(member, JoinResult(ErrorCode.UNKNOWN_MEMBER_ID))
         self._invoke_sync(member, SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
         self._remove(member.member_id)
-        if self.state in (GroupState.STABLE, GroupState.COMPLETING_REBALANCE):
+        if self.state in (ClassicGroupState.STABLE, ClassicGroupState.COMPLETING_REBALANCE):
             self._maybe_prepare_rebalance_or_complete_join(reason)
-        elif self.state is GroupState.PREPARING_REBALANCE:
+        elif self.state is ClassicGroupState.PREPARING_REBALANCE:
             self._maybe_complete_join_phase()
 
     # -- timers ----------------------------------------------------------------------------------
@@ -1060,7 +846,7 @@ class ClassicGroup:
     # -- describe, load, unload ------------------------------------------------------------------
 
     def describe(self) -> GroupDescription:
-        stable = self.state is GroupState.STABLE
+        stable = self.state is ClassicGroupState.STABLE
         members = tuple(
             MemberDescription(
                 member_id=m.member_id,
@@ -1088,7 +874,9 @@ class ClassicGroup:
         Every member gets a fresh session deadline, so a failover that completes within the session
         timeout causes no rebalance.
         """
-        group = cls(record.group_id, ctx, GroupState.STABLE if record.members else GroupState.EMPTY)
+        group = cls(
+            record.group_id, ctx, ClassicGroupState.STABLE if record.members else ClassicGroupState.EMPTY
+        )
         group.previous_state = group.state
         group.generation_id = record.generation_id
         group.protocol_type = record.protocol_type
@@ -1117,8 +905,8 @@ class ClassicGroup:
     def unload(self) -> None:
         """The partition emigrated: the group is Dead here and parked requests go find the new coordinator."""
         previous = self.state
-        if previous is not GroupState.DEAD:
-            self._transition(GroupState.DEAD)
+        if previous is not ClassicGroupState.DEAD:
+            self._transition(ClassicGroupState.DEAD)
         for member in self.members.values():
             self._invoke_join(member, JoinResult(ErrorCode.NOT_COORDINATOR, member_id=member.member_id))
             self._invoke_sync(member, SyncResult(ErrorCode.NOT_COORDINATOR))
@@ -1126,292 +914,3 @@ class ClassicGroup:
         self.join_deadline = None
         self.sync_deadline = None
         self.pending_members.clear()
-
-
-# -- the coordinator: all groups of the offsets partitions this broker leads ---------------------
-
-
-class PartitionState(StrEnum):
-    """Per offsets partition (``CoordinatorRuntime.CoordinatorState``); absent means not the leader."""
-
-    LOADING = "loading"
-    ACTIVE = "active"
-
-
-@dataclass
-class _Partition:
-    state: PartitionState
-    epoch: int
-
-
-#: The APIs whose group-id validation differs: these accept the empty group id (Kafka's
-#: ``isValidGroupId``), the rest need a non-empty one.
-_EMPTY_GROUP_ID_OK = frozenset({"offset_commit", "offset_fetch", "describe_groups"})
-
-
-class GroupCoordinator:
-    """Routes group requests to :class:`ClassicGroup`s and keeps committed offsets, per offsets partition.
-
-    Args:
-        partition_for: maps a group id to its offsets partition.
-        persist: ``persist(partition, records)`` appends durably or raises :class:`PersistError`.
-        config: settings (Kafka's defaults).
-        clock: milliseconds, monotonic; drives every timer.
-        wall_clock: seconds since the epoch, for commit timestamps only.
-        new_member_id: ``prefix -> member id`` (Kafka: ``clientId-UUID`` or ``instanceId-UUID``).
-    """
-
-    def __init__(
-        self,
-        partition_for: Callable[[str], int],
-        persist: Callable[[int, list[Record]], None] | None = None,
-        config: CoordinatorConfig | None = None,
-        clock: Callable[[], float] = _monotonic_ms,
-        wall_clock: Callable[[], float] = time.time,
-        new_member_id: Callable[[str], str] = _default_member_id,
-    ) -> None:
-        self.config = config or CoordinatorConfig()
-        self.partition_for = partition_for
-        self._persist = persist or (lambda partition, records: None)
-        self.clock = clock
-        self.wall_clock = wall_clock
-        self.new_member_id = new_member_id
-        self.partitions: dict[int, _Partition] = {}
-        self.groups: dict[str, ClassicGroup] = {}
-        self.offsets: dict[str, dict[tuple[str, int], OffsetAndMetadata]] = {}
-
-    # -- offsets partitions ----------------------------------------------------------------------
-
-    def _context(self, partition: int) -> GroupContext:
-        return GroupContext(
-            config=self.config,
-            clock=self.clock,
-            new_member_id=self.new_member_id,
-            persist=lambda records: self._persist(partition, records),
-        )
-
-    def begin_loading(self, partition: int, epoch: int) -> None:
-        """This broker became leader of ``partition``: requests for its groups get LOAD_IN_PROGRESS."""
-        if partition in self.partitions:
-            self.unload(partition)
-        self.partitions[partition] = _Partition(PartitionState.LOADING, epoch)
-
-    def complete_loading(self, partition: int, epoch: int, records: Iterable[Record]) -> bool:
-        """Replay the partition's log; False if leadership changed meanwhile (the load is dropped)."""
-        current = self.partitions.get(partition)
-        if current is None or current.epoch != epoch or current.state is not PartitionState.LOADING:
-            return False
-        ctx = self._context(partition)
-        latest: dict[str, GroupMetadataRecord] = {}
-        offsets: dict[str, dict[tuple[str, int], OffsetAndMetadata]] = {}
-        for record in records:
-            if isinstance(record, GroupMetadataRecord):
-                if record.deleted:
-                    latest.pop(record.group_id, None)
-                    offsets.pop(record.group_id, None)
-                else:
-                    latest[record.group_id] = record
-            elif record.offset is None:
-                offsets.get(record.group_id, {}).pop((record.topic, record.partition), None)
-            else:
-                offsets.setdefault(record.group_id, {})[(record.topic, record.partition)] = OffsetAndMetadata(
-                    record.offset, record.leader_epoch, record.metadata, record.commit_timestamp_ms
-                )
-        for group_id, group_record in latest.items():
-            self.groups[group_id] = ClassicGroup.from_record(group_record, ctx)
-        for group_id, committed in offsets.items():
-            self.offsets[group_id] = committed
-            if group_id not in self.groups:
-                # Offsets without group metadata: a group that only stores offsets here.
-                self.groups[group_id] = ClassicGroup(group_id, ctx)
-        current.state = PartitionState.ACTIVE
-        log.info(
-            "offsets partition %d (epoch %d) loaded: %d groups",
-            partition,
-            epoch,
-            sum(1 for g in self.groups if self.partition_for(g) == partition),
-        )
-        return True
-
-    def unload(self, partition: int) -> None:
-        """This broker no longer leads ``partition``: its groups go Dead here."""
-        self.partitions.pop(partition, None)
-        for group_id in [g for g in self.groups if self.partition_for(g) == partition]:
-            self.groups.pop(group_id).unload()
-            self.offsets.pop(group_id, None)
-
-    def partition_state(self, partition: int) -> PartitionState | None:
-        entry = self.partitions.get(partition)
-        return None if entry is None else entry.state
-
-    def _validate_status(self, group_id: str | None, api: str) -> ErrorCode | None:
-        """Kafka's ``validateGroupStatus``: group id, then loading, then ownership."""
-        if group_id is None or (group_id == "" and api not in _EMPTY_GROUP_ID_OK):
-            return ErrorCode.INVALID_GROUP_ID
-        entry = self.partitions.get(self.partition_for(group_id))
-        if entry is None:
-            return ErrorCode.NOT_COORDINATOR
-        if entry.state is PartitionState.LOADING:
-            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
-        return None
-
-    def _get_or_create(self, group_id: str) -> ClassicGroup:
-        group = self.groups.get(group_id)
-        if group is None:
-            group = self.groups[group_id] = ClassicGroup(
-                group_id, self._context(self.partition_for(group_id))
-            )
-        return group
-
-    # -- the group APIs --------------------------------------------------------------------------
-
-    def join(self, req: JoinRequest, callback: JoinCallback) -> None:
-        error = self._validate_status(req.group_id, "join_group")
-        if error is not None:
-            callback(JoinResult(error, member_id=req.member_id))
-            return
-        if (
-            not self.config.min_session_timeout_ms
-            <= req.session_timeout_ms
-            <= self.config.max_session_timeout_ms
-        ):
-            callback(JoinResult(ErrorCode.INVALID_SESSION_TIMEOUT, member_id=req.member_id))
-            return
-        group = self.groups.get(req.group_id)
-        if group is None:
-            if req.member_id != "":
-                callback(JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=req.member_id))
-                return
-            group = self._get_or_create(req.group_id)
-            try:
-                group.ctx.persist([group._record()])  # a new group is recorded at once, empty
-            except PersistError as exc:
-                del self.groups[req.group_id]
-                callback(JoinResult(exc.code))
-                return
-        group.join(req, callback)
-
-    def sync(self, req: SyncRequest, callback: SyncCallback) -> None:
-        error = self._validate_status(req.group_id, "sync_group")
-        if error is ErrorCode.COORDINATOR_LOAD_IN_PROGRESS:
-            # The rebalance in flight was lost with the old coordinator: have the member rejoin
-            # (older clients do not expect LOAD_IN_PROGRESS here).
-            error = ErrorCode.REBALANCE_IN_PROGRESS
-        if error is not None:
-            callback(SyncResult(error))
-            return
-        group = self.groups.get(req.group_id)
-        if group is None:
-            callback(SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
-            return
-        group.sync(req, callback)
-
-    def heartbeat(
-        self, group_id: str, member_id: str, instance_id: str | None, generation_id: int
-    ) -> ErrorCode:
-        error = self._validate_status(group_id, "heartbeat")
-        if error is ErrorCode.COORDINATOR_LOAD_IN_PROGRESS:
-            return ErrorCode.NONE  # still loading: answer blindly, the member keeps its generation
-        if error is not None:
-            return error
-        group = self.groups.get(group_id)
-        if group is None:
-            return ErrorCode.UNKNOWN_MEMBER_ID
-        return group.heartbeat(member_id, instance_id, generation_id)
-
-    def leave(self, group_id: str, leaving: list[LeavingMember]) -> LeaveResult:
-        error = self._validate_status(group_id, "leave_group")
-        if error is not None:
-            return LeaveResult(error)
-        group = self.groups.get(group_id)
-        if group is None:
-            return LeaveResult(ErrorCode.NONE, tuple((who, ErrorCode.UNKNOWN_MEMBER_ID) for who in leaving))
-        return group.leave(leaving)
-
-    def commit_offsets(
-        self,
-        group_id: str,
-        member_id: str,
-        instance_id: str | None,
-        generation_id: int,
-        commits: list[OffsetCommit],
-    ) -> list[tuple[OffsetCommit, ErrorCode]]:
-        error = self._validate_status(group_id, "offset_commit")
-        if error is None:
-            group = self.groups.get(group_id)
-            if group is None:
-                if generation_id < 0:
-                    group = self._get_or_create(group_id)  # simple (non-group-managed) commits
-                else:
-                    error = ErrorCode.ILLEGAL_GENERATION
-            if group is not None:
-                validation = group.validate_offset_commit(member_id, instance_id, generation_id)
-                error = None if validation is ErrorCode.NONE else validation
-        if error is not None:
-            return [(c, error) for c in commits]
-        results: list[tuple[OffsetCommit, ErrorCode]] = []
-        records: list[Record] = []
-        now_ms = int(self.wall_clock() * 1000)
-        for c in commits:
-            metadata = c.metadata or ""
-            if len(metadata.encode()) > self.config.offset_metadata_max_bytes:
-                results.append((c, ErrorCode.OFFSET_METADATA_TOO_LARGE))
-                continue
-            records.append(
-                OffsetCommitRecord(group_id, c.topic, c.partition, c.offset, c.leader_epoch, metadata, now_ms)
-            )
-            results.append((c, ErrorCode.NONE))
-        if records:
-            try:
-                self._persist(self.partition_for(group_id), records)
-            except PersistError as exc:
-                return [(c, exc.code if e is ErrorCode.NONE else e) for c, e in results]
-            committed = self.offsets.setdefault(group_id, {})
-            for r in records:
-                assert isinstance(r, OffsetCommitRecord) and r.offset is not None
-                committed[(r.topic, r.partition)] = OffsetAndMetadata(
-                    r.offset, r.leader_epoch, r.metadata, r.commit_timestamp_ms
-                )
-        return results
-
-    def fetch_offsets(
-        self, group_id: str, partitions: list[tuple[str, int]] | None
-    ) -> tuple[ErrorCode, dict[tuple[str, int], OffsetAndMetadata]]:
-        """Committed offsets regardless of the group's state; ``partitions=None`` means all of them."""
-        error = self._validate_status(group_id, "offset_fetch")
-        if error is not None:
-            return error, {}
-        committed = self.offsets.get(group_id, {})
-        if partitions is None:
-            return ErrorCode.NONE, dict(committed)
-        return ErrorCode.NONE, {tp: committed.get(tp, OffsetAndMetadata(-1)) for tp in partitions}
-
-    def describe(self, group_id: str) -> GroupDescription:
-        error = self._validate_status(group_id, "describe_groups")
-        if error is not None:
-            return GroupDescription(group_id, error, "", "", "")
-        group = self.groups.get(group_id)
-        if group is None:
-            return GroupDescription(group_id, ErrorCode.NONE, GroupState.DEAD.value, "", "")
-        return group.describe()
-
-    def list_groups(self, states: Iterable[str] = ()) -> tuple[ErrorCode, list[tuple[str, str, str]]]:
-        """(error, [(group id, protocol type, state)]) for every group on an active partition."""
-        wanted = {s.lower() for s in states}
-        loading = any(p.state is PartitionState.LOADING for p in self.partitions.values())
-        listed = [
-            (g.group_id, g.protocol_type or "", g.state.value)
-            for g in self.groups.values()
-            if g.state is not GroupState.DEAD and (not wanted or g.state.value.lower() in wanted)
-        ]
-        return (ErrorCode.COORDINATOR_LOAD_IN_PROGRESS if loading else ErrorCode.NONE), listed
-
-    # -- timers ----------------------------------------------------------------------------------
-
-    def next_deadline(self) -> float | None:
-        return min((d for g in self.groups.values() if (d := g.next_deadline()) is not None), default=None)
-
-    def poll(self, now: float | None = None) -> None:
-        now = self.clock() if now is None else now
-        for group in list(self.groups.values()):
-            group.poll(now)
