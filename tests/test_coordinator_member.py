@@ -15,7 +15,7 @@ import pytest
 
 from bench.brokers import BrokerCluster
 from bench.history import GroupView
-from coordinator_mode.member import CoordinatorMember
+from coordinator_mode.client.member import CoordinatorMember
 from group_api import EventKind, ListSink, MemberConfig, MemberState
 from group_api.registry import create_member
 from tests.conftest import running_brokers, wait_until

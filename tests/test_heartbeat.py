@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from kafka.coordinator.assignors.sticky.user_data import StickyAssignorUserData
 from kafka.protocol.consumer.metadata import ConsumerProtocolSubscription
 
-from coordinator_mode.heartbeat import Heartbeat
+from coordinator_mode.client.heartbeat import Heartbeat
 from coordinator_mode.subscription import (
     decode_assignment,
     decode_subscription,

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from bench.brokers import BrokerCluster
-from coordinator_mode.member import CoordinatorMember
+from coordinator_mode.client.member import CoordinatorMember
 from group_api import EventKind
 from tests.conftest import wait_until
 from tests.test_coordinator_member import (

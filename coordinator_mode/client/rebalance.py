@@ -1,6 +1,7 @@
 """One JoinGroup + SyncGroup round of the classic group protocol (aiokafka's CoordinatorGroupRebalance).
 
-The round, as the coordinator sees it (``kafka-coordinator.md`` section 2):
+The round, as Kafka's coordinator runs it (``GroupMetadataManager.classicGroupJoin`` and
+``classicGroupSync`` in the ``group-coordinator`` module):
 
 1. **JoinGroup** with protocol type ``consumer`` and one protocol per assignor name, each carrying a
    ``ConsumerProtocolSubscription``. A first join (v4+) is answered at once with
@@ -27,8 +28,7 @@ from kafka.protocol.consumer.group import JoinGroupRequest, SyncGroupRequest
 
 from group_api import TopicPartition
 
-from .client import KafkaClient, KafkaConnection
-from .subscription import (
+from ..subscription import (
     PROTOCOL_TYPE,
     Subscription,
     assignments_to_wire,
@@ -36,6 +36,7 @@ from .subscription import (
     decode_subscription,
     encode_subscription,
 )
+from .connection import KafkaClient, KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ NO_GENERATION = Generation(-1, "", None, "")
 
 
 @dataclass(frozen=True)
-class JoinResult:
+class JoinOutcome:
     generation: Generation
     #: leader only: kafka member id -> decoded subscription
     members: dict[str, Subscription]
@@ -72,7 +73,7 @@ class JoinResult:
 
 
 @dataclass(frozen=True)
-class SyncResult:
+class SyncOutcome:
     partitions: tuple[TopicPartition, ...]
     #: leader only (and only when it computed one): kafka member id -> partitions
     assignment: dict[str, list[TopicPartition]] | None
@@ -132,7 +133,7 @@ class GroupRebalance:
         )
         return request
 
-    async def join(self) -> JoinResult:
+    async def join(self) -> JoinOutcome:
         """JoinGroup, repeated once if the coordinator asks for a member id first (KIP-394)."""
         timeout = self.rebalance_timeout_ms / 1000 + JOIN_TIMEOUT_SLACK_S
         response = await self.conn.send(self._join_request(), timeout=timeout)
@@ -148,9 +149,9 @@ class GroupRebalance:
         )
         self.member_id = response.member_id
         members = {m.member_id: decode_subscription(m.metadata) for m in response.members}
-        return JoinResult(generation, members, bool(getattr(response, "skip_assignment", False)))
+        return JoinOutcome(generation, members, bool(getattr(response, "skip_assignment", False)))
 
-    async def compute_assignment(self, joined: JoinResult) -> dict[str, list[TopicPartition]]:
+    async def compute_assignment(self, joined: JoinOutcome) -> dict[str, list[TopicPartition]]:
         """The leader's job: the group's chosen assignor over every member's subscription."""
         from group_api.assignors import assign  # helper-owned; imported late so codecs load alone
 
@@ -169,8 +170,8 @@ class GroupRebalance:
         return assign(protocol, subscriptions, counts, previous)
 
     async def sync(
-        self, joined: JoinResult, assignment: Mapping[str, list[TopicPartition]] | None
-    ) -> SyncResult:
+        self, joined: JoinOutcome, assignment: Mapping[str, list[TopicPartition]] | None
+    ) -> SyncOutcome:
         """SyncGroup: the leader sends ``assignment`` (followers ``None``); returns our partitions."""
         generation = joined.generation
         request = SyncGroupRequest(
@@ -189,7 +190,7 @@ class GroupRebalance:
         )
         _raise_for(response.error_code, f"SyncGroup {self.group} generation {generation.generation_id}")
         partitions = decode_assignment(response.assignment)
-        return SyncResult(partitions, dict(assignment) if assignment is not None else None, sent_at)
+        return SyncOutcome(partitions, dict(assignment) if assignment is not None else None, sent_at)
 
 
 def _valid_previous(members: Mapping[str, Subscription]) -> dict[str, tuple[TopicPartition, ...]] | None:

@@ -40,7 +40,7 @@ _CLIENT_SOFTWARE = ("rebalance-lab", "0.1.0")
 
 
 @dataclass
-class ApiCounter:
+class ClientApiCounter:
     """Traffic of one API: requests sent and bytes each way (frames, including the size prefix)."""
 
     requests: int = 0
@@ -54,10 +54,10 @@ class RequestStats:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_api: dict[str, ApiCounter] = {}
+        self._by_api: dict[str, ClientApiCounter] = {}
 
-    def _counter(self, api: str) -> ApiCounter:
-        return self._by_api.setdefault(api, ApiCounter())
+    def _counter(self, api: str) -> ClientApiCounter:
+        return self._by_api.setdefault(api, ClientApiCounter())
 
     def sent(self, api: str, nbytes: int) -> None:
         with self._lock:

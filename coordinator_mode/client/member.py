@@ -5,15 +5,16 @@ the synchronous :class:`~group_api.GroupMember` interface (``start``/``leave``/`
 ``assignment``) stays prompt. It speaks the Kafka wire protocol with kafka-python's message classes
 and Kafka's consumer protocol embedding, so it can share a group with real Kafka consumers.
 
-The protocol, step by step (kafka-python's ``BaseCoordinator`` phases; the reference is
-``kafka-coordinator.md``):
+The protocol, step by step (the phases of kafka-python's ``BaseCoordinator`` and the Java
+client's ``AbstractCoordinator``: ``ensureCoordinatorReady``, ``joinGroupIfNeeded``, the heartbeat
+thread, ``maybeLeaveGroup``):
 
 1. **Bootstrap and discovery.** Metadata from a bootstrap broker names the brokers; FindCoordinator
    (key type 0) names the broker leading ``__consumer_offsets`` partition
    ``abs(hash(group)) % 50``: the group's coordinator. ``COORDINATOR_NOT_AVAILABLE`` or a dead
    broker: back off and ask again (100 ms doubling to 1 s, Kafka's ``retry.backoff.ms`` /
    ``retry.backoff.max.ms``).
-2. **Join and sync** (one round is :class:`~coordinator_mode.rebalance.GroupRebalance`). Before
+2. **Join and sync** (one round is :class:`~coordinator_mode.client.rebalance.GroupRebalance`). Before
    joining, the member revokes everything it owns (the eager protocol). ``MEMBER_ID_REQUIRED`` on
    the first join: join again with the id the coordinator gave. The leader runs
    ``group_api.assignors.assign`` and sends every member's assignment; followers send an empty
@@ -31,7 +32,7 @@ The protocol, step by step (kafka-python's ``BaseCoordinator`` phases; the refer
      backoff.
 
    Independently, if no request of ours was answered within the session timeout (measured from
-   its send time, see :mod:`~coordinator_mode.heartbeat`), the member assumes its session is gone,
+   its send time, see :mod:`~coordinator_mode.client.heartbeat`), the member assumes its session is gone,
    emits ``session_lost`` and stops owning anything before it does anything else.
 4. **Leave.** ``leave()`` stops the routines, revokes, sends LeaveGroup (dynamic members only:
    static members, with ``group_instance_id``, never send it, as KIP-345 specifies) and emits
@@ -79,7 +80,7 @@ from group_api import (
     TopicPartition,
 )
 
-from .client import BrokerAddress, KafkaClient, RequestStats, parse_bootstrap, wait_within
+from .connection import BrokerAddress, KafkaClient, RequestStats, parse_bootstrap, wait_within
 from .heartbeat import Heartbeat
 from .rebalance import NO_GENERATION, Generation, GroupRebalance
 
