@@ -16,7 +16,7 @@ from group_api.registry import resolve
 #: subcommand -> "module:attribute" of its click command
 COMMANDS = {
     "analyze": "bench.metrics:analyze_command",
-    "broker": "coordinator_mode.cli:broker",
+    "broker": "coordinator_mode.broker.cli:broker",
     "cluster": "bench.cluster:cluster",
     "demo": "bench.demo:demo",
     "join-cost": "bench.joincost:join_cost",

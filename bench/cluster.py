@@ -27,7 +27,7 @@ from typing import Any
 import click
 
 from bench.process import pid_alive, terminate_pid
-from coordinator_mode.controller import DEFAULT_ZK_ROOT
+from coordinator_mode.broker.controller import DEFAULT_ZK_ROOT
 from coordinator_mode.group.config import CoordinatorConfig
 from group_api import MemberConfig
 
@@ -328,7 +328,7 @@ def topics(zk_connect: str, topics: dict[str, int], zk_root: str, broker_root: s
     """
     from kazoo.client import KazooClient
 
-    from coordinator_mode.controller import create_topics
+    from coordinator_mode.broker.controller import create_topics
     from zk_mode.catalog import write_topics
 
     client = KazooClient(hosts=zk_connect, timeout=10.0)

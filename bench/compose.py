@@ -52,9 +52,9 @@ from bench.brokers import placement_settled
 from bench.history import History
 from bench.polling import wait_until
 from bench.zookeeper import server_mode
-from coordinator_mode.broker import BrokerConfig
-from coordinator_mode.cli import config_from_args
-from coordinator_mode.controller import OFFSETS_TOPIC, create_topics, read_view
+from coordinator_mode.broker.cli import config_from_args
+from coordinator_mode.broker.config import BrokerConfig
+from coordinator_mode.broker.controller import OFFSETS_TOPIC, create_topics, read_view
 from coordinator_mode.hashing import partition_for
 from group_api import read_events
 from zk_mode.catalog import write_topics

@@ -19,11 +19,11 @@ from kafka.structs import OffsetAndMetadata
 
 from bench.brokers import BrokerCluster, send_request
 from bench.zookeeper import ZooKeeperEnsemble
-from coordinator_mode.broker import API_VERSIONS
-from coordinator_mode.controller import OFFSETS_TOPIC
+from coordinator_mode.broker.controller import OFFSETS_TOPIC
+from coordinator_mode.broker.offsets_log import OffsetsLog
+from coordinator_mode.broker.protocol import API_VERSIONS
 from coordinator_mode.group.records import GroupMetadataRecord
 from coordinator_mode.hashing import partition_for
-from coordinator_mode.offsets_log import OffsetsLog
 from tests.conftest import running_brokers, wait_until
 from tests.kp_consumer import PolledConsumer
 

@@ -21,7 +21,7 @@ from bench.runner import run_scenarios
 from bench.scenario import load_scenario
 from bench.topology import LocalTopology
 from bench.zookeeper import ZooKeeperEnsemble
-from coordinator_mode.broker import BrokerConfig
+from coordinator_mode.broker.config import BrokerConfig
 from group_api import EventKind
 from tests.conftest import wait_until
 

@@ -17,7 +17,7 @@ from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, Met
 
 from bench.brokers import BrokerCluster, send_request
 from bench.zookeeper import ZooKeeperEnsemble
-from coordinator_mode.broker import API_VERSIONS
+from coordinator_mode.broker.protocol import API_VERSIONS
 from tests.conftest import running_brokers, wait_until
 from tests.kp_consumer import ConsumerDied, PolledConsumer
 

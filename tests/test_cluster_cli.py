@@ -220,7 +220,7 @@ def test_up_with_brokers_serves_kafka_clients_and_down_stops_them(state_dir: Pat
 def test_topics_go_into_both_catalogs_of_a_running_cluster(
     zk_server: ZooKeeperEnsemble, zk_root: str
 ) -> None:
-    from coordinator_mode.controller import read_view
+    from coordinator_mode.broker.controller import read_view
 
     broker_root = zk_root + "-kafka"
     args = ["topics", "--zk", zk_server.connect_string, "--topic", "orders:6", "--topic", "payments:2"]

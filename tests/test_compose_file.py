@@ -23,8 +23,8 @@ import yaml
 from bench.cli import main
 from bench.compose import ComposeLayout
 from bench.zookeeper import FOUR_LETTER_WHITELIST
-from coordinator_mode.broker import BrokerConfig
-from coordinator_mode.cli import config_from_args
+from coordinator_mode.broker.cli import config_from_args
+from coordinator_mode.broker.config import BrokerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"

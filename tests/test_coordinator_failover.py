@@ -17,11 +17,11 @@ from kafka.structs import OffsetAndMetadata
 
 from bench.brokers import BrokerCluster, send_request
 from bench.zookeeper import ZooKeeperEnsemble
-from coordinator_mode.controller import OFFSETS_TOPIC
+from coordinator_mode.broker.controller import OFFSETS_TOPIC
+from coordinator_mode.broker.offsets_log import OffsetsLog, encode_line
 from coordinator_mode.group.errors import ErrorCode, PersistError
 from coordinator_mode.group.records import GroupMetadataRecord, MemberRecord, OffsetCommitRecord
 from coordinator_mode.hashing import partition_for
-from coordinator_mode.offsets_log import OffsetsLog, encode_line
 from tests.conftest import EnsembleFactory, running_brokers, wait_until
 from tests.kp_consumer import PolledConsumer
 

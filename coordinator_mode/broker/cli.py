@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from .broker import BrokerConfig, run_broker
+from .config import BrokerConfig
 from .controller import DEFAULT_ZK_ROOT
+from .server import run_broker
 
 _D = BrokerConfig.__dataclass_fields__  # defaults come from the dataclass, declared once
 # Every option's name is a BrokerConfig field: the command's parameters are the configuration.

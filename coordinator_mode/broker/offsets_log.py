@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .group.errors import ErrorCode, PersistError
-from .group.records import GroupMetadataRecord, MemberRecord, OffsetCommitRecord, Record
+from ..group.errors import ErrorCode, PersistError
+from ..group.records import GroupMetadataRecord, MemberRecord, OffsetCommitRecord, Record
 
 log = logging.getLogger(__name__)
 

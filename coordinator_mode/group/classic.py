@@ -3,7 +3,7 @@
 This follows Kafka's classic group coordinator: ``ClassicGroup`` and ``ClassicGroupMember`` in the
 ``group-coordinator`` module, whose request handling lives in ``GroupMetadataManager`` (the older
 ``GroupCoordinator.scala`` / ``GroupMetadata.scala`` before it). The broker's API handlers
-(:mod:`coordinator_mode.broker.apis`) decode requests, call the coordinator
+(:mod:`coordinator_mode.broker.group_apis`) decode requests, call the coordinator
 (:mod:`.coordinator`), which calls the methods here, and send what the callbacks receive. The states
 and their transitions are documented on :class:`~.state.ClassicGroupState`.
 

@@ -1,7 +1,7 @@
 """What the broker hands the coordinator (requests) and gets back (results and callbacks).
 
 These are the decoded forms of the classic group APIs' request and response bodies, free of wire
-versions: the broker's API handlers (:mod:`coordinator_mode.broker.apis`) map the Kafka message
+versions: the broker's API handlers (:mod:`coordinator_mode.broker.group_apis`) map the Kafka message
 classes to and from them.
 """
 
