@@ -27,11 +27,9 @@ from kafka.protocol.metadata import (
 
 from ..group.errors import ErrorCode
 from ..hashing import partition_for
-from .controller import OFFSETS_TOPIC
-from .protocol import BrokerContext, RequestContext, api_key_ranges
+from .controller import OFFSETS_TOPIC, ClusterView
+from .protocol import NO_AUTHORIZED_OPERATIONS, BrokerContext, RequestContext, api_key_ranges
 
-#: Authorized-operations bitfields when the client did not ask (encoded as Kafka's ``Integer.MIN_VALUE``).
-_NO_AUTHORIZED_OPERATIONS = None
 #: Longest a Fetch of empty partitions waits (clients ask for ``fetch.max.wait.ms``, 500 ms default).
 _MAX_FETCH_WAIT_MS = 10_000
 CLUSTER_ID = "rebalance-lab"
@@ -89,26 +87,11 @@ class ClusterApis:
                         topic_id=tid,
                         is_internal=False,
                         partitions=[],
-                        authorized_operations=_NO_AUTHORIZED_OPERATIONS,
+                        authorized_operations=NO_AUTHORIZED_OPERATIONS,
                     )
                 )
                 continue
-            partitions = []
-            for p in range(view.topics[name]):
-                state = view.leader(name, p)
-                alive = state is not None and state.leader in view.brokers
-                leader = state.leader if alive and state is not None else -1
-                partitions.append(
-                    MetadataResponse.MetadataResponseTopic.MetadataResponsePartition(
-                        error_code=ErrorCode.NONE if alive else ErrorCode.LEADER_NOT_AVAILABLE,
-                        partition_index=p,
-                        leader_id=leader,
-                        leader_epoch=state.epoch if state is not None else -1,
-                        replica_nodes=[leader] if alive else [],
-                        isr_nodes=[leader] if alive else [],
-                        offline_replicas=[],
-                    )
-                )
+            partitions = _metadata_partitions(view, name)
             topics.append(
                 MetadataResponse.MetadataResponseTopic(
                     error_code=ErrorCode.NONE,
@@ -116,7 +99,7 @@ class ClusterApis:
                     topic_id=topic_id(name),
                     is_internal=name == OFFSETS_TOPIC,
                     partitions=partitions,
-                    authorized_operations=_NO_AUTHORIZED_OPERATIONS,
+                    authorized_operations=NO_AUTHORIZED_OPERATIONS,
                 )
             )
         brokers = [
@@ -130,7 +113,7 @@ class ClusterApis:
             cluster_id=CLUSTER_ID,
             controller_id=view.controller_id,
             topics=topics,
-            authorized_operations=_NO_AUTHORIZED_OPERATIONS,
+            authorized_operations=NO_AUTHORIZED_OPERATIONS,
             error_code=0,
         )
 
@@ -239,3 +222,24 @@ class ClusterApis:
         return FetchResponse(
             version=ctx.version, throttle_time_ms=0, error_code=0, session_id=0, responses=responses
         )
+
+
+def _metadata_partitions(view: ClusterView, topic: str) -> list[Any]:
+    """One known topic's partitions in a Metadata response: each led by its live leader, if any."""
+    partitions = []
+    for p in range(view.topics[topic]):
+        state = view.leader(topic, p)
+        alive = state is not None and state.leader in view.brokers
+        leader = state.leader if alive and state is not None else -1
+        partitions.append(
+            MetadataResponse.MetadataResponseTopic.MetadataResponsePartition(
+                error_code=ErrorCode.NONE if alive else ErrorCode.LEADER_NOT_AVAILABLE,
+                partition_index=p,
+                leader_id=leader,
+                leader_epoch=state.epoch if state is not None else -1,
+                replica_nodes=[leader] if alive else [],
+                isr_nodes=[leader] if alive else [],
+                offline_replicas=[],
+            )
+        )
+    return partitions

@@ -31,9 +31,7 @@ from kafka.protocol.consumer import (
 
 from ..group.errors import ErrorCode
 from ..group.messages import JoinRequest, JoinResult, LeavingMember, OffsetCommit, SyncRequest, SyncResult
-from .protocol import BrokerContext, RequestContext
-
-_NO_AUTHORIZED_OPERATIONS = None
+from .protocol import NO_AUTHORIZED_OPERATIONS, BrokerContext, RequestContext
 
 
 class GroupApis:
@@ -302,7 +300,7 @@ class GroupApis:
                         )
                         for m in d.members
                     ],
-                    authorized_operations=_NO_AUTHORIZED_OPERATIONS,
+                    authorized_operations=NO_AUTHORIZED_OPERATIONS,
                 )
             )
         return DescribeGroupsResponse(version=ctx.version, throttle_time_ms=0, groups=groups)

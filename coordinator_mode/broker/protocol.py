@@ -73,6 +73,9 @@ REQUEST_CLASSES: dict[int, Any] = {
     ApiKey.ApiVersions: ApiVersionsRequest,
 }
 
+#: Authorized-operations bitfields when the client did not ask (encoded as Kafka's ``Integer.MIN_VALUE``).
+NO_AUTHORIZED_OPERATIONS = None
+
 
 @dataclass(frozen=True)
 class RequestContext:

@@ -47,18 +47,21 @@ Event ``member`` fields carry our client id (``GroupMember.member_id``, also sen
 extras name the leader by its client id (see :func:`client_id_of`) and ``leader_kafka_member_id``
 keeps the raw id; ``assignment_computed`` is keyed by the coordinator's ids, which are unique even
 when real clients share a client id.
+
+This module is longer than the others (about 750 lines) on purpose: the coordination, offsets and
+heartbeat routines of one member share its generation, ownership and coordinator and hand over to
+one another through the error handling at the end, so they stay one class, as kafka-python keeps
+them in ``BaseCoordinator`` / ``ConsumerCoordinator``. Its settings and backoff are in
+:mod:`.settings`, one join + sync round in :mod:`.rebalance`, the wire in :mod:`.connection`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import kafka.errors as Errors
 from kafka.protocol.consumer.group import (
@@ -80,9 +83,16 @@ from group_api import (
     TopicPartition,
 )
 
-from .connection import BrokerAddress, KafkaClient, RequestStats, parse_bootstrap, wait_within
+from .connection import (
+    BrokerAddress,
+    KafkaClient,
+    KafkaConnection,
+    RequestStats,
+    wait_within,
+)
 from .heartbeat import Heartbeat
 from .rebalance import NO_GENERATION, Generation, GroupRebalance
+from .settings import Backoff, CoordinatorSettings, client_id_of
 
 log = logging.getLogger(__name__)
 
@@ -107,87 +117,6 @@ COORDINATOR_LOST_ERRORS: tuple[type[Exception], ...] = (
     Errors.KafkaConnectionError,
     Errors.RequestTimedOutError,
 )
-
-
-#: Kafka names a member ``client.id + "-" + UUID`` (``group.instance.id`` for static members).
-_KAFKA_MEMBER_ID = re.compile(
-    r"^(?P<client>.*)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
-)
-
-
-def client_id_of(kafka_member_id: str) -> str:
-    """The client id inside a coordinator-made member id: our members use their event ``member``
-    id as client id, so followers can name the leader the way the leader's own events do."""
-    match = _KAFKA_MEMBER_ID.match(kafka_member_id)
-    return match.group("client") if match else kafka_member_id
-
-
-@dataclass(frozen=True)
-class CoordinatorSettings:
-    """What the client needs, from :class:`MemberConfig` plus client knobs from ``config.options``.
-
-    The knobs default to the Java consumer's values; set them with ``--option KEY=VALUE``.
-    """
-
-    bootstrap: str
-    session_timeout_ms: int
-    heartbeat_interval_ms: int
-    rebalance_timeout_ms: int
-    retry_backoff_ms: int = 100  # retry.backoff.ms
-    retry_backoff_max_ms: int = 1_000  # retry.backoff.max.ms
-    request_timeout_ms: int = 30_000  # request.timeout.ms
-    auto_commit_interval_ms: int = 5_000  # auto.commit.interval.ms
-    #: Not a Java knob: how long the brokers may stay unreachable before the member says so on
-    #: stderr (it keeps retrying, as the Java client does, unless ``bootstrap_give_up_ms`` is set).
-    bootstrap_warn_ms: int = 10_000
-    bootstrap_give_up_ms: int | None = None  # None: retry forever
-
-    @classmethod
-    def from_config(cls, config: MemberConfig) -> CoordinatorSettings:
-        if not config.bootstrap:
-            raise ConfigError("bootstrap: coordinator mode needs brokers as host:port,...")
-        try:
-            parse_bootstrap(config.bootstrap)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        knobs = {}
-        for name in (
-            "retry_backoff_ms",
-            "retry_backoff_max_ms",
-            "request_timeout_ms",
-            "auto_commit_interval_ms",
-            "bootstrap_warn_ms",
-            "bootstrap_give_up_ms",
-        ):
-            if name in config.options:
-                value = config.options[name]
-                if not isinstance(value, int) or value <= 0:
-                    raise ConfigError(f"options.{name}: expected a positive integer, got {value!r}")
-                knobs[name] = value
-        return cls(
-            bootstrap=config.bootstrap,
-            session_timeout_ms=config.session_timeout,
-            heartbeat_interval_ms=config.heartbeat_interval_ms,
-            rebalance_timeout_ms=config.rebalance_timeout_ms,
-            **knobs,
-        )
-
-
-class _Backoff:
-    """Exponential backoff with +-20% jitter, as the Java client's ExponentialBackoff."""
-
-    def __init__(self, initial_ms: int, max_ms: int) -> None:
-        self.initial = initial_ms / 1000
-        self.max = max_ms / 1000
-        self.attempts = 0
-
-    def next(self) -> float:
-        delay = min(self.max, self.initial * 2**self.attempts)
-        self.attempts += 1
-        return delay * random.uniform(0.8, 1.2)
-
-    def reset(self) -> None:
-        self.attempts = 0
 
 
 #: A routine gets this long to end after its cancellation before a leave goes on without it.
@@ -349,7 +278,7 @@ class CoordinatorMember(GroupMember):
     # -- coordination: discovery and rebalances ------------------------------------------------
 
     async def _coordination_routine(self) -> None:
-        backoff = _Backoff(self.settings.retry_backoff_ms, self.settings.retry_backoff_max_ms)
+        backoff = Backoff(self.settings.retry_backoff_ms, self.settings.retry_backoff_max_ms)
         while self.state is not MemberState.FAILED and not self._leaving:
             self._wakeup.clear()
             try:
@@ -399,13 +328,49 @@ class CoordinatorMember(GroupMember):
         self._offsets_wakeup.set()
 
     async def _rebalance(self) -> None:
+        """One join + sync round; on success the member owns the partitions SyncGroup gave it."""
         assert self._client is not None and self._coordinator is not None
         self._revoke("rebalance")  # eager protocol: own nothing while the group rebalances
         self.state = MemberState.REBALANCING
         coordinator = self._coordinator
-        conn = await self._client.connection(coordinator)
+        round_ = self._new_round(await self._client.connection(coordinator))
+        join_started_ns = time.monotonic_ns()
+        try:
+            joined = await round_.join()
+        finally:
+            # Keep the id MEMBER_ID_REQUIRED gave us even if the second join failed.
+            self._kafka_member_id = round_.member_id
+        generation = joined.generation
+        self._generation = generation
+        self._kafka_member_id = generation.member_id
+        self._emit_joined(generation, coordinator, join_started_ns)
+        assignment = None
+        if generation.is_leader and not joined.skip_assignment:
+            assignment = await round_.compute_assignment(joined)
+            self.emit(
+                EventKind.ASSIGNMENT_COMPUTED,
+                generation=generation.generation_id,
+                assignment={m: [[t, p] for t, p in parts] for m, parts in sorted(assignment.items())},
+                kafka_member_id=generation.member_id,
+                protocol=generation.protocol,
+            )
+        result = await round_.sync(joined, assignment)
+        if self._monotonic() > result.sent_at + self.settings.session_timeout_ms / 1000:
+            # The answer sat unread for longer than a session (we were paused): the coordinator may
+            # have moved on, so do not act on it. Rejoin with our id; if we are still a member the
+            # coordinator hands back the same generation.
+            self._generation = NO_GENERATION
+            self._rejoin_needed = True
+            log.warning("%s: SyncGroup answer is older than the session timeout; rejoining", self.member_id)
+            return
+        self._heartbeat.start_session(result.sent_at)
+        self._rejoin_needed = False
+        self._own(generation, result.partitions)
+
+    def _new_round(self, conn: KafkaConnection) -> GroupRebalance:
+        assert self._client is not None
         sticky_previous = self._last_owned if self.config.assignor == "sticky" else None
-        round_ = GroupRebalance(
+        return GroupRebalance(
             conn,
             self._client,
             group=self.config.group,
@@ -419,15 +384,8 @@ class CoordinatorMember(GroupMember):
             previous_generation=self._last_generation,
             clock=self._monotonic,
         )
-        join_started_ns = time.monotonic_ns()
-        try:
-            joined = await round_.join()
-        finally:
-            # Keep the id MEMBER_ID_REQUIRED gave us even if the second join failed.
-            self._kafka_member_id = round_.member_id
-        generation = joined.generation
-        self._generation = generation
-        self._kafka_member_id = generation.member_id
+
+    def _emit_joined(self, generation: Generation, coordinator: BrokerAddress, join_started_ns: int) -> None:
         gen_id = generation.generation_id
         self.emit(
             EventKind.JOINED,
@@ -445,28 +403,6 @@ class CoordinatorMember(GroupMember):
             kafka_member_id=generation.member_id,
             leader_kafka_member_id=generation.leader_id,
         )
-        assignment = None
-        if generation.is_leader and not joined.skip_assignment:
-            assignment = await round_.compute_assignment(joined)
-            self.emit(
-                EventKind.ASSIGNMENT_COMPUTED,
-                generation=gen_id,
-                assignment={m: [[t, p] for t, p in parts] for m, parts in sorted(assignment.items())},
-                kafka_member_id=generation.member_id,
-                protocol=generation.protocol,
-            )
-        result = await round_.sync(joined, assignment)
-        if self._monotonic() > result.sent_at + self.settings.session_timeout_ms / 1000:
-            # The answer sat unread for longer than a session (we were paused): the coordinator may
-            # have moved on, so do not act on it. Rejoin with our id; if we are still a member the
-            # coordinator hands back the same generation.
-            self._generation = NO_GENERATION
-            self._rejoin_needed = True
-            log.warning("%s: SyncGroup answer is older than the session timeout; rejoining", self.member_id)
-            return
-        self._heartbeat.start_session(result.sent_at)
-        self._rejoin_needed = False
-        self._own(generation, result.partitions)
 
     def _leader_name(self, generation: Generation) -> str:
         """The leader as events name members: our own id if we lead, else the client id inside the
@@ -501,7 +437,7 @@ class CoordinatorMember(GroupMember):
         then OffsetCommit every ``auto.commit.interval.ms``. No records flow in this project, so the
         position advances by one per interval: what matters is that every acknowledged commit
         reads back after a coordinator failover (the checker compares the two event streams)."""
-        backoff = _Backoff(self.settings.retry_backoff_ms, self.settings.retry_backoff_max_ms)
+        backoff = Backoff(self.settings.retry_backoff_ms, self.settings.retry_backoff_max_ms)
         interval = self.settings.auto_commit_interval_ms / 1000
         while not self._leaving:
             self._offsets_wakeup.clear()

@@ -479,14 +479,7 @@ class ClassicGroup:
                     log.warning(
                         "group %s: could not persist static member %s: %s", self.group_id, new_id, exc
                     )
-                    self._update_member(member, *old, None)
-                    self.members.pop(new_id)
-                    member.member_id = old_id
-                    self.members[old_id] = member
-                    self.static_members[req.group_instance_id or ""] = old_id
-                    if self.leader_id == new_id:
-                        self.leader_id = old_id
-                    self._reschedule_heartbeat(member)
+                    self._revert_static_member(req, member, old_id, old)
                     callback(
                         JoinResult(
                             exc.code,
@@ -516,6 +509,20 @@ class ClassicGroup:
             self._prepare_rebalance(f"static member {new_id} rejoined during CompletingRebalance")
         else:
             self._maybe_complete_join_phase()
+
+    def _revert_static_member(
+        self, req: JoinRequest, member: Member, old_id: str, old: tuple[tuple[Protocol, ...], int, int]
+    ) -> None:
+        """Undo :meth:`_update_static_member` after its record could not be persisted."""
+        new_id = member.member_id
+        self._update_member(member, *old, None)
+        self.members.pop(new_id)
+        member.member_id = old_id
+        self.members[old_id] = member
+        self.static_members[req.group_instance_id or ""] = old_id
+        if self.leader_id == new_id:
+            self.leader_id = old_id
+        self._reschedule_heartbeat(member)
 
     # -- the join phase --------------------------------------------------------------------------
 
