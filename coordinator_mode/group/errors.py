@@ -8,7 +8,6 @@ from enum import IntEnum
 class ErrorCode(IntEnum):
     """Kafka's error codes (``org.apache.kafka.common.protocol.Errors``) that this project uses."""
 
-    UNKNOWN_SERVER_ERROR = -1
     NONE = 0
     UNKNOWN_TOPIC_OR_PARTITION = 3
     LEADER_NOT_AVAILABLE = 5
@@ -25,7 +24,6 @@ class ErrorCode(IntEnum):
     REBALANCE_IN_PROGRESS = 27
     UNSUPPORTED_VERSION = 35
     INVALID_REQUEST = 42
-    GROUP_ID_NOT_FOUND = 69
     UNKNOWN_TOPIC_ID = 100
     MEMBER_ID_REQUIRED = 79
     GROUP_MAX_SIZE_REACHED = 81
