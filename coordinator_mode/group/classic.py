@@ -72,7 +72,10 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
-class Member:
+class ClassicGroupMember:
+    """One member as the coordinator keeps it (Kafka's ``ClassicGroupMember``): its protocols, its
+    current assignment, the JoinGroup/SyncGroup it has parked and its session deadline."""
+
     member_id: str
     group_instance_id: str | None
     client_id: str
@@ -159,7 +162,7 @@ class ClassicGroup:
         self.protocol_type: str | None = None
         self.protocol_name: str | None = None
         self.leader_id: str | None = None
-        self.members: dict[str, Member] = {}  # insertion order: the leader fallback order
+        self.members: dict[str, ClassicGroupMember] = {}  # insertion order: the leader fallback order
         self.static_members: dict[str, str] = {}  # group.instance.id -> member id
         self.pending_members: dict[str, float] = {}  # member id issued with MEMBER_ID_REQUIRED -> deadline
         self.pending_sync: set[str] = set()
@@ -257,7 +260,9 @@ class ClassicGroup:
             for m in self.members.values()
         )
 
-    def _join_result(self, member: Member, *, with_members: bool, leader: str | None = None) -> JoinResult:
+    def _join_result(
+        self, member: ClassicGroupMember, *, with_members: bool, leader: str | None = None
+    ) -> JoinResult:
         return JoinResult(
             error=ErrorCode.NONE,
             member_id=member.member_id,
@@ -270,7 +275,7 @@ class ClassicGroup:
 
     # -- membership bookkeeping ------------------------------------------------------------------
 
-    def _add(self, member: Member, callback: JoinCallback | None) -> None:
+    def _add(self, member: ClassicGroupMember, callback: JoinCallback | None) -> None:
         if not self.members:
             self.protocol_type = member.protocol_type
         self.members[member.member_id] = member
@@ -281,7 +286,7 @@ class ClassicGroup:
         self.pending_members.pop(member.member_id, None)
         member.join_callback = callback
 
-    def _remove(self, member_id: str) -> Member | None:
+    def _remove(self, member_id: str) -> ClassicGroupMember | None:
         member = self.members.pop(member_id, None)
         if member is None:
             return None
@@ -298,7 +303,7 @@ class ClassicGroup:
 
     def _update_member(
         self,
-        member: Member,
+        member: ClassicGroupMember,
         protocols: tuple[Protocol, ...],
         rebalance_timeout_ms: int,
         session_timeout_ms: int,
@@ -312,17 +317,17 @@ class ClassicGroup:
             member.join_callback(JoinResult(ErrorCode.REBALANCE_IN_PROGRESS, member_id=member.member_id))
         member.join_callback = callback
 
-    def _reschedule_heartbeat(self, member: Member, timeout_ms: int | None = None) -> None:
+    def _reschedule_heartbeat(self, member: ClassicGroupMember, timeout_ms: int | None = None) -> None:
         member.heartbeat_deadline = self._now() + (
             member.session_timeout_ms if timeout_ms is None else timeout_ms
         )
 
-    def _invoke_join(self, member: Member, result: JoinResult) -> None:
+    def _invoke_join(self, member: ClassicGroupMember, result: JoinResult) -> None:
         callback, member.join_callback = member.join_callback, None
         if callback is not None:
             callback(result)
 
-    def _invoke_sync(self, member: Member, result: SyncResult) -> bool:
+    def _invoke_sync(self, member: ClassicGroupMember, result: SyncResult) -> bool:
         callback, member.sync_callback = member.sync_callback, None
         if callback is None:
             return False
@@ -424,7 +429,7 @@ class ClassicGroup:
             callback(JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=member_id))
 
     def _add_member_then_rebalance(self, req: JoinRequest, member_id: str, callback: JoinCallback) -> None:
-        member = Member(
+        member = ClassicGroupMember(
             member_id=member_id,
             group_instance_id=req.group_instance_id,
             client_id=req.client_id,
@@ -445,7 +450,9 @@ class ClassicGroup:
         self._reschedule_heartbeat(member, self.ctx.config.new_member_join_timeout_ms)
         self._maybe_prepare_rebalance_or_complete_join(f"adding new member {member_id}")
 
-    def _update_member_then_rebalance(self, req: JoinRequest, member: Member, callback: JoinCallback) -> None:
+    def _update_member_then_rebalance(
+        self, req: JoinRequest, member: ClassicGroupMember, callback: JoinCallback
+    ) -> None:
         self._update_member(member, req.protocols, req.rebalance_timeout_ms, req.session_timeout_ms, callback)
         self._maybe_prepare_rebalance_or_complete_join(f"updating metadata of member {member.member_id}")
 
@@ -511,7 +518,11 @@ class ClassicGroup:
             self._maybe_complete_join_phase()
 
     def _revert_static_member(
-        self, req: JoinRequest, member: Member, old_id: str, old: tuple[tuple[Protocol, ...], int, int]
+        self,
+        req: JoinRequest,
+        member: ClassicGroupMember,
+        old_id: str,
+        old: tuple[tuple[Protocol, ...], int, int],
     ) -> None:
         """Undo :meth:`_update_static_member` after its record could not be persisted."""
         new_id = member.member_id
@@ -788,7 +799,7 @@ class ClassicGroup:
             return ErrorCode.REBALANCE_IN_PROGRESS
         return ErrorCode.NONE
 
-    def _remove_member_and_update_group(self, member: Member, reason: str) -> None:
+    def _remove_member_and_update_group(self, member: ClassicGroupMember, reason: str) -> None:
         # A new member may time out while parked in a join: tell it, so it can retry.
         self._invoke_join(member, JoinResult(ErrorCode.UNKNOWN_MEMBER_ID))
         self._invoke_sync(member, SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
@@ -889,7 +900,7 @@ class ClassicGroup:
         group.protocol_type = record.protocol_type
         group.protocol_name = record.protocol_name if record.members else None
         for m in record.members:
-            member = Member(
+            member = ClassicGroupMember(
                 member_id=m.member_id,
                 group_instance_id=m.group_instance_id,
                 client_id=m.client_id,
