@@ -7,7 +7,7 @@ ignores what it does not need rather than failing on it, so one scenario can dri
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 #: Assignor names understood by both modes (Kafka's ``partition.assignment.strategy`` names).
@@ -113,7 +113,3 @@ class MemberConfig:
     def with_(self, **changes: Any) -> MemberConfig:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
