@@ -29,9 +29,10 @@ $(STAMP): pyproject.toml
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# The unit tests only (tests/unit: no processes, servers or sockets), in seconds.
+# The unit tests only (tests/unit: no processes, servers or sockets), with fewer Hypothesis examples
+# (the "fast" profile, tests/conftest.py): under 30 s.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m unit $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m unit tests/unit --hypothesis-profile=fast $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/rebalance-lab demo

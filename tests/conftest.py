@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from kazoo.client import KazooClient
 
 from bench.polling import wait_until as wait_until  # tests import it from here
@@ -35,6 +36,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if kind in KINDS:
             item.add_marker(getattr(pytest.mark, kind))
+
+
+#: ``make test-fast`` runs the unit tests with ``--hypothesis-profile=fast``: a tenth of Hypothesis's
+#: examples (``make test``, CI, keeps the default profile's full counts).
+settings.register_profile("fast", max_examples=10)
 
 
 # -- ZooKeeper fixtures ---------------------------------------------------------------------------
