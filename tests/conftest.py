@@ -1,7 +1,7 @@
 """Shared test helpers: waiting on conditions (never fixed sleeps, see :mod:`bench.polling`), a real
 ZooKeeper and running brokers; and each test's kind, from its directory.
 
-``tests/unit``: pure, no processes, servers or sockets; ``tests/integration``: real ZooKeeper, brokers
+``tests/unit``: pure, no servers, sockets or clusters (at most an offline helper process); ``tests/integration``: real ZooKeeper, brokers
 or clients, one component or a few; ``tests/system``: whole runs through the runner or the CLI. Every
 test gets the marker of its directory (``pytest -m unit``, what ``make test-fast`` runs).
 """
