@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# The unit tests only (tests/unit: no processes, servers or sockets), with fewer Hypothesis examples
+# The unit tests only (tests/unit: no servers, sockets or clusters), with fewer Hypothesis examples
 # (the "fast" profile, tests/conftest.py): under 30 s.
 test-fast: setup
 	$(BIN)/python -m pytest -q -m unit tests/unit --hypothesis-profile=fast $(PYTEST_ARGS)
