@@ -3,7 +3,7 @@
 ``rebalance-lab run SCENARIO --target compose`` runs in the project's ``bench`` service (``docker
 compose run --rm bench ...``) with the Docker socket mounted. The servers are the project's
 services, reached by service name on its network: ZooKeeper ``zk1``..``zk3`` and brokers
-``broker1``..``broker3`` (:class:`ComposeLayout`; ``tests/test_compose_file.py`` holds
+``broker1``..``broker3`` (:class:`ComposeLayout`; ``tests/unit/test_compose_file.py`` holds
 ``docker-compose.yml`` to it). Each member process is a container of its own, made from the image
 the runner runs in (the project image, the ``member`` service's too) on the project's network and
 labelled as a one-off of the ``member`` service; its stdout events go into the run's history as a

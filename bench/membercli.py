@@ -7,9 +7,14 @@ every member leave gracefully and the process exit 0.
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 import threading
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -32,106 +37,57 @@ def _split_topics(ctx: click.Context, param: click.Parameter, values: tuple[str,
     return topics
 
 
+#: Where an option is not simply ``--field-name`` / ``REBALANCE_LAB_FIELD_NAME`` of its
+#: :class:`MemberConfig` field, or needs more than the field's type says.
+OPTION_OVERRIDES: dict[str, dict[str, Any]] = {
+    "topics": {"flag": "topic", "callback": _split_topics},  # variable: REBALANCE_LAB_TOPICS
+    "options": {"flag": "option"},  # KEY=VALUE pairs, parsed by the command; REBALANCE_LAB_OPTIONS
+    "member_name": {"flag": "name", "env": "NAME"},
+    "zk_hosts": {"flag": "zk", "env": "ZK"},
+    "mode": {"type": click.Choice(sorted(MODES))},
+    "assignor": {"type": click.Choice(ASSIGNOR_NAMES)},
+}
+
+
+def config_option(f: dataclasses.Field[Any], hints: dict[str, Any]) -> click.Option:
+    """The ``member`` option for one :class:`MemberConfig` field: its name (``--kebab-case``), type,
+    default and help (``metadata["help"]``) from the dataclass, and the variable ``REBALANCE_LAB_<NAME>``."""
+    spec = OPTION_OVERRIDES.get(f.name, {})
+    flag = spec.get("flag", f.name.replace("_", "-"))
+    kind = hints[f.name]
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if typing.get_origin(kind) in (types.UnionType, typing.Union) and len(args) == 1:
+        kind = args[0]  # X | None: an X, whose default is None
+    multiple = typing.get_origin(kind) in (tuple, dict) or kind in (tuple, dict)
+    kwargs: dict[str, Any] = {"envvar": _env(spec.get("env", f.name.upper())), "show_envvar": True}
+    kwargs["help"] = f.metadata["help"]
+    if "type" in spec:
+        kwargs["type"] = spec["type"]
+    elif kind is int:
+        minimum = f.metadata.get("min")
+        kwargs["type"] = click.IntRange(min=minimum) if minimum is not None else click.INT
+    if multiple:
+        kwargs["multiple"] = True
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        kwargs["required"] = True
+    elif f.default is not dataclasses.MISSING:
+        kwargs["default"] = f.default
+    if "callback" in spec:
+        kwargs["callback"] = spec["callback"]
+    return click.Option([f"--{flag}", f.name], **kwargs)
+
+
+def config_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Adds one option per :class:`MemberConfig` field, in the dataclass's order, before the command's own."""
+    hints = typing.get_type_hints(MemberConfig)
+    params = getattr(command, "__click_params__", [])  # click reverses this list when it builds the command
+    params.extend(config_option(f, hints) for f in reversed(dataclasses.fields(MemberConfig)))
+    command.__click_params__ = params  # type: ignore[attr-defined]
+    return command
+
+
 @click.command(context_settings={"show_default": True})
-@click.option(
-    "--mode",
-    type=click.Choice(sorted(MODES)),
-    default=MemberConfig.mode,
-    envvar=_env("MODE"),
-    show_envvar=True,
-)
-@click.option(
-    "--variant",
-    default=None,
-    envvar=_env("VARIANT"),
-    show_envvar=True,
-    help="zk: chain (default), herd, selfbalance, setpartitioner.",
-)
-@click.option("--group", required=True, envvar=_env("GROUP"), show_envvar=True, help="Consumer group id.")
-@click.option(
-    "--topic",
-    "topics",
-    multiple=True,
-    required=True,
-    callback=_split_topics,
-    envvar=_env("TOPICS"),
-    show_envvar=True,
-    help="Subscribed topic (repeatable, or comma-separated).",
-)
-@click.option(
-    "--zk",
-    "zk_hosts",
-    default=None,
-    envvar=_env("ZK"),
-    show_envvar=True,
-    help="zk mode: ZooKeeper connect string.",
-)
-@click.option(
-    "--zk-root",
-    default=MemberConfig.zk_root,
-    envvar=_env("ZK_ROOT"),
-    show_envvar=True,
-    help="zk mode: root znode.",
-)
-@click.option(
-    "--bootstrap",
-    default=None,
-    envvar=_env("BOOTSTRAP"),
-    show_envvar=True,
-    help="coordinator mode: brokers host:port,...",
-)
-@click.option(
-    "--assignor",
-    type=click.Choice(ASSIGNOR_NAMES),
-    default=MemberConfig.assignor,
-    envvar=_env("ASSIGNOR"),
-    show_envvar=True,
-)
-@click.option(
-    "--session-timeout-ms",
-    type=click.IntRange(min=1),
-    default=None,
-    envvar=_env("SESSION_TIMEOUT_MS"),
-    show_envvar=True,
-    help="Default: the mode's.",
-)
-@click.option(
-    "--heartbeat-interval-ms",
-    type=click.IntRange(min=1),
-    default=MemberConfig.heartbeat_interval_ms,
-    envvar=_env("HEARTBEAT_INTERVAL_MS"),
-    show_envvar=True,
-)
-@click.option(
-    "--rebalance-timeout-ms",
-    type=click.IntRange(min=1),
-    default=MemberConfig.rebalance_timeout_ms,
-    envvar=_env("REBALANCE_TIMEOUT_MS"),
-    show_envvar=True,
-)
-@click.option(
-    "--name",
-    "member_name",
-    default=None,
-    envvar=_env("NAME"),
-    show_envvar=True,
-    help="Prefix of the member id.",
-)
-@click.option(
-    "--group-instance-id",
-    default=None,
-    envvar=_env("GROUP_INSTANCE_ID"),
-    show_envvar=True,
-    help="coordinator mode: static membership id.",
-)
-@click.option(
-    "--option",
-    "options",
-    multiple=True,
-    envvar=_env("OPTIONS"),
-    show_envvar=True,
-    help="Variant knob KEY=VALUE, e.g. time_boundary_s=2 (the variable: space-separated).",
-)
+@config_options
 @click.option(
     "--count",
     type=click.IntRange(min=1),

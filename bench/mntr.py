@@ -1,7 +1,7 @@
 """Reading ZooKeeper's ``mntr`` counters and turning two readings into the load a run put on ZooKeeper.
 
 Verified on Debian's ZooKeeper 3.8.0 (standalone and a 3-node ensemble, kazoo 2.11 clients, see
-``tests/test_mntr.py``). Counts per client request, on the server the client is connected to unless
+``tests/integration/test_mntr.py``). Counts per client request, on the server the client is connected to unless
 said otherwise:
 
 ``zk_cnt_updatelatency``

@@ -7,7 +7,7 @@ ignores what it does not need rather than failing on it, so one scenario can dri
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 #: Assignor names understood by both modes (Kafka's ``partition.assignment.strategy`` names).
@@ -28,40 +28,59 @@ class ConfigError(ValueError):
 class MemberConfig:
     """What one group member needs to know.
 
-    Attributes:
-        group: consumer group id (letters, digits, ``._-``).
-        topics: the topics this member subscribes to.
-        mode: ``zk`` or ``coordinator`` (see :mod:`group_api.registry`).
-        variant: the mode's variant (``zk``: chain, herd, selfbalance, setpartitioner;
-            ``coordinator``: classic). ``None`` picks the mode's default.
-        assignor: ``range`` | ``roundrobin`` | ``sticky``, as Kafka names them.
-        member_name: a readable prefix for the member id (client.id); defaults to the host's pid.
-        session_timeout_ms: ZooKeeper session timeout (zk) or group session timeout (coordinator);
-            ``None`` takes :data:`DEFAULT_SESSION_TIMEOUT_MS` for the mode.
-        heartbeat_interval_ms: coordinator mode: heartbeat period (Kafka default 3 s).
-        rebalance_timeout_ms: coordinator mode: ``max.poll.interval.ms`` sent as the rebalance timeout.
-        zk_hosts: zk mode: ZooKeeper connect string ``host:port,...``.
-        zk_root: zk mode: root znode holding the topic catalog and the groups; its top-level
-            component is the namespace ZooKeeper's per-namespace counters report.
-        bootstrap: coordinator mode: ``host:port,...`` of brokers.
-        group_instance_id: coordinator mode: static membership id (KIP-345).
-        options: variant-specific knobs (e.g. ``time_boundary_s`` for setpartitioner).
+    Every field's ``metadata["help"]`` says what it is (``rebalance-lab member`` builds its options
+    from these fields: name, type, default and help); ``metadata["min"]`` is a number's lower bound.
     """
 
-    group: str
-    topics: tuple[str, ...]
-    mode: str = "zk"
-    variant: str | None = None
-    assignor: str = "range"
-    member_name: str | None = None
-    session_timeout_ms: int | None = None
-    heartbeat_interval_ms: int = 3_000
-    rebalance_timeout_ms: int = 300_000
-    zk_hosts: str | None = None
-    zk_root: str = "/zkmode"
-    bootstrap: str | None = None
-    group_instance_id: str | None = None
-    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    group: str = field(metadata={"help": "Consumer group id (letters, digits, ._-)."})
+    topics: tuple[str, ...] = field(metadata={"help": "Subscribed topic (repeatable, or comma-separated)."})
+    mode: str = field(default="zk", metadata={"help": "zk or coordinator (see group_api.registry)."})
+    variant: str | None = field(
+        default=None,
+        metadata={
+            "help": "The mode's variant: zk: chain (default), herd, selfbalance, setpartitioner; "
+            "coordinator: classic."
+        },
+    )
+    assignor: str = field(
+        default="range", metadata={"help": "range, roundrobin or sticky, as Kafka names them."}
+    )
+    member_name: str | None = field(
+        default=None, metadata={"help": "Prefix of the member id (client.id); default: the host's pid."}
+    )
+    session_timeout_ms: int | None = field(
+        default=None,
+        metadata={
+            "help": "ZooKeeper session timeout (zk) or group session timeout (coordinator). "
+            "Default: the mode's (DEFAULT_SESSION_TIMEOUT_MS).",
+            "min": 1,
+        },
+    )
+    heartbeat_interval_ms: int = field(
+        default=3_000, metadata={"help": "coordinator mode: heartbeat period (Kafka's default).", "min": 1}
+    )
+    rebalance_timeout_ms: int = field(
+        default=300_000,
+        metadata={"help": "coordinator mode: max.poll.interval.ms, sent as the rebalance timeout.", "min": 1},
+    )
+    zk_hosts: str | None = field(default=None, metadata={"help": "zk mode: ZooKeeper connect string."})
+    zk_root: str = field(
+        default="/zkmode",
+        metadata={
+            "help": "zk mode: root znode holding the topic catalog and the groups; its top-level "
+            "component is the namespace ZooKeeper's per-namespace counters report."
+        },
+    )
+    bootstrap: str | None = field(default=None, metadata={"help": "coordinator mode: brokers host:port,..."})
+    group_instance_id: str | None = field(
+        default=None, metadata={"help": "coordinator mode: static membership id (KIP-345)."}
+    )
+    options: dict[str, Any] = field(
+        default_factory=dict,
+        hash=False,
+        compare=False,
+        metadata={"help": "Variant knob KEY=VALUE, e.g. time_boundary_s=2 (the variable: space-separated)."},
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.topics, str | list):
@@ -94,7 +113,3 @@ class MemberConfig:
     def with_(self, **changes: Any) -> MemberConfig:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
-
-    @classmethod
-    def field_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))

@@ -97,10 +97,6 @@ class Event:
             extra={k: v for k, v in d.items() if k not in _CORE_KEYS},
         )
 
-    @classmethod
-    def from_json(cls, line: str) -> Event:
-        return cls.from_dict(json.loads(line))
-
 
 EventSink = Callable[[Event], None]
 

@@ -24,7 +24,7 @@ from bench.report import (
     summary_table,
 )
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -14,7 +14,7 @@ from bench.history import RunState, RunStatus
 from bench.metrics import Outcome, analyze, analyze_command, describe, episodes, median_ci
 from bench.replay import RunHistory
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 def run_dir(tmp_path: Path, name: str) -> Path:

@@ -26,7 +26,7 @@ from bench.zookeeper import FOUR_LETTER_WHITELIST
 from coordinator_mode.broker.cli import config_from_args
 from coordinator_mode.broker.config import BrokerConfig
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 OUR_IMAGE = "rebalance-lab:latest"
 _DEFAULTED = re.compile(r"\$\{(\w+):-([^}]*)\}")

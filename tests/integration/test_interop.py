@@ -23,7 +23,7 @@ from bench.brokers import BrokerCluster
 from coordinator_mode.client.member import CoordinatorMember
 from group_api import EventKind
 from tests.conftest import wait_until
-from tests.test_coordinator_member import (
+from tests.integration.test_coordinator_member import (
     HEARTBEAT_MS,
     PARTITIONS,
     SESSION_MS,

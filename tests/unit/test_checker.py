@@ -9,7 +9,7 @@ from typing import Any
 from bench.checker import Check, check, harness_problems
 from bench.replay import Replay, RunHistory
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 
 
 def history(name: str) -> RunHistory:

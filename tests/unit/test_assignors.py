@@ -20,7 +20,7 @@ from group_api.assignors import ASSIGNORS, assign
 from group_api.config import ASSIGNOR_NAMES, ConfigError
 
 #: Per test, not a global profile: loading a profile here would change every other test file's runs.
-fast = settings(max_examples=200, deadline=None)
+fast = settings(max_examples=2 * settings().max_examples, deadline=None)  # 200; fewer in test-fast
 
 TOPICS = ("alpha", "beta", "t0", "t1", "zeta")
 member_ids = st.lists(
