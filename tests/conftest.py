@@ -1,4 +1,4 @@
-"""Shared test helpers: waiting on conditions (never fixed sleeps, see :mod:`bench.polling`), a real
+"""Shared test helpers: waiting on conditions (never fixed sleeps, see :mod:`bench.services.polling`), a real
 ZooKeeper and running brokers."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from kazoo.client import KazooClient
 
-from bench.polling import wait_until as wait_until  # tests import it from here
-from bench.zookeeper import ZooKeeperEnsemble
+from bench.services.polling import wait_until as wait_until  # tests import it from here
+from bench.services.zookeeper import ZooKeeperEnsemble
 
 # -- ZooKeeper fixtures ---------------------------------------------------------------------------
 # One real standalone server for the whole session; tests isolate themselves by root znode.
@@ -98,9 +98,9 @@ def running_brokers(zk_connect: str, size: int, base_dir: Path, **options: Any) 
     """Started brokers for a test or module, stopped however it ends.
 
     Defaults for tests: no initial rebalance delay, and a root znode of their own because the
-    session's ZooKeeper is shared; ``options`` go to :class:`~bench.brokers.BrokerCluster`.
+    session's ZooKeeper is shared; ``options`` go to :class:`~bench.services.brokers.BrokerCluster`.
     """
-    from bench.brokers import BrokerCluster
+    from bench.services.brokers import BrokerCluster
 
     options = {"initial_rebalance_delay_ms": 0, "zk_root": f"/kafka-{uuid.uuid4().hex[:8]}", **options}
     cluster = BrokerCluster(zk_connect, size, base_dir, **options)

@@ -2,7 +2,7 @@
 
 Each test starts real ``rebalance-lab member`` processes against a real ZooKeeper (and, for the
 coordinator mode, real brokers) and judges them only by the JSON events they print, folded with
-:class:`bench.history.GroupView`: one generation, complete and disjoint ownership, one leader.
+:class:`bench.experiment.history.GroupView`: one generation, complete and disjoint ownership, one leader.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from bench.backend import MemberHandle
-from bench.history import GroupView, History
-from bench.members import MemberProcess
-from bench.runner import MemberGroup
+from bench.backends import MemberHandle
+from bench.experiment.history import GroupView, History
+from bench.experiment.runner import MemberGroup
+from bench.services.members import MemberProcess
 from group_api import EventKind
 from tests.conftest import running_brokers, wait_until
 
@@ -55,7 +55,7 @@ TARGETS = [
 
 @dataclass
 class Group:
-    """The members of the group under test (a :class:`~bench.runner.MemberGroup`) and how to judge them."""
+    """The members of the group under test (a :class:`~bench.experiment.runner.MemberGroup`) and how to judge them."""
 
     target: Target
     members: MemberGroup

@@ -1,6 +1,6 @@
 """Our coordinator-mode member, in process, against real brokers (and the real ZooKeeper under them).
 
-Judged by events (folded with :class:`bench.history.GroupView`) and by ``assignment()``: one
+Judged by events (folded with :class:`bench.experiment.history.GroupView`) and by ``assignment()``: one
 generation, every partition owned exactly once, exactly one leader.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.brokers import BrokerCluster
-from bench.history import GroupView
+from bench.experiment.history import GroupView
+from bench.services.brokers import BrokerCluster
 from coordinator_mode.member import CoordinatorMember
 from group_api import EventKind, ListSink, MemberConfig, MemberState
 from group_api.registry import create_member

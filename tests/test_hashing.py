@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from kafka.protocol.metadata import FindCoordinatorRequest
 
-from bench.brokers import BrokerCluster, send_request
-from bench.zookeeper import ZooKeeperEnsemble
+from bench.services.brokers import BrokerCluster, send_request
+from bench.services.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.controller import OFFSETS_TOPIC
 from coordinator_mode.hashing import java_abs, java_string_hash, partition_for
 from tests.conftest import running_brokers

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from bench.history import RunState, RunStatus
-from bench.metrics import Outcome, analyze, analyze_command, describe, episodes, median_ci
-from bench.replay import RunHistory
+from bench.analysis.metrics.tables import Outcome, analyze, analyze_command, describe, episodes, median_ci
+from bench.analysis.replay import RunHistory
+from bench.experiment.history import RunState, RunStatus
 
 DATA = Path(__file__).parent / "data"
 

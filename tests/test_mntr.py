@@ -1,6 +1,6 @@
 """mntr parsing and the mapping from ZooKeeper 3.8 counters to reads, writes and watch notifications.
 
-The exact numbers below were observed on Debian's ZooKeeper 3.8.0; see bench/mntr.py's docstring.
+The exact numbers below were observed on Debian's ZooKeeper 3.8.0; see bench/services/mntr.py's docstring.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError
 from kazoo.protocol.states import WatchedEvent
 
-from bench.mntr import Mntr, diff, namespace_of, parse_mntr, zk_load
-from bench.zookeeper import ZooKeeperEnsemble
+from bench.services.mntr import Mntr, diff, namespace_of, parse_mntr, zk_load
+from bench.services.zookeeper import ZooKeeperEnsemble
 from tests.conftest import EnsembleFactory, wait_until
 
 SAMPLE = "zk_version\t3.8.0-abc, built on x\nzk_server_state\tstandalone\nzk_avg_latency\t0.5\n"

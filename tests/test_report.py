@@ -11,9 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from bench.demo import headline
-from bench.history import RunState, RunStatus
-from bench.report import (
+from bench.analysis.report.document import (
     _log_limits,
     _with_triggers,
     build_report,
@@ -23,6 +21,8 @@ from bench.report import (
     report,
     summary_table,
 )
+from bench.experiment.demo import headline
+from bench.experiment.history import RunState, RunStatus
 
 DATA = Path(__file__).parent / "data"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from bench.scenario import (
+from bench.experiment.scenario import (
     PROFILES,
     Action,
     ScenarioError,

@@ -9,8 +9,8 @@ import sys
 import pytest
 from kazoo.client import KazooClient
 
-from bench.history import GroupView
-from bench.joincost import measure_join, parse_hosts
+from bench.experiment.history import GroupView
+from bench.experiment.joincost import measure_join, parse_hosts
 from group_api import ConfigError, EventKind, ListSink, MemberConfig
 from group_api.registry import create_member
 from tests.conftest import wait_until

@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-from bench.process import pid_alive, terminate_pid
+from bench.services.process import pid_alive, terminate_pid
 from coordinator_mode.controller import DEFAULT_ZK_ROOT
 from coordinator_mode.group import CoordinatorConfig
 from group_api import MemberConfig
@@ -196,7 +196,7 @@ def up(
     """Start the ensemble (and brokers) in the background, write the topic catalog, print one JSON line."""
     from kazoo.client import KazooClient
 
-    from bench.zookeeper import ZooKeeperEnsemble, ZooKeeperNotFound, ZooKeeperStartError
+    from bench.services.zookeeper import ZooKeeperEnsemble, ZooKeeperNotFound, ZooKeeperStartError
     from zk_mode.catalog import write_topics
 
     if not zk_root.startswith("/") or (zk_root != "/" and zk_root.endswith("/")):
@@ -276,7 +276,7 @@ def _start_brokers(
     zk_connect: str, size: int, base_dir: Path, topics: dict[str, int], initial_delay_ms: int, timeout: float
 ) -> tuple[str, list[dict[str, Any]]]:
     """Start brokers that outlive this command; returns the bootstrap string and their service records."""
-    from bench.brokers import BrokerCluster
+    from bench.services.brokers import BrokerCluster
 
     shutil.rmtree(base_dir, ignore_errors=True)
     brokers = BrokerCluster(

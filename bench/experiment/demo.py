@@ -16,10 +16,17 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from bench.history import RunState
-from bench.report import QUANTITIES, Results, load_results, summary_table, write_report
-from bench.runner import EXIT_ABORTED, RunAborted, RunCounter, console_progress, count_runs, run_scenarios
-from bench.scenario import expand, load_scenario, resolve
+from bench.analysis.report.document import QUANTITIES, Results, load_results, summary_table, write_report
+from bench.experiment.history import RunState
+from bench.experiment.runner import (
+    EXIT_ABORTED,
+    RunAborted,
+    RunCounter,
+    console_progress,
+    count_runs,
+    run_scenarios,
+)
+from bench.experiment.scenario import expand, load_scenario, resolve
 
 #: (library scenario, the mode/variants to run; None = all it lists)
 SUITE: tuple[tuple[str, list[tuple[str, str]] | None], ...] = (

@@ -32,9 +32,9 @@ from typing import IO, Any
 from kafka.protocol.admin import DescribeGroupsRequest
 from kazoo.client import KazooClient
 
-from bench.polling import wait_until
-from bench.ports import free_port
-from bench.process import freeze, terminate_pid
+from bench.services.polling import wait_until
+from bench.services.ports import free_port
+from bench.services.process import freeze, terminate_pid
 from coordinator_mode.broker import BrokerConfig
 from coordinator_mode.controller import DEFAULT_ZK_ROOT, OFFSETS_TOPIC, ClusterView, create_topics, read_view
 from coordinator_mode.hashing import DEFAULT_OFFSETS_PARTITIONS, partition_for

@@ -1,11 +1,11 @@
 """The runner: one scenario x one mode/variant x one repetition = one run directory.
 
-A run starts its own servers (:mod:`bench.topology`), member processes that each host one or more
+A run starts its own servers (:mod:`bench.backends.local`), member processes that each host one or more
 members, and a sampler; then it walks the scenario's timeline. Every action is recorded in the
 history (``events.jsonl``) with its start and end on the same monotonic clock as the members'
 events, and ZooKeeper's ``mntr`` (and the brokers' counters) are sampled at every action boundary
 and about once a second (``samples.jsonl``). Nothing is timed here: latencies come from the
-history afterwards (:mod:`bench.metrics`), as in Kafka's system tests.
+history afterwards (:mod:`bench.analysis.metrics.tables`), as in Kafka's system tests.
 
 Whatever happens, everything the run started is stopped (``finally``), also on Ctrl-C, and a
 failed run leaves ``error.txt`` saying why.
@@ -34,7 +34,7 @@ from typing import Any
 import click
 import yaml
 
-from bench.backend import (
+from bench.backends import (
     TARGETS,
     Backend,
     BackendFactory,
@@ -44,10 +44,10 @@ from bench.backend import (
     backend_for,
     check_target,
 )
-from bench.history import GroupView, History, RunState, RunStatus
-from bench.polling import wait_until
-from bench.scenario import Action, LinkCut, Pick, Profile, Scenario, Step, WaitKind
-from bench.topology import LocalTopology
+from bench.backends.local import LocalTopology
+from bench.experiment.history import GroupView, History, RunState, RunStatus
+from bench.experiment.scenario import Action, LinkCut, Pick, Profile, Scenario, Step, WaitKind
+from bench.services.polling import wait_until
 from group_api import LEAVE_BOUND_S, OFFSET_EVENTS, EventKind
 from group_api.events import TopicPartition
 
@@ -749,7 +749,7 @@ def run_scenarios(
     Progress lines start with ``counter``'s prefix; pass one counter to several calls to count
     their runs together. Returns the run directories written and the failures as (label, reason).
     """
-    from bench.metrics import analyze
+    from bench.analysis.metrics.tables import analyze
 
     counter = counter or RunCounter(count_runs(scenarios, repeat, targets))
 
@@ -784,7 +784,7 @@ def run_scenarios(
 
 def _analyze_failed(run_dir: Path) -> None:
     """Best effort: a run that failed early may have too little history to analyse."""
-    from bench.metrics import analyze
+    from bench.analysis.metrics.tables import analyze
 
     try:
         analyze(run_dir)
@@ -861,7 +861,7 @@ def run(
     scenario_names: tuple[str, ...], out: Path | None, repeat: int | None, only: tuple[str, ...], target: str
 ) -> None:
     """Run scenarios (files or library names) against every mode/variant they list."""
-    from bench.scenario import ScenarioError, expand, load_scenario, resolve
+    from bench.experiment.scenario import ScenarioError, expand, load_scenario, resolve
 
     try:
         scenarios = [s for name in scenario_names for s in expand(load_scenario(resolve(name)))]

@@ -1,7 +1,7 @@
 """The fault interface: what a run needs from wherever its servers and members live.
 
-The runner talks only to a :class:`Backend`. :class:`bench.topology.LocalTopology` runs everything
-as processes on this machine; :mod:`bench.compose` drives the same roles as docker-compose services
+The runner talks only to a :class:`Backend`. :class:`bench.backends.local.LocalTopology` runs everything
+as processes on this machine; :mod:`bench.backends.compose` drives the same roles as docker-compose services
 through the Docker API. A scenario file runs unchanged on either.
 """
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench.history import History
-from bench.mntr import MntrUnavailable, read_mntr
+from bench.experiment.history import History
+from bench.services.mntr import MntrUnavailable, read_mntr
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +108,11 @@ def pick_zk(modes: Sequence[str | None], node: int | str) -> int:
 def backend_for(target: str) -> BackendFactory:
     """The backend factory of a ``--target``."""
     if target == "compose":
-        from bench.compose import ComposeBackend
+        from bench.backends.compose import ComposeBackend
 
         return ComposeBackend
     if target == "local":
-        from bench.topology import LocalTopology
+        from bench.backends.local import LocalTopology
 
         return LocalTopology
     raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
@@ -122,7 +122,7 @@ def check_target(target: str) -> None:
     """Raise :class:`TargetError` before any run starts when ``target`` cannot run anything at all
     (compose: no Docker engine answers)."""
     if target == "compose":
-        from bench.compose import connect_engine
+        from bench.backends.compose import connect_engine
 
         connect_engine().close()
 

@@ -6,7 +6,7 @@ wrong type or an action that does not fit the scenario is a :class:`ScenarioErro
 file, the field path (``timeline[2].action``) and what was expected; one error carries every error
 found in the file. ``cluster.brokers`` may be 0 when no coordinator mode is listed.
 
-Example (the library under ``bench/scenarios/`` has one file per situation)::
+Example (the library under ``bench/experiment/scenarios/`` has one file per situation)::
 
     name: member-crash
     description: SIGKILL one follower; the others take over its partitions.
@@ -910,7 +910,7 @@ def expand(scenario: Scenario) -> list[Scenario]:
 
 
 def library() -> dict[str, Path]:
-    """The scenarios shipped in ``bench/scenarios/``, by name (the file stem)."""
+    """The scenarios shipped in ``bench/experiment/scenarios/``, by name (the file stem)."""
     return {p.stem: p for p in sorted(LIBRARY_DIR.glob("*.yaml"))}
 
 

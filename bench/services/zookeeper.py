@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.mntr import Mntr, MntrUnavailable, four_letter, read_mntr
-from bench.ports import HOST, free_ports
-from bench.process import freeze, pid_alive, terminate_pid
+from bench.services.mntr import Mntr, MntrUnavailable, four_letter, read_mntr
+from bench.services.ports import HOST, free_ports
+from bench.services.process import freeze, pid_alive, terminate_pid
 
 log = logging.getLogger(__name__)
 
@@ -520,7 +520,7 @@ class ZooKeeperEnsemble:
         """One reading per running server.
 
         A running server that does not serve (electing a leader, paused) raises
-        :class:`~bench.mntr.MntrUnavailable` or ``OSError``, unless ``strict`` is False: then it is left out.
+        :class:`~bench.services.mntr.MntrUnavailable` or ``OSError``, unless ``strict`` is False: then it is left out.
         """
         readings = []
         for server in self.servers:

@@ -7,7 +7,7 @@ complete, disjoint generation and ZooKeeper is quiet again, and reads both once 
 difference is the join's cost, from the server's counters and the clients' counts side by side.
 
 "Quiet" means the namespace's read and write counters did not move between two readings
-``quiet_s`` apart; pings do not move them (see :mod:`bench.mntr`), so idle sessions do not count.
+``quiet_s`` apart; pings do not move them (see :mod:`bench.services.mntr`), so idle sessions do not count.
 Server reads exclude ``exists`` on a missing znode and server writes count each op of a ``multi``,
 which is why they can differ from the client counts in both directions.
 """
@@ -25,8 +25,8 @@ from typing import Any
 import click
 from kazoo.client import KazooClient
 
-from bench.history import GroupView
-from bench.mntr import Mntr, ZkLoad, read_mntr, zk_load
+from bench.experiment.history import GroupView
+from bench.services.mntr import Mntr, ZkLoad, read_mntr, zk_load
 from group_api import ConfigError, ListSink, MemberConfig
 from group_api.registry import create_member, variants
 
@@ -169,7 +169,7 @@ def run_join_costs(
     progress: Callable[[str], None] = log.info,
 ) -> list[JoinCost]:
     """Measure every (variant, size) pair, against ``zk_hosts`` or a standalone server we start."""
-    from bench.zookeeper import ZooKeeperEnsemble
+    from bench.services.zookeeper import ZooKeeperEnsemble
 
     ensemble = None
     if zk_hosts is None:

@@ -47,11 +47,11 @@ from docker.errors import APIError, DockerException, NotFound
 from kazoo.client import KazooClient
 from requests.exceptions import RequestException
 
-from bench.backend import ClusterSpec, TargetError, broker_sample, pick_zk, zk_sample
-from bench.brokers import placement_settled
-from bench.history import History
-from bench.polling import wait_until
-from bench.zookeeper import server_mode
+from bench.backends import ClusterSpec, TargetError, broker_sample, pick_zk, zk_sample
+from bench.experiment.history import History
+from bench.services.brokers import placement_settled
+from bench.services.polling import wait_until
+from bench.services.zookeeper import server_mode
 from coordinator_mode.broker import BrokerConfig
 from coordinator_mode.cli import config_from_args
 from coordinator_mode.controller import OFFSETS_TOPIC, create_topics, read_view
@@ -125,7 +125,7 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
 
 
 class MemberContainer:
-    """A :class:`~bench.backend.MemberHandle` backed by a container running ``rebalance-lab member``."""
+    """A :class:`~bench.backends.MemberHandle` backed by a container running ``rebalance-lab member``."""
 
     def __init__(self, container: Any, history: History, log_path: Path | None) -> None:
         self.container = container
@@ -230,7 +230,7 @@ class MemberContainer:
 
 
 class ComposeBackend:
-    """The compose :class:`~bench.backend.Backend`: servers and members are containers of a project.
+    """The compose :class:`~bench.backends.Backend`: servers and members are containers of a project.
 
     Args:
         spec: what the run asks for.

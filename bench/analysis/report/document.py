@@ -2,7 +2,7 @@
 
 Writes ``report.html`` (self-contained: figures embedded as base64 PNG), ``report.md`` with the
 same content and its figures as files under ``figures/``. Run directories whose derived tables are
-missing or older than their history are analysed first (:func:`bench.metrics.analyze`). A figure
+missing or older than their history are analysed first (:func:`bench.analysis.metrics.tables.analyze`). A figure
 without data in the given runs is skipped with a note saying why, never drawn empty. Runs that
 failed or were aborted come first in both documents, then check failures; the failed runs stay out
 of every figure and statistic unless asked for (``--include-failed``).
@@ -31,8 +31,8 @@ from matplotlib.figure import Figure as Canvas
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from bench.history import ERROR_FILE, RunState
-from bench.metrics import analyze, describe, find_runs
+from bench.analysis.metrics.tables import analyze, describe, find_runs
+from bench.experiment.history import ERROR_FILE, RunState
 
 log = logging.getLogger(__name__)
 

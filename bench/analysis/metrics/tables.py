@@ -3,7 +3,7 @@
 An *episode* is one group's reaction to one trigger: an action's start (``pause_member``'s end, the
 resume, is a trigger of its own), or the run's start when members reported before any action. It
 lasts until the group's next trigger or the end of the measured run (the ``stop`` action). Per
-episode, from ``events.jsonl`` replayed by :mod:`bench.replay`:
+episode, from ``events.jsonl`` replayed by :mod:`bench.analysis.replay`:
 
 detection
     trigger -> the first member event of that group after it (the system's first reaction).
@@ -23,7 +23,7 @@ outcome
 
 ZooKeeper cost of an episode comes from the ``mntr`` readings that bracket it: per server the last
 reading at or before the trigger and the first at or after convergence (or the episode's end),
-through :func:`bench.mntr.zk_load` with the group's namespace (``zkmode`` for zk members, ``kafka``
+through :func:`bench.services.mntr.zk_load` with the group's namespace (``zkmode`` for zk members, ``kafka``
 for the brokers of coordinator mode). **Background is separated two ways**: the per-namespace read
 and write counters never count pings or session setup, so ``zk_reads``/``zk_writes`` are the
 episode's own requests; ensemble-wide counts including pings are reported beside them
@@ -53,10 +53,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bench.checker import CheckReport, check, harness_problems
-from bench.history import RunState, RunStatus
-from bench.mntr import Mntr, ZkLoad, zk_load
-from bench.replay import ActionRecord, Replay, RunHistory
+from bench.analysis.checker import CheckReport, check, harness_problems
+from bench.analysis.replay import ActionRecord, Replay, RunHistory
+from bench.experiment.history import RunState, RunStatus
+from bench.services.mntr import Mntr, ZkLoad, zk_load
 from group_api import Event, EventKind
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 Each child is its own process (own session, own pid) so faults are real: SIGKILL, SIGSTOP/SIGCONT,
 SIGTERM for a graceful leave. A reader thread turns its stdout into :class:`~group_api.Event`s
-and appends them to a shared :class:`~bench.history.History`; stderr goes to a log file.
+and appends them to a shared :class:`~bench.experiment.history.History`; stderr goes to a log file.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench.history import History
-from bench.process import freeze
+from bench.experiment.history import History
+from bench.services.process import freeze
 from group_api import read_events
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Correctness checks on a run's history; every failure is returned as a record, never hidden.
 
-Checks (ownership as :mod:`bench.replay` counts it: kills end ownership at the kill, a paused
+Checks (ownership as :mod:`bench.analysis.replay` counts it: kills end ownership at the kill, a paused
 member owns nothing from the pause until its first ownership event after the resume):
 
 ``double_ownership``
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from bench.replay import ActionRecord, GroupState, Replay, RunHistory
+from bench.analysis.replay import ActionRecord, GroupState, Replay, RunHistory
 from group_api import EventKind, TopicPartition
 
 #: (mode, variant) pairs in which one member leads each generation.
