@@ -47,17 +47,18 @@ from docker.errors import APIError, DockerException, NotFound
 from kazoo.client import KazooClient
 from requests.exceptions import RequestException
 
-from bench.backends import ClusterSpec, TargetError, broker_sample, pick_zk, zk_sample
+from bench.backends import ClusterSpec, TargetError, pick_zk
+from bench.backends.samples import broker_sample, zk_sample
 from bench.experiment.history import History
 from bench.services.brokers import placement_settled
+from bench.services.catalog import write_catalogs
 from bench.services.polling import wait_until
 from bench.services.zookeeper import server_mode
 from coordinator_mode.broker import BrokerConfig
 from coordinator_mode.cli import config_from_args
-from coordinator_mode.controller import OFFSETS_TOPIC, create_topics, read_view
+from coordinator_mode.controller import OFFSETS_TOPIC, read_view
 from coordinator_mode.hashing import partition_for
 from group_api import read_events
-from zk_mode.catalog import write_topics
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,11 @@ def connect_engine() -> Any:
             f"no Docker engine reachable at {engine_address()}; start one or use --target local"
         ) from None
     return client
+
+
+def preflight() -> None:
+    """Raise :class:`ComposeError` when no Docker engine answers (``--target compose``'s check)."""
+    connect_engine().close()
 
 
 @dataclass(frozen=True)
@@ -352,7 +358,7 @@ class ComposeBackend:
             self._wait_for_quorum()
             self._zk = KazooClient(hosts=self.layout.zk_connect, timeout=10.0)
             self._zk.start(timeout=30)
-            write_topics(self._zk, self.spec.zk_root, self.spec.topics)
+            write_catalogs(self._zk, self.spec.topics, zk_root=self.spec.zk_root)
             if self.brokers:
                 self._start_brokers()
             self._record()
@@ -389,7 +395,7 @@ class ComposeBackend:
                     f"INITIAL_REBALANCE_DELAY_MS={wanted} docker compose up -d {' '.join(self.layout.broker_services)}"
                 )
         root = self._broker_root
-        create_topics(self._zk, self.spec.topics, root)
+        write_catalogs(self._zk, self.spec.topics, broker_root=root)
         wait_until(
             lambda: placement_settled(read_view(self._zk, root), self._broker_configs, self.spec.topics),
             READY_TIMEOUT_S,

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.backends import ClusterSpec, broker_sample, pick_zk, zk_sample
+from bench.backends import ClusterSpec, pick_zk
+from bench.backends.samples import broker_sample, zk_sample
 from bench.experiment.history import History
 from bench.services.members import MemberProcess
 from bench.services.zookeeper import ZooKeeperEnsemble
@@ -65,17 +66,9 @@ class LocalTopology:
             raise
 
     def _write_catalog(self) -> None:
-        from kazoo.client import KazooClient
+        from bench.services.catalog import provision_topics
 
-        from zk_mode.catalog import write_topics
-
-        client = KazooClient(self.ensemble.connect_string)
-        client.start(timeout=30)
-        try:
-            write_topics(client, self.zk_root, self.topics)
-        finally:
-            client.stop()
-            client.close()
+        provision_topics(self.ensemble.connect_string, self.topics, zk_root=self.zk_root)
 
     def _start_zk_proxies(self) -> None:
         from bench.services.proxy import Proxy

@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import click
-from kazoo.client import KazooClient
 
 from bench.experiment.history import GroupView
+from bench.services.catalog import provision_topics
 from bench.services.mntr import Mntr, ZkLoad, read_mntr, zk_load
 from group_api import ConfigError, ListSink, MemberConfig
 from group_api.registry import create_member, variants
@@ -98,15 +98,7 @@ def measure_join(
     timeout: float = 300.0,
 ) -> JoinCost:
     root = f"/zkmode/joincost-{uuid.uuid4().hex[:8]}"
-    admin = KazooClient(zk_hosts)
-    admin.start(timeout=30)
-    try:
-        from zk_mode.catalog import write_topics
-
-        write_topics(admin, root, {TOPIC: partitions})
-    finally:
-        admin.stop()
-        admin.close()
+    provision_topics(zk_hosts, {TOPIC: partitions}, zk_root=root)
     all_parts = {(TOPIC, p) for p in range(partitions)}
     config = MemberConfig(
         group="joincost",

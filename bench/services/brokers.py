@@ -32,11 +32,12 @@ from typing import IO, Any
 from kafka.protocol.admin import DescribeGroupsRequest
 from kazoo.client import KazooClient
 
+from bench.services.catalog import write_catalogs
 from bench.services.polling import wait_until
 from bench.services.ports import free_port
 from bench.services.process import freeze, terminate_pid
 from coordinator_mode.broker import BrokerConfig
-from coordinator_mode.controller import DEFAULT_ZK_ROOT, OFFSETS_TOPIC, ClusterView, create_topics, read_view
+from coordinator_mode.controller import DEFAULT_ZK_ROOT, OFFSETS_TOPIC, ClusterView, read_view
 from coordinator_mode.hashing import DEFAULT_OFFSETS_PARTITIONS, partition_for
 
 log = logging.getLogger(__name__)
@@ -280,7 +281,7 @@ class BrokerCluster:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if self.topics:
-            create_topics(self.zk, self.topics, self.zk_root)
+            write_catalogs(self.zk, self.topics, broker_root=self.zk_root)
         try:
             for broker_id in range(1, self.size + 1):
                 state_dir = self.base_dir / f"broker-{broker_id}"
