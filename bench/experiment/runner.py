@@ -175,9 +175,6 @@ class MemberGroup:
         leaders = self.view().leaders(self.live_ids()) - {None}
         return next(iter(leaders)) if len(leaders) == 1 else None
 
-    def process_of(self, member: str) -> MemberHandle | None:
-        return next((p for p in self.procs if member in p.member_ids), None)
-
     def stable(self, newer_than: int | None) -> bool:
         ids = self.live_ids()
         view = self.view()

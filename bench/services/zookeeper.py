@@ -488,9 +488,6 @@ class ZooKeeperEnsemble:
         """Stop server ``i`` (index into :attr:`servers`) gracefully; it keeps its id, ports and data."""
         self.servers[i].stop()
 
-    def kill_server(self, i: int) -> None:
-        self.servers[i].kill()
-
     def restart_server(self, i: int, timeout: float = 60.0) -> None:
         """Start server ``i`` again and wait until the ensemble (it included) serves."""
         server = self.servers[i]

@@ -99,7 +99,11 @@ QUANTITIES = {
 }
 #: Actions that change membership by one member (the ZooKeeper cost formulas are per such change).
 SINGLE_CHANGES = ("add_members", "leave_members", "kill_member", "kill_leader")
-#: Analytic growth of ZooKeeper reads per membership change with group size N (zookeeper-design.md 1.3).
+#: Analytic growth of ZooKeeper reads per membership change with group size N. chain follows ZooKeeper's
+#: leader-election recipe without a herd effect (each member watches its predecessor; ZooKeeper's
+#: "Recipes and Solutions", Leader Election), so one change costs reads by the leader only; herd is
+#: the recipe's naive form (every member watches and re-reads the membership); selfbalance is Kafka
+#: 0.8's ZookeeperConsumerConnector rebalance, where every consumer re-reads every registration.
 EXPECTED_READS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
     "zk/chain": ("∝ N", lambda n: n),
     "zk/herd": ("∝ N²", lambda n: n**2),
@@ -654,7 +658,8 @@ def fig_zk_ops_vs_size(res: Results) -> list[Figure | Skipped]:
                 "watches and reads the membership), herd ∝ N² (all N members are notified and each reads all "
                 "N registrations), selfbalance ∝ N² (Kafka 0.8: every consumer reads about N + B + T + 5 "
                 "znodes, so about N·(N + B + T + 5) + P reads per rebalance for B brokers, T topics and P "
-                "partitions; zookeeper-design.md §1.3). No formula is drawn for setpartitioner." + zero_note,
+                "partitions, as Kafka 0.8's ZookeeperConsumerConnector rebalances). No formula is drawn for setpartitioner."
+                + zero_note,
                 _png(fig),
             )
         )
