@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from bench.analysis.metrics.tables import Outcome, analyze, analyze_command, describe, episodes, median_ci
+from bench.analysis.metrics.episodes import Outcome, episodes
+from bench.analysis.metrics.stats import describe, median_ci
+from bench.analysis.metrics.tables import analyze, analyze_command
 from bench.analysis.replay import RunHistory
 from bench.experiment.history import RunState, RunStatus
 

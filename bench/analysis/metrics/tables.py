@@ -1,40 +1,13 @@
-"""Metrics from one run directory, computed the same way for every mode: ``analyze(run_dir)``.
+"""The derived tables of one run directory, computed the same way for every mode: ``analyze(run_dir)``.
 
-An *episode* is one group's reaction to one trigger: an action's start (``pause_member``'s end, the
-resume, is a trigger of its own), or the run's start when members reported before any action. It
-lasts until the group's next trigger or the end of the measured run (the ``stop`` action). Per
-episode, from ``events.jsonl`` replayed by :mod:`bench.analysis.replay`:
-
-detection
-    trigger -> the first member event of that group after it (the system's first reaction).
-convergence
-    trigger -> the first moment every live member holds one generation newer than the newest at
-    the trigger, and the live members' ownership is complete and disjoint. It is looked for only
-    from the action's end on (members started by ``start_members`` must all have started; a
-    ``rolling_restart`` must be over), except for ``pause_member``, whose start converges while the
-    member is frozen. ``start_members``/``add_members`` also need ``params.count`` live members.
-unowned partition-seconds
-    the integral of the number of the group's partitions nobody counts as owning, from the
-    trigger to convergence (to the end of the episode when it never converged).
-outcome
-    ``converged``; ``no_rebalance`` (no newer generation, and the group was still converged at the
-    generation it had at the trigger, e.g. a coordinator failover within the session timeout);
-    ``not_converged``.
-
-ZooKeeper cost of an episode comes from the ``mntr`` readings that bracket it: per server the last
-reading at or before the trigger and the first at or after convergence (or the episode's end),
-through :func:`bench.services.mntr.zk_load` with the group's namespace (``zkmode`` for zk members, ``kafka``
-for the brokers of coordinator mode). **Background is separated two ways**: the per-namespace read
-and write counters never count pings or session setup, so ``zk_reads``/``zk_writes`` are the
-episode's own requests; ensemble-wide counts including pings are reported beside them
-(``reads_incl_pings``), and the idle load is measured separately as a rate over *steady* windows,
-stretches with no action in progress and every group converged (starting ``STEADY_SETTLE_S`` after
-the last event). Broker requests per episode come the same way from the brokers' counters.
-
-With several episodes of the same kind (repetitions, several groups), :func:`describe` gives the
-median with a distribution-free 95 % confidence interval from order statistics and warns when
-there are fewer than ``MIN_SAMPLES`` values or the coefficient of variation exceeds ``MAX_CV``.
-Every output column is documented in the README, section "Results: what a run directory holds".
+It writes ``rebalances.csv`` (one row per episode, :mod:`bench.analysis.metrics.episodes`),
+``zk_load.csv`` and ``broker_load.csv`` (:mod:`bench.analysis.metrics.samples`, plus the *steady*
+windows: stretches with no action in progress and every group converged, starting
+``STEADY_SETTLE_S`` after the last event, where the idle load is measured as a rate; ensemble-wide
+counts including pings are reported beside the per-namespace ones as ``reads_incl_pings``) and
+``summary.json`` (statistics from :mod:`bench.analysis.metrics.stats`, the checks of
+:mod:`bench.analysis.checker`). ``rebalance-lab analyze`` is :func:`analyze_command`. Every output
+column is documented in the README, section "Results: what a run directory holds".
 """
 
 from __future__ import annotations
@@ -42,11 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
-from enum import StrEnum
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import numpy as np
@@ -54,548 +25,27 @@ import pandas as pd
 import yaml
 
 from bench.analysis.checker import CheckReport, check, harness_problems
-from bench.analysis.replay import ActionRecord, Replay, RunHistory
+from bench.analysis.metrics.episodes import Episode, EpisodeBuilder, Join, join_fields, joins, ms_between
+from bench.analysis.metrics.samples import (
+    Samples,
+    bracket_readings,
+    broker_load,
+    reading_span,
+    readings_inside,
+)
+from bench.analysis.metrics.stats import aggregate
+from bench.analysis.replay import RunHistory
 from bench.experiment.history import RunState, RunStatus
-from bench.services.mntr import Mntr, ZkLoad, zk_load
-from group_api import Event, EventKind
+from bench.services.mntr import ZkLoad, zk_load
+from group_api import EventKind
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-CI_LEVEL = 0.95
-MIN_SAMPLES = 5
-MAX_CV = 0.25
 #: A steady window starts this long after the last event, so a rebalance's trailing traffic is not idle load.
 STEADY_SETTLE_S = 1.0
 #: Shortest steady window worth a rate.
 STEADY_MIN_S = 2.0
-
-#: Per-episode metrics summarised by :func:`describe`, with their units.
-METRICS = {
-    "detection_ms": "ms",
-    "convergence_ms": "ms",
-    "unowned_partition_s": "partition-s",
-    "generations": "generations",
-    "zk_reads": "requests",
-    "zk_writes": "znode changes",
-    "zk_watch_notifications": "notifications",
-    "broker_requests": "requests",
-}
-
-
-class Outcome(StrEnum):
-    CONVERGED = "converged"
-    NO_REBALANCE = "no_rebalance"
-    NOT_CONVERGED = "not_converged"
-
-
-@dataclass(frozen=True)
-class Episode:
-    group: str
-    step: int
-    action: str
-    phase: str
-    trigger_ns: int
-    end_ns: int  # convergence, else the episode window's end
-    window_end_ns: int
-    outcome: Outcome
-    detection_ns: int | None
-    detected_by: str | None
-    detection_event: str | None
-    convergence_ns: int | None
-    unowned_partition_s: float
-    generation_before: int | None
-    generation_after: int | None
-    generations: int
-    members_before: int
-    members_after: int
-    members_involved: int
-    targets: tuple[str, ...]
-    concurrent_groups: int
-    rtt_ms: float
-
-
-@dataclass
-class _Open:
-    """An episode being measured."""
-
-    group: str
-    trigger: ActionRecord | None
-    trigger_ns: int
-    search_from_ns: int
-    min_live: int
-    generation_before: int | None
-    members_before: int
-    concurrent_groups: int
-    rtt_ms: float
-    detection: tuple[int, str, str] | None = None
-    convergence_ns: int | None = None
-    settled: tuple[int, int] | None = None  # (generation, live members) at convergence
-    unowned_ns: float = 0.0  # partition-nanoseconds
-    generations: set[int] = field(default_factory=set)
-    involved: set[str] = field(default_factory=set)
-
-
-def _is_trigger(a: ActionRecord) -> bool:
-    if a.action == "stop":
-        return False
-    return a.phase == "start" or a.action == "pause_member"
-
-
-class _EpisodeBuilder:
-    """One pass over the replay that cuts it into episodes and finds the quiet stretches."""
-
-    def __init__(self, history: RunHistory) -> None:
-        self.history = history
-        self.replay = Replay(history)
-        self.episodes: list[Episode] = []
-        self.quiet: list[tuple[int, int, int]] = []  # (start, end, live members)
-        self._open: dict[str, _Open] = {}
-        self._last_ns = {g: history.start_ns for g in self.replay.groups}
-        self._unowned = {g: s.unowned for g, s in self.replay.groups.items()}
-        self._converged_since: dict[str, int | None] = dict.fromkeys(self.replay.groups)
-        self._in_progress: set[tuple[int, str]] = set()
-        self._rtt_ms = 0.0
-        self._member_group = history.member_groups()
-
-    # -- per group bookkeeping -------------------------------------------------------------------
-
-    def _integrate(self, group: str, now: int) -> None:
-        """Add the unowned partition-time since the group's last change to its open episode."""
-        ep = self._open.get(group)
-        if ep is not None and ep.convergence_ns is None:
-            ep.unowned_ns += self._unowned[group] * (now - max(self._last_ns[group], ep.trigger_ns))
-        self._last_ns[group] = now
-
-    def _after_change(self, group: str, now: int) -> None:
-        state = self.replay.groups[group]
-        self._unowned[group] = state.unowned
-        if state.converged():
-            if self._converged_since[group] is None:
-                self._converged_since[group] = now
-        else:
-            self._converged_since[group] = None
-        ep = self._open.get(group)
-        if ep is None or ep.convergence_ns is not None or now < ep.search_from_ns:
-            return
-        generation = state.generation()
-        newer = generation is not None and (ep.generation_before is None or generation > ep.generation_before)
-        if state.converged() and newer and state.live_count >= ep.min_live:
-            ep.convergence_ns = self._converged_since[group]
-            ep.settled = (generation, state.live_count)
-
-    def _open_episode(self, group: str, trigger: ActionRecord | None, now: int, concurrent: int) -> None:
-        state = self.replay.groups[group]
-        search_from = now
-        min_live = 1
-        if trigger is not None:
-            if trigger.action != "pause_member":
-                search_from = self.history.action_end(trigger) or now
-            count = trigger.params.get("count")
-            if isinstance(count, int) and trigger.action == "start_members":
-                min_live = count
-            elif isinstance(count, int) and trigger.action == "add_members":
-                min_live = state.live_count + count
-            elif trigger.action == "rolling_restart":
-                min_live = max(1, state.live_count)
-        self._open[group] = _Open(
-            group=group,
-            trigger=trigger,
-            trigger_ns=now,
-            search_from_ns=search_from,
-            min_live=min_live,
-            generation_before=state.latest_generation(),
-            members_before=state.live_count,
-            concurrent_groups=concurrent,
-            rtt_ms=self._rtt_ms,
-        )
-
-    def _close_episode(self, group: str, now: int) -> None:
-        ep = self._open.pop(group, None)
-        if ep is None:
-            return
-        state = self.replay.groups[group]
-        if ep.members_before == 0 and ep.detection is None and state.live_count == 0:
-            return  # nothing to react: e.g. a delay set before any member started
-        if ep.convergence_ns is not None and ep.settled is not None:
-            outcome = Outcome.CONVERGED
-            end = ep.convergence_ns
-            generation_after, members_after = ep.settled
-        else:
-            end = now
-            same = state.converged() and state.generation() == ep.generation_before
-            outcome = Outcome.NO_REBALANCE if same else Outcome.NOT_CONVERGED
-            generation_after = state.generation() if same else None
-            members_after = state.live_count
-        trigger = ep.trigger
-        targets = trigger.targets if trigger else ()
-        members = {m for m in targets if self._member_group.get(m) == group}
-        self.episodes.append(
-            Episode(
-                group=group,
-                step=trigger.step if trigger else -1,
-                action=trigger.action if trigger else "run_start",
-                phase=trigger.phase if trigger else "start",
-                trigger_ns=ep.trigger_ns,
-                end_ns=end,
-                window_end_ns=now,
-                outcome=outcome,
-                detection_ns=ep.detection[0] if ep.detection else None,
-                detected_by=ep.detection[1] if ep.detection else None,
-                detection_event=ep.detection[2] if ep.detection else None,
-                convergence_ns=ep.convergence_ns,
-                unowned_partition_s=ep.unowned_ns / 1e9,
-                generation_before=ep.generation_before,
-                generation_after=generation_after,
-                generations=len(ep.generations),
-                members_before=ep.members_before,
-                members_after=members_after,
-                members_involved=len(ep.involved | members),
-                targets=targets,
-                concurrent_groups=ep.concurrent_groups,
-                rtt_ms=ep.rtt_ms,
-            )
-        )
-
-    # -- the pass --------------------------------------------------------------------------------
-
-    def build(self) -> _EpisodeBuilder:
-        h = self.history
-        end = h.analysis_end_ns
-        items = [i for i in self.replay.items() if i.mono_ns <= end]
-        first_event = {}
-        for e in h.events:
-            first_event.setdefault(e.group, e.mono_ns)
-        first_trigger: dict[str, int] = {}
-        for item in items:
-            if isinstance(item, ActionRecord) and _is_trigger(item):
-                for g in self.replay.groups_of(item):
-                    first_trigger.setdefault(g, item.mono_ns)
-        cold = [g for g, t in first_event.items() if t < first_trigger.get(g, end + 1)]
-        for g in cold:  # members reported before any action: the run's start is the trigger
-            self._open_episode(g, None, h.start_ns, len(cold))
-
-        quiet_from: int | None = None
-        for item in items:
-            now = item.mono_ns
-            if quiet_from is not None and now > quiet_from:
-                self.quiet.append((quiet_from, now, self._live_total()))
-            if isinstance(item, ActionRecord):
-                groups = self.replay.groups_of(item)
-                for g in groups:
-                    self._integrate(g, now)
-                if _is_trigger(item):
-                    for g in groups:
-                        self._close_episode(g, now)
-                    if item.action == "set_delay" and item.phase == "start":
-                        self._rtt_ms = float(item.params.get("rtt_ms", 0.0))
-                    for g in groups:
-                        self._open_episode(g, item, now, len(groups))
-                key = (item.step, item.action)
-                if item.phase == "start":
-                    self._in_progress.add(key)
-                elif item.phase == "end":
-                    self._in_progress.discard(key)
-                self.replay.apply(item)
-                for g in groups:
-                    self._after_change(g, now)
-            else:
-                g = item.group
-                self._integrate(g, now)
-                applied = self.replay.apply(item) is not None
-                ep = self._open.get(g)
-                if applied and ep is not None and ep.convergence_ns is None:
-                    if ep.detection is None and now > ep.trigger_ns:
-                        ep.detection = (now, item.member, item.kind.value)
-                    ep.involved.add(item.member)
-                    newer = item.generation is not None and (
-                        ep.generation_before is None or item.generation > ep.generation_before
-                    )
-                    if item.kind == EventKind.ASSIGNED and newer:
-                        ep.generations.add(item.generation)
-                self._after_change(g, now)
-            quiet_from = now if self._quiet() else None
-        if quiet_from is not None and end > quiet_from:
-            self.quiet.append((quiet_from, end, self._live_total()))
-        for g in list(self._open):
-            self._integrate(g, end)
-            self._close_episode(g, end)
-        self.episodes.sort(key=lambda e: (e.trigger_ns, e.group))
-        return self
-
-    def _live_total(self) -> int:
-        return sum(s.live_count for s in self.replay.groups.values())
-
-    def _quiet(self) -> bool:
-        states = [s for s in self.replay.groups.values() if s.live_count]
-        return not self._in_progress and bool(states) and all(s.converged() for s in states)
-
-
-def episodes(history: RunHistory) -> list[Episode]:
-    """Every group's episodes, in trigger order."""
-    return _EpisodeBuilder(history).build().episodes
-
-
-@dataclass(frozen=True)
-class Join:
-    """One member's way into its group: from the start of its join to its first assignment."""
-
-    member: str
-    group: str
-    started_ns: int  # the member's ``join_started_ns`` when it reports one, else its first ``joined``
-    assigned_ns: int | None  # its first ``assigned`` after that; None if it never got one
-
-
-def joins(history: RunHistory) -> list[Join]:
-    """Every member's first join. A coordinator-mode ``joined`` is emitted when JoinGroup answers,
-    which waits out the rebalance, so the member stamps when its first JoinGroup went out."""
-    first: dict[str, Event] = {}
-    assigned: dict[str, int] = {}
-    for e in history.events:
-        if e.kind == EventKind.JOINED:
-            first.setdefault(e.member, e)
-        elif e.kind == EventKind.ASSIGNED and e.member in first:
-            assigned.setdefault(e.member, e.mono_ns)
-    return [
-        Join(m, e.group, int(e.extra.get("join_started_ns", e.mono_ns)), assigned.get(m))
-        for m, e in first.items()
-    ]
-
-
-def _join_fields(ep: Episode, group_joins: Sequence[Join]) -> dict[str, Any]:
-    """The episode's joins: members whose first join started inside its window."""
-    inside = [j for j in group_joins if ep.trigger_ns <= j.started_ns < ep.window_end_ns]
-    done = [(j.started_ns, j.assigned_ns) for j in inside if j.assigned_ns is not None]
-    times = [(assigned - started) / 1e6 for started, assigned in done]
-    return {
-        "joins": len(inside),
-        "join_ms_median": round(float(np.median(times)), 3) if times else None,
-        "join_ms_max": round(max(times), 3) if times else None,
-        # first join out -> the last of them assigned; only when every one of them got there
-        "join_span_ms": _ms(min(s for s, _ in done), max(a for _, a in done))
-        if done and len(done) == len(inside)
-        else None,
-    }
-
-
-# -- samples ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BrokerSample:
-    broker: str
-    mono_ns: int
-    stats: dict[str, dict[str, int]]
-
-
-@dataclass(frozen=True)
-class Samples:
-    zk: dict[str, list[Mntr]]  # by server, in clock order
-    brokers: dict[str, list[BrokerSample]]
-    problems: tuple[str, ...] = ()
-
-    @classmethod
-    def read(cls, path: str | Path) -> Samples:
-        zk: dict[str, list[Mntr]] = {}
-        brokers: dict[str, list[BrokerSample]] = {}
-        problems = []
-        p = Path(path)
-        lines = p.read_text().splitlines() if p.exists() else []
-        if not p.exists():
-            problems.append(f"{p.name} missing: no ZooKeeper or broker cost")
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-                if d["source"] == "zk":
-                    zk.setdefault(d["server"], []).append(
-                        Mntr(
-                            server=d["server"],
-                            values=d["values"],
-                            mono_ns=int(d["mono_ns"]),
-                            answer_bytes=int(d.get("answer_bytes", 0)),
-                        )
-                    )
-                elif d["source"] == "broker":
-                    broker = str(d["broker"])
-                    brokers.setdefault(broker, []).append(BrokerSample(broker, int(d["mono_ns"]), d["stats"]))
-                else:
-                    problems.append(f"{p.name} line {number}: unknown source {d['source']!r}")
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                problems.append(f"{p.name} line {number}: not a sample")
-        for readings in (*zk.values(), *brokers.values()):
-            readings.sort(key=lambda r: r.mono_ns)
-        return cls(zk, brokers, tuple(problems))
-
-
-Reading = TypeVar("Reading", Mntr, BrokerSample)
-
-
-def _before(readings: Sequence[Reading], t: int) -> Reading | None:
-    earlier = [r for r in readings if r.mono_ns <= t]
-    return earlier[-1] if earlier else None
-
-
-def _after(readings: Sequence[Reading], t: int) -> Reading | None:
-    return next((r for r in readings if r.mono_ns >= t), None)
-
-
-def _bracket(
-    by_source: dict[str, list[Reading]], start: int, end: int
-) -> tuple[list[Reading], list[Reading]]:
-    """Per source the last reading at or before ``start`` and the first at or after ``end``."""
-    before, after = [], []
-    for readings in by_source.values():
-        b, a = _before(readings, start), _after(readings, end)
-        if b is not None and a is not None and a.mono_ns > b.mono_ns:
-            before.append(b)
-            after.append(a)
-    return before, after
-
-
-def _inside(by_source: dict[str, list[Reading]], start: int, end: int) -> tuple[list[Reading], list[Reading]]:
-    """Per source the first and last readings inside ``[start, end]`` (for rates over a window)."""
-    first, last = [], []
-    for readings in by_source.values():
-        inside = [r for r in readings if start <= r.mono_ns <= end]
-        if len(inside) >= 2:
-            first.append(inside[0])
-            last.append(inside[-1])
-    return first, last
-
-
-def _span(before: Sequence[Mntr | BrokerSample], after: Sequence[Mntr | BrokerSample]) -> tuple[int, int]:
-    return min(r.mono_ns for r in before), max(r.mono_ns for r in after)
-
-
-def broker_load(
-    before: Sequence[BrokerSample], after: Sequence[BrokerSample]
-) -> dict[tuple[str, str], dict[str, int]]:
-    """Requests and bytes per (broker, api) between two sets of samples; a restarted broker (a
-    counter went down) counts from zero."""
-    out: dict[tuple[str, str], dict[str, int]] = {}
-    by_broker = {b.broker: b for b in before}
-    for a in after:
-        b = by_broker.get(a.broker)
-        restarted = b is not None and any(
-            a.stats.get(api, {}).get("requests", 0) < s.get("requests", 0) for api, s in b.stats.items()
-        )
-        for api, stats in a.stats.items():
-            then = {} if b is None or restarted else b.stats.get(api, {})
-            delta = {
-                k: int(stats.get(k, 0)) - int(then.get(k, 0)) for k in ("requests", "bytes_in", "bytes_out")
-            }
-            if any(delta.values()):
-                out[(a.broker, api)] = delta
-    return out
-
-
-# -- statistics ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Stats:
-    n: int
-    median: float | None
-    ci_low: float | None
-    ci_high: float | None
-    ci_level: float | None  # the interval's actual coverage (order statistics give discrete levels)
-    min: float | None
-    max: float | None
-    q1: float | None
-    q3: float | None
-    cv: float | None  # sample standard deviation / mean
-    warnings: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["warnings"] = list(self.warnings)
-        return d
-
-
-def _binom_cdf(k: int, n: int) -> float:
-    """P(X <= k) for X ~ Binomial(n, 1/2)."""
-    return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
-
-
-def median_ci(values: Sequence[float], level: float = CI_LEVEL) -> tuple[float, float, float]:
-    """Distribution-free CI for the median: order statistics x_(k), x_(n+1-k) with the largest k whose
-    coverage 1 - 2 P(Bin(n, 1/2) <= k-1) is still >= level. With too few values for ``level`` this
-    returns (min, max) and its smaller coverage."""
-    xs = sorted(values)
-    n = len(xs)
-    k = 1
-    while k + 1 <= n // 2 and 1 - 2 * _binom_cdf(k, n) >= level:
-        k += 1
-    coverage = 1 - 2 * _binom_cdf(k - 1, n)
-    return xs[k - 1], xs[n - k], coverage
-
-
-def describe(values: Iterable[float | None]) -> Stats:
-    """Median, its 95 % CI, quartiles and warnings over the non-missing values."""
-    xs = [float(v) for v in values if not pd.isna(v)]
-    n = len(xs)
-    if n == 0:
-        return Stats(0, None, None, None, None, None, None, None, None, None, ("no values",))
-    arr = np.array(xs)
-    low, high, coverage = median_ci(xs)
-    mean = float(arr.mean())
-    cv = float(arr.std(ddof=1) / mean) if n > 1 and mean > 0 else (0.0 if n > 1 else None)
-    warnings = []
-    if n < MIN_SAMPLES:
-        interval = f": the min-max interval covers {coverage:.0%}" if n > 1 else ""
-        warnings.append(f"only {n} value(s), want >= {MIN_SAMPLES}{interval}")
-    if cv is not None and cv > MAX_CV:
-        warnings.append(f"values disagree: CV {cv:.0%} > {MAX_CV:.0%}")
-    return Stats(
-        n=n,
-        median=float(np.median(arr)),
-        ci_low=low,
-        ci_high=high,
-        ci_level=round(coverage, 4),
-        min=float(arr.min()),
-        max=float(arr.max()),
-        q1=float(np.percentile(arr, 25)),
-        q3=float(np.percentile(arr, 75)),
-        cv=None if cv is None else round(cv, 4),
-        warnings=tuple(warnings),
-    )
-
-
-#: Rows with the same values here are repetitions of one measurement.
-EPISODE_KEY = ("scenario", "mode", "variant", "step", "action", "phase")
-
-
-def aggregate(rebalances: pd.DataFrame, keys: Sequence[str] = EPISODE_KEY) -> pd.DataFrame:
-    """One row per (key, metric) with :class:`Stats` columns; over runs, groups and repetitions."""
-    rows = []
-    if rebalances.empty:
-        return pd.DataFrame(columns=[*keys, "metric", "unit", *Stats.__dataclass_fields__])
-    for key, frame in rebalances.groupby(list(keys), dropna=False, sort=True):
-        for metric, unit in METRICS.items():
-            if metric not in frame:
-                continue
-            stats = describe(frame[metric].tolist())
-            if stats.n == 0:
-                continue
-            rows.append(
-                {
-                    **dict(zip(keys, key, strict=True)),
-                    "metric": metric,
-                    "unit": unit,
-                    **stats.to_dict(),
-                    "runs": int(frame["run_id"].nunique()) if "run_id" in frame else None,
-                }
-            )
-    return pd.DataFrame(rows)
-
-
-# -- one run directory -----------------------------------------------------------------------------
-
-
-def _ms(start: int | None, end: int | None) -> float | None:
-    return None if start is None or end is None else round((end - start) / 1e6, 3)
 
 
 def _zk_fields(load: ZkLoad | None) -> dict[str, Any]:
@@ -639,10 +89,10 @@ def _episode_rows(
         by_group.setdefault(j.group, []).append(j)
     for ep in eps:
         spec = history.groups[ep.group]
-        window = _bracket(samples.zk, ep.trigger_ns, ep.end_ns)
+        window = bracket_readings(samples.zk, ep.trigger_ns, ep.end_ns)
         load = zk_load(*window, namespace=spec.namespace) if window[0] else None
-        zk_span = _span(*window) if window[0] else (None, None)
-        b_window = _bracket(samples.brokers, ep.trigger_ns, ep.end_ns)
+        zk_span = reading_span(*window) if window[0] else (None, None)
+        b_window = bracket_readings(samples.brokers, ep.trigger_ns, ep.end_ns)
         b_load = broker_load(*b_window) if b_window[0] else None
         key = {
             **ident,
@@ -659,11 +109,11 @@ def _episode_rows(
                 "trigger_s": round((ep.trigger_ns - start) / 1e9, 3),
                 "targets": ";".join(ep.targets),
                 "outcome": ep.outcome.value,
-                "detection_ms": _ms(ep.trigger_ns, ep.detection_ns),
+                "detection_ms": ms_between(ep.trigger_ns, ep.detection_ns),
                 "detected_by": ep.detected_by,
                 "detection_event": ep.detection_event,
-                "convergence_ms": _ms(ep.trigger_ns, ep.convergence_ns),
-                "window_ms": _ms(ep.trigger_ns, ep.window_end_ns),
+                "convergence_ms": ms_between(ep.trigger_ns, ep.convergence_ns),
+                "window_ms": ms_between(ep.trigger_ns, ep.window_end_ns),
                 "unowned_partition_s": round(ep.unowned_partition_s, 6),
                 "partitions": len(spec.partitions),
                 "generation_before": ep.generation_before,
@@ -672,7 +122,7 @@ def _episode_rows(
                 "members_before": ep.members_before,
                 "members_after": ep.members_after,
                 "members_involved": ep.members_involved,
-                **_join_fields(ep, by_group.get(ep.group, ())),
+                **join_fields(ep, by_group.get(ep.group, ())),
                 "concurrent_groups": ep.concurrent_groups,
                 "rtt_ms": ep.rtt_ms,
                 "zk_namespace": spec.namespace,
@@ -680,7 +130,7 @@ def _episode_rows(
                 "zk_writes": load.writes if load else None,
                 "zk_watch_notifications": load.watch_notifications if load else None,
                 "zk_reads_incl_pings": load.reads_incl_pings if load else None,
-                "zk_window_ms": _ms(*zk_span),
+                "zk_window_ms": ms_between(*zk_span),
                 "broker_requests": sum(v["requests"] for v in b_load.values())
                 if b_load is not None
                 else None,
@@ -700,7 +150,7 @@ def _episode_rows(
                 }
             )
         for (broker, api), delta in sorted((b_load or {}).items()):
-            b_span = _span(*b_window)
+            b_span = reading_span(*b_window)
             broker_rows.append(
                 {
                     **key,
@@ -730,9 +180,9 @@ def _steady_rows(
         lo = q_start + int(STEADY_SETTLE_S * 1e9)
         if (q_end - lo) / 1e9 < STEADY_MIN_S:
             continue
-        first, last = _inside(samples.zk, lo, q_end)
+        first, last = readings_inside(samples.zk, lo, q_end)
         if first:
-            span = _span(first, last)
+            span = reading_span(first, last)
             for ns in _namespaces(history):
                 zk_rows.append(
                     {
@@ -745,9 +195,9 @@ def _steady_rows(
                         **_zk_fields(zk_load(first, last, namespace=ns)),
                     }
                 )
-        b_first, b_last = _inside(samples.brokers, lo, q_end)
+        b_first, b_last = readings_inside(samples.brokers, lo, q_end)
         if b_first:
-            span = _span(b_first, b_last)
+            span = reading_span(b_first, b_last)
             for (broker, api), delta in sorted(broker_load(b_first, b_last).items()):
                 broker_rows.append(
                     {
@@ -778,11 +228,11 @@ def _client_calls(history: RunHistory) -> tuple[dict[str, int], int]:
 
 def _run_rows(ident: dict[str, Any], history: RunHistory, samples: Samples) -> list[dict[str, Any]]:
     """The whole measured run per namespace, with the members' own call counts beside it."""
-    first, last = _inside(samples.zk, 0, history.analysis_end_ns)
+    first, last = readings_inside(samples.zk, 0, history.analysis_end_ns)
     if not first:
         return []
     calls, reporting = _client_calls(history)
-    span = _span(first, last)
+    span = reading_span(first, last)
     rows = []
     for ns in _namespaces(history):
         rows.append(
@@ -875,7 +325,7 @@ def analyze(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     history = RunHistory.read(run_dir / "events.jsonl")
     samples = Samples.read(run_dir / "samples.jsonl")
-    builder = _EpisodeBuilder(history).build()
+    builder = EpisodeBuilder(history).build()
     ident = _run_identity(run_dir, history)
     report: CheckReport = check(history)
 

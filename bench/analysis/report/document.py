@@ -31,7 +31,8 @@ from matplotlib.figure import Figure as Canvas
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
-from bench.analysis.metrics.tables import analyze, describe, find_runs
+from bench.analysis.metrics.stats import describe
+from bench.analysis.metrics.tables import analyze, find_runs
 from bench.experiment.history import ERROR_FILE, RunState
 
 log = logging.getLogger(__name__)
