@@ -16,7 +16,9 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from bench.analysis.report.document import QUANTITIES, Results, load_results, summary_table, write_report
+from bench.analysis.report.document import write_report
+from bench.analysis.report.load import Results, load_results
+from bench.analysis.report.tables import QUANTITIES, summary_table
 from bench.experiment.history import RunState
 from bench.experiment.runner import (
     EXIT_ABORTED,
