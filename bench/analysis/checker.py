@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from bench.analysis.replay import ActionRecord, GroupState, Replay, RunHistory
+from bench.analysis.ownership import GroupOwnership
+from bench.analysis.replay import ActionRecord, Replay, RunHistory
 from group_api import EventKind, TopicPartition
 
 #: (mode, variant) pairs in which one member leads each generation.
@@ -113,7 +114,7 @@ class _OverlapTracker:
         self.open: dict[tuple[str, TopicPartition], _Overlap] = {}
         self.failures: list[Failure] = []
 
-    def update(self, group: str, state: GroupState, now: int) -> None:
+    def update(self, group: str, state: GroupOwnership, now: int) -> None:
         for tp in state.overlapping:
             key = (group, tp)
             if key in self.open:
@@ -149,11 +150,11 @@ class _OverlapTracker:
             self._close(key, now, open_at_end=True)
 
 
-def _stable_unowned(state: GroupState) -> list[TopicPartition] | None:
+def _stable_unowned(state: GroupOwnership) -> list[TopicPartition] | None:
     """Partitions nobody owns while the group is stable; None when it is not stable (or empty)."""
     if not state.stable():
         return None
-    return sorted(tp for tp in state.spec.partitions if tp not in state.owners)
+    return sorted(tp for tp in state.partitions if tp not in state.owners)
 
 
 def _leaders(history: RunHistory, examined: dict[str, int]) -> list[Failure]:

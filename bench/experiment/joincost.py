@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 
-from bench.experiment.history import GroupView
+from bench.analysis.ownership import GroupOwnership
 from bench.services.catalog import provision_topics
 from bench.services.mntr import Mntr, ZkLoad, read_mntr, zk_load
 from group_api import ConfigError, ListSink, MemberConfig
@@ -76,13 +76,13 @@ def _wait_stable(
     sink: ListSink, ids: list[str], partitions: set[tuple[str, int]], after: int | None, timeout: float
 ) -> int:
     def stable(events: list) -> bool:
-        view = GroupView().apply_all(events)
+        view = GroupOwnership(partitions).apply_all(events)
         generation = view.generation(ids)
-        return view.converged(partitions, ids) and (after is None or (generation or -1) > after)
+        return view.converged(ids) and (after is None or (generation or -1) > after)
 
     if not sink.wait_for(stable, timeout):
         raise TimeoutError(f"{len(ids)} members did not converge within {timeout:.0f}s")
-    return GroupView().apply_all(sink.events).generation(ids) or 0
+    return GroupOwnership(partitions).apply_all(sink.events).generation(ids) or 0
 
 
 def measure_join(

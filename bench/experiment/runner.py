@@ -34,6 +34,7 @@ from typing import Any
 import click
 import yaml
 
+from bench.analysis.ownership import GroupOwnership
 from bench.backends import (
     TARGETS,
     Backend,
@@ -45,7 +46,7 @@ from bench.backends import (
     check_target,
 )
 from bench.backends.local import LocalTopology
-from bench.experiment.history import GroupView, History, RunState, RunStatus
+from bench.experiment.history import History, RunState, RunStatus
 from bench.experiment.scenario import Action, LinkCut, Pick, Profile, Scenario, Step, WaitKind
 from bench.services.polling import wait_until
 from group_api import LEAVE_BOUND_S, OFFSET_EVENTS, EventKind
@@ -156,14 +157,14 @@ class MemberGroup:
     def live_ids(self) -> list[str]:
         return [m for p in self.live_procs() for m in p.member_ids if m not in self.dead]
 
-    def view(self, until_ns: int | None = None) -> GroupView:
-        """The group's state from its events (those before ``until_ns``, if given); killed members are gone."""
+    def view(self, until_ns: int | None = None) -> GroupOwnership:
+        """The group's ownership from its events (those before ``until_ns``, if given); killed members are dead."""
         events = self.history.snapshot()
-        view = GroupView().apply_all(
+        view = GroupOwnership(self.partitions).apply_all(
             e for e in events if e.group == self.name and (until_ns is None or e.mono_ns < until_ns)
         )
         for member in self.dead:
-            view.mark_gone(member)
+            view.mark_dead(member)
         return view
 
     def kill(self, proc: MemberHandle) -> None:
@@ -178,7 +179,7 @@ class MemberGroup:
     def stable(self, newer_than: int | None) -> bool:
         ids = self.live_ids()
         view = self.view()
-        if not ids or not view.converged(self.partitions, ids):
+        if not ids or not view.converged(ids):
             return False
         generation = view.generation(ids)
         return newer_than is None or (generation is not None and generation > newer_than)
@@ -484,9 +485,7 @@ class Run:
                 return
             if time.monotonic() > deadline:
                 states = {
-                    g.name: {
-                        m: (v.generation, len(v.owned)) for m, v in g.view().members.items() if not v.gone
-                    }
+                    g.name: {m: (v.generation, len(v.counted)) for m, v in g.view().members.items() if v.live}
                     for g in groups
                 }
                 raise RunError(
