@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysis.ownership import GroupOwnership
+from bench.experiment.actions import KILL_ACTIONS
 from group_api import Event, EventKind, TopicPartition
 
-KILL_ACTIONS = frozenset({"kill_member", "kill_leader"})
 #: The ZooKeeper namespace (top-level znode) each mode's load shows up under in ``mntr``.
 ZK_NAMESPACES = {"zk": "zkmode", "coordinator": "kafka"}
 

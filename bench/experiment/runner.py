@@ -46,8 +46,9 @@ from bench.backends import (
     check_target,
 )
 from bench.backends.local import LocalTopology
+from bench.experiment.actions import ACTIONS, Pick
 from bench.experiment.history import History, RunState, RunStatus
-from bench.experiment.scenario import Action, LinkCut, Pick, Profile, Scenario, Step, WaitKind
+from bench.experiment.scenario import Profile, Scenario, Step, WaitKind
 from bench.services.polling import wait_until
 from group_api import LEAVE_BOUND_S, OFFSET_EVENTS, EventKind
 from group_api.events import TopicPartition
@@ -55,13 +56,6 @@ from group_api.events import TopicPartition
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-
-#: Actions after which the group must reach a newer generation before "stable" counts.
-REBALANCING_ACTIONS = frozenset(
-    {Action.START_MEMBERS, Action.ADD_MEMBERS, Action.LEAVE_MEMBERS, Action.KILL_MEMBER, Action.KILL_LEADER}
-)
-#: Actions on links: members then reach servers through our proxies.
-LINK_ACTIONS = frozenset({Action.SET_DELAY, Action.CUT_LINK, Action.HEAL_LINK})
 
 
 def member_flags(settings: dict[str, Any]) -> list[str]:
@@ -375,7 +369,7 @@ class Run:
                 topics=topics,
                 zk_root=zk_root,
                 initial_rebalance_delay_ms=self.profile.group_initial_rebalance_delay_ms,
-                proxied=any(step.action in LINK_ACTIONS for step in sc.timeline),
+                proxied=any(ACTIONS[step.action].link for step in sc.timeline),
             )
         )
         self.progress(
@@ -434,11 +428,11 @@ class Run:
         self._doing = f"during step {i} ({step.action})"
         self.sampler.sample()
         began_ns = time.monotonic_ns()
-        getattr(self, f"_do_{step.action}")(i, step, groups)
+        ACTIONS[step.action].run(self, i, step, groups)
         self.sampler.sample()
         if step.wait.kind == WaitKind.STABLE:
-            newer = step.action in REBALANCING_ACTIONS
-            self._wait_stable(i, step, groups, before if newer else None, step.wait.seconds)
+            newer = ACTIONS[step.action].rebalancing
+            self.wait_stable(i, step, groups, before if newer else None, step.wait.seconds)
         elif step.wait.kind in (WaitKind.OFFSETS_COMMITTED, WaitKind.OFFSETS_FETCHED):
             self._wait_reported(i, step, groups, EventKind(step.wait.kind.value), began_ns)
         elif step.wait.seconds:
@@ -450,7 +444,7 @@ class Run:
         index = step.as_dict().get("group")
         return self.groups if index is None else [self.groups[index]]
 
-    def _action(
+    def record_action(
         self, i: int, step: Step, phase: str, group: str | None, targets: Sequence[str], **params: Any
     ) -> None:
         assert self.history is not None
@@ -464,7 +458,7 @@ class Run:
             params={**{k: v for k, v in step.params if v is not None}, **params},
         )
 
-    def _wait_stable(
+    def wait_stable(
         self,
         i: int,
         step: Step,
@@ -514,128 +508,7 @@ class Run:
             return max(1.0, 2 * self.profile.heartbeat_interval_ms / 1000)
         return 1.0
 
-    def _do_start_members(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        count = step.as_dict().get("count") or self.scenario.groups.members
-        for g in groups:
-            self._action(i, step, "start", g.name, [], count=count)
-            procs = g.spawn(count)
-            self._action(
-                i, step, "end", g.name, [m for p in procs for m in p.member_ids], pids=[p.pid for p in procs]
-            )
-
-    def _do_add_members(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        self._do_start_members(i, step, groups)
-
-    def _do_leave_members(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        for g in groups:
-            victims = self._pick(g, step.param("count"), step.param("pick"))
-            targets = [m for p in victims for m in p.member_ids]
-            self._action(i, step, "start", g.name, targets)
-            for p in victims:
-                g.terminate(p, str(step.action), i)
-            self._action(i, step, "end", g.name, targets)
-
-    def _kill(self, i: int, step: Step, g: MemberGroup, victims: list[MemberHandle]) -> None:
-        targets = [m for p in victims for m in p.member_ids]
-        self._action(i, step, "start", g.name, targets)
-        for p in victims:
-            g.kill(p)
-        self._action(i, step, "end", g.name, targets)
-
-    def _do_kill_member(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        for g in groups:
-            self._kill(i, step, g, self._pick(g, step.param("count"), step.param("pick")))
-
-    def _do_kill_leader(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        for g in groups:
-            self._kill(i, step, g, self._pick(g, 1, Pick.LEADER))
-
-    def _do_pause_member(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        seconds = self.scenario.pause_seconds(step, self.mode)
-        paused: list[tuple[MemberGroup, MemberHandle]] = []
-        for g in groups:
-            (proc,) = self._pick(g, 1, step.param("pick"))
-            proc.pause()
-            g.paused.add(proc.pid)
-            paused.append((g, proc))
-            self._action(i, step, "start", g.name, proc.member_ids, seconds=seconds)
-        time.sleep(seconds)  # the fault's own length, not a wait for a condition
-        for g, proc in paused:
-            proc.resume()
-            g.paused.discard(proc.pid)
-            self._action(i, step, "end", g.name, proc.member_ids)
-
-    def _do_rolling_restart(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        between = step.param("between")
-        for g in groups:
-            olds = list(g.live_procs())
-            self._action(i, step, "start", g.name, [m for p in olds for m in p.member_ids])
-            for proc in olds:
-                before = g.generation()
-                count = len(proc.member_ids)
-                if step.param("graceful"):
-                    g.terminate(proc, str(step.action), i)
-                else:
-                    self._action(i, step, "kill", g.name, proc.member_ids)
-                    g.kill(proc)
-                g.spawn(count)
-                if between == "stable":
-                    self._wait_stable(i, step, [g], {g.name: before}, step.wait.seconds)
-                else:
-                    time.sleep(float(between))
-            self._action(i, step, "end", g.name, g.live_ids())
-
-    def _do_kill_coordinator(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        assert self.topology is not None
-        for g in groups:
-            broker = self.topology.coordinator_for(g.name)
-            self._action(i, step, "start", g.name, [f"broker-{broker}"])
-            self.topology.kill_broker(broker)
-            self._action(i, step, "end", g.name, [f"broker-{broker}"])
-
-    def _do_stop_zk(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        assert self.topology is not None
-        index = self.topology.zk_index(step.param("server"))
-        self._action(i, step, "start", None, [f"zk-{index}"])
-        self.topology.stop_zk(index)
-        self._action(i, step, "end", None, [f"zk-{index}"])
-
-    def _do_restart_zk(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        assert self.topology is not None
-        server = step.param("server")
-        index = self.topology.stopped_zk()[-1] if server == "stopped" else int(server)
-        self._action(i, step, "start", None, [f"zk-{index}"])
-        self.topology.restart_zk(index)
-        self._action(i, step, "end", None, [f"zk-{index}"])
-
-    def _do_set_delay(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        assert self.topology is not None
-        links = self.topology.links(step.param("target"))
-        self._action(i, step, "start", None, links)
-        self.topology.set_rtt(step.param("target"), step.param("rtt_ms"), step.param("jitter_ms"))
-        self._action(i, step, "end", None, links)
-
-    def _do_cut_link(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        assert self.topology is not None
-        links = self.topology.links(step.param("target"))
-        self._action(i, step, "start", None, links)
-        self.topology.cut(step.param("target"), reset=step.param("how") == LinkCut.RESET)
-        self._action(i, step, "end", None, links)
-
-    def _do_heal_link(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        assert self.topology is not None
-        links = self.topology.links(step.param("target"))
-        self._action(i, step, "start", None, links)
-        self.topology.heal(step.param("target"))
-        self._action(i, step, "end", None, links)
-
-    def _do_stop(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        for g in groups:
-            self._action(i, step, "start", g.name, g.live_ids())
-            g.stop_all(str(step.action), i)
-            self._action(i, step, "end", g.name, [])
-
-    def _pick(self, g: MemberGroup, count: int, pick: Pick) -> list[MemberHandle]:
+    def pick_procs(self, g: MemberGroup, count: int, pick: Pick) -> list[MemberHandle]:
         """Member processes by the step's ``pick``; paused processes are never picked.
 
         ``follower`` spares the leader's process; ``leader`` in a leaderless variant is the oldest.

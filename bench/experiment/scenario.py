@@ -71,6 +71,7 @@ from typing import Any, TypeVar
 import click
 import yaml
 
+from bench.experiment.actions import ACTIONS, Action, LinkCut, Pick
 from group_api import ASSIGNOR_NAMES, DEFAULT_SESSION_TIMEOUT_MS, MemberConfig
 from group_api.registry import MODES, variants
 
@@ -189,39 +190,6 @@ _ZERO_ALLOWED = frozenset({"group_initial_rebalance_delay_ms", "rebalance_backof
 
 
 # -- the scenario's parts --------------------------------------------------------------------------
-
-
-class Action(StrEnum):
-    START_MEMBERS = "start_members"
-    ADD_MEMBERS = "add_members"
-    LEAVE_MEMBERS = "leave_members"
-    KILL_MEMBER = "kill_member"
-    KILL_LEADER = "kill_leader"
-    PAUSE_MEMBER = "pause_member"
-    ROLLING_RESTART = "rolling_restart"
-    KILL_COORDINATOR = "kill_coordinator"
-    STOP_ZK = "stop_zk"
-    RESTART_ZK = "restart_zk"
-    SET_DELAY = "set_delay"
-    CUT_LINK = "cut_link"
-    HEAL_LINK = "heal_link"
-    STOP = "stop"
-
-
-class Pick(StrEnum):
-    """Which member(s) an action picks; leaderless variants have no leader, so ``leader`` there
-    means the oldest member and ``follower`` any member."""
-
-    NEWEST = "newest"
-    OLDEST = "oldest"
-    RANDOM = "random"
-    LEADER = "leader"
-    FOLLOWER = "follower"
-
-
-class LinkCut(StrEnum):
-    BLACKHOLE = "blackhole"  # bytes are held until the link heals (a partition)
-    RESET = "reset"  # connections are reset and new ones refused until the link heals
 
 
 class WaitKind(StrEnum):
@@ -428,18 +396,6 @@ ACTION_PARAMS: dict[Action, dict[str, _Param]] = {
     Action.STOP: {},
 }
 
-#: actions that act on members, so a start_members step must come first
-_NEEDS_MEMBERS = frozenset(
-    {
-        Action.ADD_MEMBERS,
-        Action.LEAVE_MEMBERS,
-        Action.KILL_MEMBER,
-        Action.KILL_LEADER,
-        Action.PAUSE_MEMBER,
-        Action.ROLLING_RESTART,
-        Action.KILL_COORDINATOR,
-    }
-)
 _STEP_KEYS = ("action", "wait", "timeout", "hold")
 _TOP_KEYS = (
     "name",
@@ -776,7 +732,7 @@ def _timeline(r: _Reader, timeline: Any, profile: Profile, parts: dict[str, Any]
     started = False
     for i, action in enumerate(actions):
         started = started or action == Action.START_MEMBERS
-        if isinstance(action, str) and action in _NEEDS_MEMBERS and not started:
+        if action in ACTIONS and ACTIONS[action].needs_members and not started:
             r.record(f"timeline[{i}].action", f"{action} before any start_members step")
     if not started:
         r.record("timeline", "expected a start_members step")

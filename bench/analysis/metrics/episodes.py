@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from bench.analysis.replay import ActionRecord, Replay, RunHistory
+from bench.experiment.actions import ACTIONS
 from group_api import Event, EventKind
 
 
@@ -91,9 +92,10 @@ class _Open:
 
 
 def _is_trigger(a: ActionRecord) -> bool:
-    if a.action == "stop":
-        return False
-    return a.phase == "start" or a.action == "pause_member"
+    """Whether an action record opens an episode (:attr:`ActionSpec.triggers`; an action the table
+    does not know opens one at its start)."""
+    spec = ACTIONS.get(a.action)
+    return a.phase in (spec.triggers if spec is not None else ("start",))
 
 
 class EpisodeBuilder:

@@ -38,10 +38,11 @@ from bench.analysis.report.style import (
     y_axis,
 )
 from bench.analysis.report.tables import QUANTITIES
+from bench.experiment.actions import ACTIONS
 
 log = logging.getLogger(__name__)
 #: Actions that change membership by one member (the ZooKeeper cost formulas are per such change).
-SINGLE_CHANGES = ("add_members", "leave_members", "kill_member", "kill_leader")
+SINGLE_CHANGES = tuple(str(a) for a, spec in ACTIONS.items() if spec.single_change)
 #: Analytic growth of ZooKeeper reads per membership change with group size N. chain follows ZooKeeper's
 #: leader-election recipe without a herd effect (each member watches its predecessor; ZooKeeper's
 #: "Recipes and Solutions", Leader Election), so one change costs reads by the leader only; herd is

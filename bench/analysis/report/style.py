@@ -19,6 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from bench.analysis.metrics.stats import describe
+from bench.experiment.actions import ACTIONS
 
 log = logging.getLogger(__name__)
 SERIES_ORDER = ("coordinator/classic", "zk/chain", "zk/herd", "zk/selfbalance", "zk/setpartitioner")
@@ -37,20 +38,8 @@ MARKERS = {
     "zk/setpartitioner": "v",
 }
 _EXTRA_COLORS = ("#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
-TRIGGER_NAMES = {
-    "run_start": "cold start",
-    "add_members": "scale out",
-    "leave_members": "graceful leave",
-    "kill_member": "member crash",
-    "kill_leader": "leader crash",
-    "rolling_restart": "rolling restart",
-    "kill_coordinator": "coordinator crash",
-    "stop_zk": "ZooKeeper server stop",
-    "restart_zk": "ZooKeeper server restart",
-    "set_delay": "delay change",
-    "cut_link": "link cut",
-    "heal_link": "link healed",
-}
+#: Labels of what opens an episode that is not an action of the table (the run's own start).
+TRIGGER_NAMES = {"run_start": "cold start"}
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -68,10 +57,12 @@ def series_color(series: str) -> str:
 
 
 def trigger_label(action: str, phase: str, first_start: bool) -> str:
-    if action == "start_members":
-        return "cold start" if first_start else "start members"
-    if action == "pause_member":
-        return "resume" if phase == "end" else "pause"
+    """An episode's trigger as the report names it: the action's label from the actions table."""
+    if action == "start_members" and first_start:
+        return "cold start"
+    spec = ACTIONS.get(action)
+    if spec is not None:
+        return spec.end_label if phase == "end" and spec.end_label else spec.label
     return TRIGGER_NAMES.get(action, action.replace("_", " "))
 
 
