@@ -10,9 +10,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from bench.experiment.actions import Action
 from bench.experiment.scenario import (
     PROFILES,
-    Action,
     ScenarioError,
     WaitKind,
     expand,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import socket
 import struct
 import subprocess
@@ -35,7 +34,7 @@ from kazoo.client import KazooClient
 from bench.services.catalog import write_catalogs
 from bench.services.polling import wait_until
 from bench.services.ports import free_port
-from bench.services.process import freeze, terminate_pid
+from bench.services.process import ChildProcess, terminate_pid
 from coordinator_mode.broker import BrokerConfig
 from coordinator_mode.controller import DEFAULT_ZK_ROOT, OFFSETS_TOPIC, ClusterView, read_view
 from coordinator_mode.hashing import DEFAULT_OFFSETS_PARTITIONS, partition_for
@@ -53,12 +52,19 @@ class BrokerProcess:
     port: int
     state_dir: Path
     command: list[str]
-    proc: subprocess.Popen[bytes] | None = None
+    _child: ChildProcess = field(init=False, repr=False)
     _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._child = ChildProcess(f"broker {self.id}")
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self._child.proc
 
     @property
     def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
+        return self._child.pid
 
     @property
     def address(self) -> str:
@@ -74,61 +80,39 @@ class BrokerProcess:
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap
-        self.proc = subprocess.Popen(
-            self.command,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.info("broker %d started (pid %d, port %d)", self.id, self.proc.pid, self.port)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _close_log
+        proc = self._child.spawn(self.command, stdout=self._log)
+        log.info("broker %d started (pid %d, port %d)", self.id, proc.pid, self.port)
 
     def is_running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self._child.running()
 
     def kill(self) -> None:
         """SIGKILL: no LeaveGroup, no ZooKeeper goodbye; its session must expire."""
         if self.is_running():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGKILL)
-            log.info("broker %d killed (pid %d)", self.id, self.proc.pid)
-        self._reap(10.0)
+            log.info("broker %d killed (pid %s)", self.id, self.pid)
+        self._child.kill()
+        self._close_log()
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM (the broker closes its ZooKeeper session at once), SIGKILL after ``grace``."""
-        if self.is_running():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                log.warning("broker %d ignored SIGTERM for %.0fs; killing it", self.id, grace)
-                self.proc.kill()
-        self._reap(10.0)
+        # wake=False: a paused broker is not woken to shut down cleanly; it is killed after ``grace``.
+        self._child.terminate(grace, wake=False)
+        self._close_log()
 
     def pause(self) -> None:
         """SIGSTOP, returning once every thread has stopped: a long GC pause, sockets left open."""
-        if self.is_running():
-            assert self.proc is not None
-            freeze(self.proc.pid)
+        self._child.pause()
 
     def resume(self) -> None:
-        if self.is_running():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGCONT)
+        self._child.resume()
 
     def restart(self) -> None:
         """Stop it if running, then start it again with the same id and port."""
         self.stop()
         self.start()
 
-    def _reap(self, timeout: float) -> None:
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("broker %d (pid %d) did not exit", self.id, self.proc.pid)
+    def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None
