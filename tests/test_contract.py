@@ -18,8 +18,8 @@ import pytest
 
 from bench.analysis.ownership import GroupOwnership
 from bench.backends import MemberHandle
+from bench.experiment.groups import MemberGroup
 from bench.experiment.history import History
-from bench.experiment.runner import MemberGroup
 from bench.services.members import MemberProcess
 from group_api import EventKind
 from tests.conftest import running_brokers, wait_until
@@ -56,7 +56,7 @@ TARGETS = [
 
 @dataclass
 class Group:
-    """The members of the group under test (a :class:`~bench.experiment.runner.MemberGroup`) and how to judge them."""
+    """The members of the group under test (a :class:`~bench.experiment.groups.MemberGroup`) and how to judge them."""
 
     target: Target
     members: MemberGroup

@@ -239,7 +239,7 @@ def _offsets(history: RunHistory, examined: dict[str, int]) -> list[Failure]:
 
 def harness_problems(history: RunHistory) -> list[str]:
     """What the harness itself got wrong in a run, apart from the design's checks: member processes
-    that ignored SIGTERM and were killed (``MemberGroup.terminate`` records each such kill, so the
+    that ignored SIGTERM and were killed (``bench.experiment.groups.MemberGroup.terminate`` records each such kill, so the
     replay already counts their members dead from then on; the leave they never finished is the
     harness's or the member's bug, not a property of the design)."""
     return [

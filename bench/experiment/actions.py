@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bench.backends import MemberHandle
-    from bench.experiment.runner import MemberGroup, Run
+    from bench.experiment.groups import MemberGroup
+    from bench.experiment.runner import Run
     from bench.experiment.scenario import Step
 
 
