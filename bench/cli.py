@@ -23,8 +23,8 @@ COMMANDS = {
     "member": "bench.services.member_host:member",
     "report": "bench.analysis.report.document:report",
     "run": "bench.experiment.runner:run",
-    "scenarios": "bench.experiment.scenario:scenarios",
-    "validate": "bench.experiment.scenario:validate",
+    "scenarios": "bench.experiment.library:scenarios",
+    "validate": "bench.experiment.library:validate",
 }
 
 

@@ -16,8 +16,8 @@ from kafka.protocol.metadata import ApiVersionsRequest, FindCoordinatorRequest, 
 from bench.backends import ClusterSpec
 from bench.backends.local import LocalTopology
 from bench.experiment.history import History
+from bench.experiment.loading import load_scenario
 from bench.experiment.runner import run_scenarios
-from bench.experiment.scenario import load_scenario
 from bench.services.brokers import BrokerCluster, send_request
 from bench.services.proxy import Proxy
 from bench.services.zookeeper import ZooKeeperEnsemble

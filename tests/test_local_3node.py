@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.experiment.loading import load_scenario
 from bench.experiment.runner import run_scenarios
-from bench.experiment.scenario import load_scenario
 
 SCENARIO = """
 name: zk-node-loss-3x3

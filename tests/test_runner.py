@@ -16,8 +16,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from bench.experiment.loading import load_scenario
 from bench.experiment.runner import RunCounter, console_progress, run, run_scenarios
-from bench.experiment.scenario import load_scenario
 from bench.services.polling import wait_until
 from bench.services.process import pid_alive
 

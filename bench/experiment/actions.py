@@ -7,8 +7,8 @@ that actions with ``needs_members`` come after ``start_members``; the replay cou
 ``kills`` action dead from its start (:mod:`bench.analysis.replay`); an episode opens at each of
 ``spec.triggers``' phases (:mod:`bench.analysis.metrics.episodes`); the report names it ``label``
 (``end_label`` for an episode opened by its end) and draws the ZooKeeper cost formulas for a
-``single_change``. Each action's parameters and their checks are
-:data:`bench.experiment.scenario.ACTION_PARAMS`, by the same :class:`Action`.
+``single_change``. ``spec.params`` are the action's parameters
+with their checks and defaults (:mod:`bench.experiment.params`).
 
 The run functions take the running :class:`~bench.experiment.runner.Run`; they record the action's
 ``start`` and ``end`` (and, for a rolling restart by SIGKILL, each ``kill``) in the history.
@@ -17,10 +17,22 @@ The run functions take the running :class:`~bench.experiment.runner.Run`; they r
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
+
+from bench.experiment.params import (
+    COUNT1,
+    GROUP,
+    LINK,
+    Param,
+    boolean,
+    choice,
+    duration,
+    positive_int,
+    positive_number,
+)
 
 if TYPE_CHECKING:
     from bench.backends import MemberHandle
@@ -210,6 +222,8 @@ class ActionSpec:
 
     run: RunStep
     label: str
+    #: parameter name -> its check and default (``bench.experiment.loading`` validates steps with them)
+    params: Mapping[str, Param] = field(default_factory=dict)
     #: the group must reach a newer generation before the step's ``stable`` wait counts
     rebalancing: bool = False
     #: acts on members, so a ``start_members`` step must come first
@@ -227,30 +241,113 @@ class ActionSpec:
 
 
 ACTIONS: dict[Action, ActionSpec] = {
-    Action.START_MEMBERS: ActionSpec(_start_members, "start members", rebalancing=True),
+    Action.START_MEMBERS: ActionSpec(
+        _start_members,
+        "start members",
+        rebalancing=True,
+        params={"group": GROUP, "count": Param(positive_int)},  # default: groups.members
+    ),
     Action.ADD_MEMBERS: ActionSpec(
-        _add_members, "scale out", rebalancing=True, needs_members=True, single_change=True
+        _add_members,
+        "scale out",
+        rebalancing=True,
+        needs_members=True,
+        single_change=True,
+        params={"group": GROUP, "count": COUNT1},
     ),
     Action.LEAVE_MEMBERS: ActionSpec(
-        _leave_members, "graceful leave", rebalancing=True, needs_members=True, single_change=True
+        _leave_members,
+        "graceful leave",
+        rebalancing=True,
+        needs_members=True,
+        single_change=True,
+        params={"group": GROUP, "count": COUNT1, "pick": Param(choice(Pick), Pick.NEWEST)},
     ),
     Action.KILL_MEMBER: ActionSpec(
-        _kill_member, "member crash", rebalancing=True, needs_members=True, kills=True, single_change=True
+        _kill_member,
+        "member crash",
+        rebalancing=True,
+        needs_members=True,
+        kills=True,
+        single_change=True,
+        params={"group": GROUP, "count": COUNT1, "pick": Param(choice(Pick), Pick.RANDOM)},
     ),
     Action.KILL_LEADER: ActionSpec(
-        _kill_leader, "leader crash", rebalancing=True, needs_members=True, kills=True, single_change=True
+        _kill_leader,
+        "leader crash",
+        rebalancing=True,
+        needs_members=True,
+        kills=True,
+        single_change=True,
+        params={"group": GROUP},
     ),
     Action.PAUSE_MEMBER: ActionSpec(
-        _pause_member, "pause", needs_members=True, triggers=frozenset({"start", "end"}), end_label="resume"
+        _pause_member,
+        "pause",
+        needs_members=True,
+        triggers=frozenset({"start", "end"}),
+        end_label="resume",
+        params={
+            "group": GROUP,
+            "pick": Param(choice(Pick), Pick.FOLLOWER),
+            "seconds": Param(positive_number),
+            "sessions": Param(positive_number),  # multiples of the mode's session timeout
+        },
     ),
-    Action.ROLLING_RESTART: ActionSpec(_rolling_restart, "rolling restart", needs_members=True),
-    Action.KILL_COORDINATOR: ActionSpec(_kill_coordinator, "coordinator crash", needs_members=True),
-    Action.STOP_ZK: ActionSpec(_stop_zk, "ZooKeeper server stop"),
-    Action.RESTART_ZK: ActionSpec(_restart_zk, "ZooKeeper server restart"),
-    Action.SET_DELAY: ActionSpec(_set_delay, "delay change", link=True),
-    Action.CUT_LINK: ActionSpec(_cut_link, "link cut", link=True),
-    Action.HEAL_LINK: ActionSpec(_heal_link, "link healed", link=True),
-    Action.STOP: ActionSpec(_stop, "stop", triggers=frozenset()),
+    Action.ROLLING_RESTART: ActionSpec(
+        _rolling_restart,
+        "rolling restart",
+        needs_members=True,
+        params={
+            "group": GROUP,
+            "graceful": Param(boolean, True),
+            "between": Param(lambda v: v, "stable"),
+        },
+    ),
+    Action.KILL_COORDINATOR: ActionSpec(
+        _kill_coordinator,
+        "coordinator crash",
+        needs_members=True,
+        params={"group": GROUP},
+    ),
+    Action.STOP_ZK: ActionSpec(
+        _stop_zk,
+        "ZooKeeper server stop",
+        params={"server": Param(lambda v: v, "leader")},
+    ),
+    Action.RESTART_ZK: ActionSpec(
+        _restart_zk,
+        "ZooKeeper server restart",
+        params={"server": Param(lambda v: v, "stopped")},
+    ),
+    Action.SET_DELAY: ActionSpec(
+        _set_delay,
+        "delay change",
+        link=True,
+        params={
+            "target": LINK,
+            "rtt_ms": Param(duration, required=True),  # added round trip, half per direction
+            "jitter_ms": Param(duration, 0.0),
+        },
+    ),
+    Action.CUT_LINK: ActionSpec(
+        _cut_link,
+        "link cut",
+        link=True,
+        params={"target": LINK, "how": Param(choice(LinkCut), LinkCut.BLACKHOLE)},
+    ),
+    Action.HEAL_LINK: ActionSpec(
+        _heal_link,
+        "link healed",
+        link=True,
+        params={"target": LINK},
+    ),
+    Action.STOP: ActionSpec(
+        _stop,
+        "stop",
+        triggers=frozenset(),
+        params={},
+    ),
 }
 #: The action names whose targets the replay counts dead from the action's start.
 KILL_ACTIONS = frozenset(str(a) for a, spec in ACTIONS.items() if spec.kills)

@@ -20,6 +20,8 @@ from bench.analysis.report.document import write_report
 from bench.analysis.report.load import Results, load_results
 from bench.analysis.report.tables import QUANTITIES, summary_table
 from bench.experiment.history import RunState
+from bench.experiment.library import resolve
+from bench.experiment.loading import expand, load_scenario
 from bench.experiment.runner import (
     EXIT_ABORTED,
     RunAborted,
@@ -28,7 +30,6 @@ from bench.experiment.runner import (
     count_runs,
     run_scenarios,
 )
-from bench.experiment.scenario import expand, load_scenario, resolve
 
 #: (library scenario, the mode/variants to run; None = all it lists)
 SUITE: tuple[tuple[str, list[tuple[str, str]] | None], ...] = (

@@ -554,7 +554,9 @@ def run(
     scenario_names: tuple[str, ...], out: Path | None, repeat: int | None, only: tuple[str, ...], target: str
 ) -> None:
     """Run scenarios (files or library names) against every mode/variant they list."""
-    from bench.experiment.scenario import ScenarioError, expand, load_scenario, resolve
+    from bench.experiment.library import resolve
+    from bench.experiment.loading import expand, load_scenario
+    from bench.experiment.scenario import ScenarioError
 
     try:
         scenarios = [s for name in scenario_names for s in expand(load_scenario(resolve(name)))]
