@@ -254,6 +254,50 @@ def _triggers(history: RunHistory) -> Iterable[ActionRecord]:
     return (a for a in history.actions if a.phase == "start" and a.action != "stop")
 
 
+def _end_state(history: RunHistory, replay: Replay, end_ns: int) -> list[Failure]:
+    """``not_stable_at_end`` and ``no_leader``, from the state the replay ended in."""
+    failures: list[Failure] = []
+    for name, state in replay.groups.items():
+        if state.live_count and not state.stable():
+            failures.append(
+                Failure(
+                    Check.NOT_STABLE_AT_END,
+                    name,
+                    f"{state.live_count} live member(s) in generations "
+                    f"{sorted({str(m.generation) for m in state.members.values() if m.live})} when the run stopped",
+                    {"at_s": _s(end_ns, history.start_ns), "live_members": state.live_members()},
+                )
+            )
+        elif state.converged():
+            spec = history.groups[name]
+            leaders = {state.members[m].leader for m in state.live_members()}
+            if (spec.mode, spec.variant) in LEADER_VARIANTS and leaders == {None}:
+                failures.append(
+                    Failure(
+                        Check.NO_LEADER,
+                        name,
+                        f"generation {state.generation()} converged without a leader named",
+                        {"generation": state.generation()},
+                    )
+                )
+    return failures
+
+
+def _late_events(history: RunHistory, replay: Replay) -> list[Failure]:
+    """``late_event``: what members reported after they were killed."""
+    failures: list[Failure] = []
+    for e in replay.late_events:
+        failures.append(
+            Failure(
+                Check.LATE_EVENT,
+                e.group,
+                f"{e.member} reported {e.kind} after it was killed",
+                {"member": e.member, "event": e.kind.value, "at_s": _s(e.mono_ns, history.start_ns)},
+            )
+        )
+    return failures
+
+
 def check(history: RunHistory) -> CheckReport:
     """Run every check over one run's history."""
     replay = Replay(history)
@@ -300,38 +344,8 @@ def check(history: RunHistory) -> CheckReport:
     overlaps.finish(end_ns)
     failures[:0] = overlaps.failures
     check_stable(end_ns, "at the end")
-    for name, state in replay.groups.items():
-        if state.live_count and not state.stable():
-            failures.append(
-                Failure(
-                    Check.NOT_STABLE_AT_END,
-                    name,
-                    f"{state.live_count} live member(s) in generations "
-                    f"{sorted({str(m.generation) for m in state.members.values() if m.live})} when the run stopped",
-                    {"at_s": _s(end_ns, history.start_ns), "live_members": state.live_members()},
-                )
-            )
-        elif state.converged():
-            spec = history.groups[name]
-            leaders = {state.members[m].leader for m in state.live_members()}
-            if (spec.mode, spec.variant) in LEADER_VARIANTS and leaders == {None}:
-                failures.append(
-                    Failure(
-                        Check.NO_LEADER,
-                        name,
-                        f"generation {state.generation()} converged without a leader named",
-                        {"generation": state.generation()},
-                    )
-                )
+    failures += _end_state(history, replay, end_ns)
     failures += _leaders(history, examined)
     failures += _offsets(history, examined)
-    for e in replay.late_events:
-        failures.append(
-            Failure(
-                Check.LATE_EVENT,
-                e.group,
-                f"{e.member} reported {e.kind} after it was killed",
-                {"member": e.member, "event": e.kind.value, "at_s": _s(e.mono_ns, history.start_ns)},
-            )
-        )
+    failures += _late_events(history, replay)
     return CheckReport(tuple(failures), examined)

@@ -27,6 +27,9 @@ Where compose differs from the local backend:
   container must run on one Docker engine (compose's usual case).
 * Broker counters come from ``broker_stats.json`` on the brokers' shared volume, which ``bench``
   mounts at the same path; without it a run has no broker samples (logged once).
+
+Over the ~500-line guide on purpose: the layout, the container member handle and the backend share
+one Docker client, the project's labels and the engine's error handling.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ An unknown key, a wrong type or an action that does not fit the scenario is a
 :class:`~bench.experiment.scenario.ScenarioError` that names the file, the field path
 (``timeline[2].action``) and what was expected; one error carries every error found in the file.
 Every parameter is listed in :mod:`bench.experiment.scenario`'s docstring.
+
+Just over the ~500-line guide on purpose: every section's reader shares one error collector
+(``_Reader``) so that a file's errors are reported together, in file order.
 """
 
 from __future__ import annotations

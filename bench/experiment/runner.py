@@ -9,6 +9,11 @@ history afterwards (:mod:`bench.analysis.metrics.tables`), as in Kafka's system 
 
 Whatever happens, everything the run started is stopped (``finally``), also on Ctrl-C, and a
 failed run leaves ``error.txt`` saying why.
+
+Over the ~500-line guide on purpose: :class:`Run`'s lifecycle (start, steps, waits, teardown on
+every path, the run record) reads as one class; the groups and the sampler
+(:mod:`bench.experiment.groups`) and what each action does (:mod:`bench.experiment.actions`) are
+elsewhere. ``run_scenarios`` and the ``run`` command stay beside it, as the one caller of ``Run``.
 """
 
 from __future__ import annotations

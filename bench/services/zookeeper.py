@@ -10,6 +10,9 @@ JVM start on this project's 2-core machine (OpenJDK 17, Debian ZooKeeper 3.8.0):
 ~0.15 s after exec, ``srvr`` reports standalone ~0.3 s after exec. ``-XX:TieredStopAtLevel=1`` made no
 measurable difference and would slow the server we measure, so it is not used; class data sharing
 (``-Xshare:auto``) is the JDK default and stays on.
+
+Over the ~500-line guide on purpose: one server and the ensemble share the configuration, ports,
+classpath discovery and pid files; apart they would only pass those back and forth.
 """
 
 from __future__ import annotations
