@@ -119,7 +119,31 @@ class RunHistory:
 _RUN_KEYS = frozenset({"event", "phase", "groups", "partitions", "mono_ns", "wall"})
 
 
+def _offset_record(kind: str, d: dict[str, Any], mono_ns: int) -> OffsetRecord:
+    return OffsetRecord(
+        kind=kind.removeprefix("offsets_"),
+        member=str(d["member"]),
+        group=str(d["group"]),
+        mono_ns=mono_ns,
+        offsets=tuple((str(t), int(p), int(o)) for t, p, o in d["offsets"]),
+        request_mono_ns=int(d.get("request_mono_ns", mono_ns)),
+    )
+
+
+def _action_record(d: dict[str, Any], mono_ns: int) -> ActionRecord:
+    return ActionRecord(
+        action=str(d["action"]),
+        phase=str(d["phase"]),
+        step=int(d.get("step", -1)),
+        group=d.get("group"),
+        targets=tuple(str(t) for t in d.get("targets") or ()),
+        mono_ns=mono_ns,
+        params=dict(d.get("params") or {}),
+    )
+
+
 def _parse(lines: Iterable[str]) -> RunHistory:
+    """Read ``events.jsonl`` lines; what cannot be read becomes a ``problems`` entry."""
     events: list[Event] = []
     actions: list[ActionRecord] = []
     offsets: list[OffsetRecord] = []
@@ -140,30 +164,11 @@ def _parse(lines: Iterable[str]) -> RunHistory:
         stamps.append(mono_ns)
         try:
             if kind in ("offsets_committed", "offsets_fetched"):
-                offsets.append(
-                    OffsetRecord(
-                        kind=kind.removeprefix("offsets_"),
-                        member=str(d["member"]),
-                        group=str(d["group"]),
-                        mono_ns=mono_ns,
-                        offsets=tuple((str(t), int(p), int(o)) for t, p, o in d["offsets"]),
-                        request_mono_ns=int(d.get("request_mono_ns", mono_ns)),
-                    )
-                )
+                offsets.append(_offset_record(kind, d, mono_ns))
             elif kind in EventKind._value2member_map_:
                 events.append(Event.from_dict(d))
             elif kind == "action":
-                actions.append(
-                    ActionRecord(
-                        action=str(d["action"]),
-                        phase=str(d["phase"]),
-                        step=int(d.get("step", -1)),
-                        group=d.get("group"),
-                        targets=tuple(str(t) for t in d.get("targets") or ()),
-                        mono_ns=mono_ns,
-                        params=dict(d.get("params") or {}),
-                    )
-                )
+                actions.append(_action_record(d, mono_ns))
             elif kind == "run":
                 run_lines.append(d)
             else:

@@ -99,6 +99,18 @@ BROKER_COLUMNS = [
 ]
 
 
+def _latency_warnings(stats: pd.DataFrame) -> list[str]:
+    """The statistics' warnings (few samples, high variation) on the latencies, one line each."""
+    return sorted(
+        {
+            f"{r['action']} (step {r['step']}) {r['mode']}/{r['variant']} {r['metric']}: {w}"
+            for r in stats.to_dict("records")
+            for w in r["warnings"]
+            if r["metric"] in ("detection_ms", "convergence_ms")
+        }
+    )
+
+
 def analyze(run_dir: str | Path) -> dict[str, Any]:
     """Derive ``rebalances.csv``, ``zk_load.csv``, ``broker_load.csv`` and ``summary.json`` from a
     run directory's ``events.jsonl`` and ``samples.jsonl``; returns the summary."""
@@ -123,14 +135,7 @@ def analyze(run_dir: str | Path) -> dict[str, Any]:
 
     stats = aggregate(frame) if not frame.empty else pd.DataFrame()
     problems = [*history.problems, *samples.problems]
-    warnings = sorted(
-        {
-            f"{r['action']} (step {r['step']}) {r['mode']}/{r['variant']} {r['metric']}: {w}"
-            for r in stats.to_dict("records")
-            for w in r["warnings"]
-            if r["metric"] in ("detection_ms", "convergence_ms")
-        }
-    )
+    warnings = _latency_warnings(stats)
     outcomes = frame["outcome"].value_counts().to_dict() if not frame.empty else {}
     status = run_status(run_dir, history)
     summary = {
