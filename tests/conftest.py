@@ -1,4 +1,4 @@
-"""Shared test helpers: waiting on conditions (never fixed sleeps, see :mod:`bench.polling`), a real
+"""Shared test helpers: waiting on conditions (never fixed sleeps, see :mod:`bench.services.polling`), a real
 ZooKeeper and running brokers; and each test's kind, from its directory.
 
 ``tests/unit``: pure, no servers, sockets or clusters (at most an offline helper process); ``tests/integration``: real ZooKeeper, brokers
@@ -18,8 +18,8 @@ import pytest
 from hypothesis import settings
 from kazoo.client import KazooClient
 
-from bench.polling import wait_until as wait_until  # tests import it from here
-from bench.zookeeper import ZooKeeperEnsemble
+from bench.services.polling import wait_until as wait_until  # tests import it from here
+from bench.services.zookeeper import ZooKeeperEnsemble
 
 # -- test kinds -----------------------------------------------------------------------------------
 
@@ -126,9 +126,9 @@ def running_brokers(zk_connect: str, size: int, base_dir: Path, **options: Any) 
     """Started brokers for a test or module, stopped however it ends.
 
     Defaults for tests: no initial rebalance delay, and a root znode of their own because the
-    session's ZooKeeper is shared; ``options`` go to :class:`~bench.brokers.BrokerCluster`.
+    session's ZooKeeper is shared; ``options`` go to :class:`~bench.services.brokers.BrokerCluster`.
     """
-    from bench.brokers import BrokerCluster
+    from bench.services.brokers import BrokerCluster
 
     options = {"initial_rebalance_delay_ms": 0, "zk_root": f"/kafka-{uuid.uuid4().hex[:8]}", **options}
     cluster = BrokerCluster(zk_connect, size, base_dir, **options)

@@ -17,8 +17,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, MetadataRequest
 from kafka.structs import OffsetAndMetadata
 
-from bench.brokers import BrokerCluster, send_request
-from bench.zookeeper import ZooKeeperEnsemble
+from bench.services.brokers import BrokerCluster, send_request
+from bench.services.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.broker.controller import OFFSETS_TOPIC
 from coordinator_mode.broker.offsets_log import OffsetsLog
 from coordinator_mode.broker.protocol import API_VERSIONS
@@ -233,8 +233,8 @@ def test_unsupported_api_versions_version_gets_v0_answer_with_our_ranges(cluster
 
 
 def test_stop_recorded_stops_brokers_of_another_process(zk_server: ZooKeeperEnsemble, tmp_path: Path) -> None:
-    from bench.brokers import stop_recorded
-    from bench.process import pid_alive
+    from bench.services.brokers import stop_recorded
+    from bench.services.process import pid_alive
 
     c = BrokerCluster(zk_server.connect_string, 1, tmp_path, zk_root=f"/kafka-{uuid.uuid4().hex[:8]}")
     try:

@@ -1,6 +1,6 @@
 """Members' broker links: brokers advertise another address, and the local topology proxies them.
 
-Real ZooKeeper, real broker processes, real members; the proxies are :mod:`bench.proxy`'s.
+Real ZooKeeper, real broker processes, real members; the proxies are :mod:`bench.services.proxy`'s.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from kafka.protocol.metadata import ApiVersionsRequest, FindCoordinatorRequest, MetadataRequest
 
-from bench.backend import ClusterSpec
-from bench.brokers import BrokerCluster, send_request
-from bench.history import History
-from bench.proxy import Proxy
-from bench.runner import run_scenarios
-from bench.scenario import load_scenario
-from bench.topology import LocalTopology
-from bench.zookeeper import ZooKeeperEnsemble
+from bench.backends import ClusterSpec
+from bench.backends.local import LocalTopology
+from bench.experiment.history import History
+from bench.experiment.loading import load_scenario
+from bench.experiment.runner import run_scenarios
+from bench.services.brokers import BrokerCluster, send_request
+from bench.services.proxy import Proxy
+from bench.services.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.broker.config import BrokerConfig
 from group_api import EventKind
 from tests.conftest import wait_until

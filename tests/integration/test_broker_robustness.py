@@ -15,8 +15,8 @@ from kafka.protocol.api_key import ApiKey
 from kafka.protocol.consumer import HeartbeatRequest, JoinGroupRequest
 from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, MetadataRequest
 
-from bench.brokers import BrokerCluster, send_request
-from bench.zookeeper import ZooKeeperEnsemble
+from bench.services.brokers import BrokerCluster, send_request
+from bench.services.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.broker.protocol import API_VERSIONS
 from tests.conftest import running_brokers, wait_until
 from tests.kp_consumer import ConsumerDied, PolledConsumer

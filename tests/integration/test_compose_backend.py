@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from docker.errors import APIError, NotFound
 
-from bench.backend import Backend, ClusterSpec, backend_for, pick_zk
-from bench.compose import (
+from bench.backends import Backend, ClusterSpec, backend_for, pick_zk
+from bench.backends.compose import (
     ONEOFF_LABEL,
     PROJECT_LABEL,
     SERVICE_LABEL,
@@ -33,11 +33,11 @@ from bench.compose import (
     ComposeError,
     ComposeLayout,
 )
-from bench.history import History
-from bench.ports import free_port
-from bench.process import all_threads_stopped, freeze, pid_alive
-from bench.topology import LocalTopology
-from bench.zookeeper import ZooKeeperEnsemble, ZooKeeperServer, server_mode
+from bench.backends.local import LocalTopology
+from bench.experiment.history import History
+from bench.services.ports import free_port
+from bench.services.process import all_threads_stopped, freeze, pid_alive
+from bench.services.zookeeper import ZooKeeperEnsemble, ZooKeeperServer, server_mode
 from group_api import EventKind
 from tests.conftest import wait_until
 
@@ -498,7 +498,7 @@ def test_without_a_docker_engine_run_says_so_before_claiming_anything(
 ) -> None:
     from click.testing import CliRunner
 
-    from bench.runner import run
+    from bench.experiment.runner import run
 
     address = f"unix://{tmp_path}/docker.sock"  # nothing listens there
     monkeypatch.setenv("DOCKER_HOST", address)

@@ -2,7 +2,7 @@
 
 Each test starts real ``rebalance-lab member`` processes against a real ZooKeeper (and, for the
 coordinator mode, real brokers) and judges them only by the JSON events they print, folded with
-:class:`bench.history.GroupView`: one generation, complete and disjoint ownership, one leader.
+:class:`bench.analysis.ownership.GroupOwnership`: one generation, complete and disjoint ownership, one leader.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from bench.backend import MemberHandle
-from bench.history import GroupView, History
-from bench.members import MemberProcess
-from bench.runner import MemberGroup
+from bench.analysis.ownership import GroupOwnership
+from bench.backends import MemberHandle
+from bench.experiment.groups import MemberGroup
+from bench.experiment.history import History
+from bench.services.members import MemberProcess
 from group_api import EventKind
 from tests.conftest import running_brokers, wait_until
 
@@ -55,7 +56,7 @@ TARGETS = [
 
 @dataclass
 class Group:
-    """The members of the group under test (a :class:`~bench.runner.MemberGroup`) and how to judge them."""
+    """The members of the group under test (a :class:`~bench.experiment.groups.MemberGroup`) and how to judge them."""
 
     target: Target
     members: MemberGroup
@@ -68,18 +69,18 @@ class Group:
         """Start ``n`` member processes; returns once each reported its first event."""
         return self.members.spawn(n)
 
-    def view(self, until_ns: int | None = None) -> GroupView:
+    def view(self, until_ns: int | None = None) -> GroupOwnership:
         return self.members.view(until_ns)
 
     def kill(self, proc: MemberHandle) -> None:
         self.members.kill(proc)
 
-    def wait_converged(self, members: list[MemberHandle], newer_than: int | None = None) -> GroupView:
+    def wait_converged(self, members: list[MemberHandle], newer_than: int | None = None) -> GroupOwnership:
         ids = [p.member_id for p in members]
 
-        def done() -> GroupView | None:
+        def done() -> GroupOwnership | None:
             view = self.view()
-            if not view.converged(PARTITIONS, ids):
+            if not view.converged(ids):
                 return None
             generation = view.generation(ids)
             if newer_than is not None and (generation is None or generation <= newer_than):
@@ -96,7 +97,7 @@ class Group:
             )
         except TimeoutError:
             view = self.view()
-            state = {m: (v.generation, sorted(v.owned), v.leader) for m, v in view.members.items()}
+            state = {m: (v.generation, sorted(v.counted), v.leader) for m, v in view.members.items()}
             raise AssertionError(f"no convergence of {ids}; state: {state}") from None
 
 
@@ -142,7 +143,7 @@ def group(
             proc.close()
 
 
-def generation_of(view: GroupView, procs: list[MemberHandle]) -> int:
+def generation_of(view: GroupOwnership, procs: list[MemberHandle]) -> int:
     generation = view.generation([p.member_id for p in procs])
     assert generation is not None
     return generation
@@ -152,7 +153,7 @@ def generation_of(view: GroupView, procs: list[MemberHandle]) -> int:
 def test_formation(group: Group, n: int) -> None:
     procs = group.add(n)
     view = group.wait_converged(procs)
-    owners = [tp for p in procs for tp in view.members[p.member_id].owned]
+    owners = [tp for p in procs for tp in view.members[p.member_id].counted]
     assert sorted(owners) == sorted(PARTITIONS)
     if group.target.has_leader:
         assert len(view.leaders([p.member_id for p in procs])) == 1
@@ -186,7 +187,7 @@ def test_leader_killed(group: Group) -> None:
         assert view.leaders([p.member_id for p in survivors]) != {old_leader}
 
 
-def pick(view: GroupView, procs: list[MemberHandle], role: str, has_leader: bool) -> MemberHandle:
+def pick(view: GroupOwnership, procs: list[MemberHandle], role: str, has_leader: bool) -> MemberHandle:
     """The generation's leader, or a member that is not the leader."""
     leaders = view.leaders([p.member_id for p in procs]) if has_leader else set()
     if role == "leader":
@@ -224,7 +225,7 @@ def test_paused_member_never_reports_a_partition_another_owns(group: Group, role
         if event.kind != EventKind.ASSIGNED:
             continue
         view = group.view(until_ns=event.mono_ns)
-        others_own = {tp for m, v in view.members.items() if m != paused.member_id for tp in v.owned}
+        others_own = {tp for m, v in view.members.items() if m != paused.member_id for tp in v.counted}
         clash = others_own & set(event.partitions or ())
         assert not clash, f"resumed member reported {sorted(clash)} while others owned them"
     if group.target.mode == "coordinator":
@@ -233,7 +234,7 @@ def test_paused_member_never_reports_a_partition_another_owns(group: Group, role
 
 def assert_commits_resumed(group: Group, member: MemberHandle) -> None:
     """The member commits again, for exactly the partitions it owns now (coordinator mode)."""
-    owned = set(group.view().members[member.member_id].owned)
+    owned = set(group.view().members[member.member_id].counted)
     rejoined_ns = max(
         e.mono_ns
         for e in group.history.snapshot()

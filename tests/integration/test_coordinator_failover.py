@@ -15,8 +15,8 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.protocol.consumer import OffsetCommitRequest, OffsetFetchRequest
 from kafka.structs import OffsetAndMetadata
 
-from bench.brokers import BrokerCluster, send_request
-from bench.zookeeper import ZooKeeperEnsemble
+from bench.services.brokers import BrokerCluster, send_request
+from bench.services.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.broker.controller import OFFSETS_TOPIC
 from coordinator_mode.broker.offsets_log import OffsetsLog, encode_line
 from coordinator_mode.group.errors import ErrorCode, PersistError

@@ -1,6 +1,6 @@
 """Our coordinator-mode member, in process, against real brokers (and the real ZooKeeper under them).
 
-Judged by events (folded with :class:`bench.history.GroupView`) and by ``assignment()``: one
+Judged by events (folded with :class:`bench.analysis.ownership.GroupOwnership`) and by ``assignment()``: one
 generation, every partition owned exactly once, exactly one leader.
 """
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.brokers import BrokerCluster
-from bench.history import GroupView
+from bench.analysis.ownership import GroupOwnership
+from bench.services.brokers import BrokerCluster
 from coordinator_mode.client.member import CoordinatorMember
 from group_api import EventKind, ListSink, MemberConfig, MemberState
 from group_api.registry import create_member
@@ -70,19 +70,19 @@ class Members:
         for member in self.all:
             member.close()
 
-    def view(self) -> GroupView:
-        return GroupView().apply_all(list(self.sink.events))
+    def view(self) -> GroupOwnership:
+        return GroupOwnership(PARTITIONS).apply_all(list(self.sink.events))
 
     def converged(
         self, members: list[CoordinatorMember], newer_than: int = -1, named_leader: bool = True
-    ) -> GroupView | None:
+    ) -> GroupOwnership | None:
         """The members' events and ``assignment()`` agree on one complete, disjoint generation with
         one leader (``named_leader``: and followers name it by its ``member`` id, which they can
         for dynamic members only: a static leader is known by its ``group.instance.id``)."""
         ids = [m.member_id for m in members]
         view = self.view()
         generation = view.generation(ids)
-        if generation is None or generation <= newer_than or not view.converged(PARTITIONS, ids):
+        if generation is None or generation <= newer_than or not view.converged(ids):
             return None
         leaders = view.leaders(ids)
         if named_leader and (len(leaders) != 1 or not leaders <= set(ids)):
@@ -96,7 +96,7 @@ class Members:
 
     def wait_converged(
         self, members: list[CoordinatorMember], newer_than: int = -1, named_leader: bool = True
-    ) -> GroupView:
+    ) -> GroupOwnership:
         try:
             return wait_until(
                 lambda: self.converged(members, newer_than, named_leader),
@@ -106,7 +106,7 @@ class Members:
             )
         except TimeoutError:
             view = self.view()
-            state = {m: (v.generation, sorted(v.owned), v.leader) for m, v in view.members.items()}
+            state = {m: (v.generation, sorted(v.counted), v.leader) for m, v in view.members.items()}
             raise AssertionError(f"no convergence; view: {state}; members: {members}") from None
 
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from kafka.protocol.metadata import FindCoordinatorRequest
 
-from bench.brokers import BrokerCluster, send_request
-from bench.zookeeper import ZooKeeperEnsemble
+from bench.services.brokers import BrokerCluster, send_request
+from bench.services.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.broker.controller import OFFSETS_TOPIC
 from coordinator_mode.hashing import partition_for
 from tests.conftest import running_brokers

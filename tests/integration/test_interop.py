@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bench.brokers import BrokerCluster
+from bench.services.brokers import BrokerCluster
 from coordinator_mode.client.member import CoordinatorMember
 from group_api import EventKind
 from tests.conftest import wait_until

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.history import History
-from bench.members import MemberProcess
+from bench.experiment.history import History
+from bench.services.members import MemberProcess
 from coordinator_mode.client.connection import wait_within
 from group_api import LEAVE_BOUND_S, EventKind
 from tests.conftest import running_brokers, wait_until

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from bench.history import History
-from bench.membercli import member
-from bench.members import MemberProcess
-from bench.zookeeper import ZooKeeperEnsemble
+from bench.experiment.history import History
+from bench.services.member_host import member
+from bench.services.members import MemberProcess
+from bench.services.zookeeper import ZooKeeperEnsemble
 from group_api import EventKind
 from tests.conftest import wait_until
 

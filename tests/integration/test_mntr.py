@@ -1,7 +1,7 @@
 """The mapping from ZooKeeper 3.8 counters to reads, writes and watch notifications, on real servers
 (parsing on hand-written readings: tests/unit/test_mntr_parsing.py).
 
-The exact numbers below were observed on Debian's ZooKeeper 3.8.0; see bench/mntr.py's docstring.
+The exact numbers below were observed on Debian's ZooKeeper 3.8.0; see bench/services/mntr.py's docstring.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError
 from kazoo.protocol.states import WatchedEvent
 
-from bench.mntr import zk_load
-from bench.zookeeper import ZooKeeperEnsemble
+from bench.services.mntr import zk_load
+from bench.services.zookeeper import ZooKeeperEnsemble
 from tests.conftest import EnsembleFactory, wait_until
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.proxy import Direction, LinkState, Proxy
+from bench.services.proxy import Direction, LinkState, Proxy
 from tests.conftest import wait_until
 
 # Generous: only bounds how long a failing test waits, never what passes.

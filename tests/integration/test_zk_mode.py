@@ -9,8 +9,8 @@ import sys
 import pytest
 from kazoo.client import KazooClient
 
-from bench.history import GroupView
-from bench.joincost import measure_join, parse_hosts
+from bench.analysis.ownership import GroupOwnership
+from bench.experiment.joincost import measure_join, parse_hosts
 from group_api import ConfigError, EventKind, ListSink, MemberConfig
 from group_api.registry import create_member
 from tests.conftest import wait_until
@@ -64,7 +64,7 @@ def members(zk_server, catalog: str):
 
 
 def converged(sink: ListSink, ms) -> bool:
-    return GroupView().apply_all(sink.events).converged(PARTITIONS, [m.member_id for m in ms])
+    return GroupOwnership(PARTITIONS).apply_all(sink.events).converged([m.member_id for m in ms])
 
 
 def test_unknown_variant_is_a_clear_error(zk_server, catalog: str) -> None:
@@ -266,7 +266,11 @@ def test_session_loss_is_reported_and_the_member_rejoins(members, zk_server) -> 
         lambda ev: any(e.kind == EventKind.SESSION_LOST and e.member == b.member_id for e in ev), 30
     )
     wait_until(
-        lambda: converged(sink, [a, b]) and GroupView().apply_all(sink.events).members[b.member_id].owned, 60
+        lambda: (
+            converged(sink, [a, b])
+            and GroupOwnership(PARTITIONS).apply_all(sink.events).members[b.member_id].counted
+        ),
+        60,
     )
 
 

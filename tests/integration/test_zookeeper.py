@@ -10,9 +10,9 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import ConnectionLoss, SessionExpiredError
 from kazoo.retry import KazooRetry
 
-from bench.ports import free_ports
-from bench.process import pid_alive
-from bench.zookeeper import ZooKeeperEnsemble, ZooKeeperNotFound, zookeeper_classpath
+from bench.services.ports import free_ports
+from bench.services.process import pid_alive
+from bench.services.zookeeper import ZooKeeperEnsemble, ZooKeeperNotFound, zookeeper_classpath
 from tests.conftest import EnsembleFactory, wait_until
 
 

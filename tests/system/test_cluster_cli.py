@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 from kazoo.client import KazooClient
 
-from bench.cluster import STATE_DIR_ENV, cluster, load_state, stop_services
-from bench.process import pid_alive
-from bench.zookeeper import ZooKeeperEnsemble
+from bench.services.cluster import STATE_DIR_ENV, cluster, load_state, stop_services
+from bench.services.process import pid_alive
+from bench.services.zookeeper import ZooKeeperEnsemble
 from zk_mode.catalog import read_topics
 
 

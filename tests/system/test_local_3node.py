@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.runner import run_scenarios
-from bench.scenario import load_scenario
+from bench.experiment.loading import load_scenario
+from bench.experiment.runner import run_scenarios
 
 SCENARIO = """
 name: zk-node-loss-3x3

@@ -16,10 +16,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from bench.polling import wait_until
-from bench.process import pid_alive
-from bench.runner import RunCounter, console_progress, run, run_scenarios
-from bench.scenario import load_scenario
+from bench.experiment.loading import load_scenario
+from bench.experiment.runner import RunCounter, console_progress, run, run_scenarios
+from bench.services.polling import wait_until
+from bench.services.process import pid_alive
 
 SCENARIO = """
 name: e2e
@@ -151,7 +151,7 @@ def test_ctrl_c_marks_the_run_aborted_and_exits_130(tmp_path: Path) -> None:
 
 
 def test_a_bad_scenario_names_file_and_field(tmp_path: Path) -> None:
-    from bench.scenario import ScenarioError
+    from bench.experiment.scenario import ScenarioError
 
     path = write(tmp_path, SCENARIO.replace("action: kill_leader", "action: kill_everyone"), "bad.yaml")
     with pytest.raises(ScenarioError, match=r"bad\.yaml.*timeline\[2\]\.action"):

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.checker import Check, check, harness_problems
-from bench.replay import Replay, RunHistory
+from bench.analysis.checker import Check, check, harness_problems
+from bench.analysis.replay import Replay, RunHistory
 
 DATA = Path(__file__).parents[1] / "data"
 

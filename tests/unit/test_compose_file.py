@@ -3,7 +3,7 @@
 The schema check runs check-jsonschema's vendored copy of the Compose specification (offline). The
 rest holds the file to the code: its commands are real ``rebalance-lab`` subcommands with real
 flags, the variables it sets for our services are read by our options, the ZooKeeper ensemble is
-consistent, and the services are what :class:`bench.compose.ComposeLayout` expects.
+consistent, and the services are what :class:`bench.backends.compose.ComposeLayout` expects.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import click
 import pytest
 import yaml
 
+from bench.backends.compose import ComposeLayout
 from bench.cli import main
-from bench.compose import ComposeLayout
-from bench.zookeeper import FOUR_LETTER_WHITELIST
+from bench.services.zookeeper import FOUR_LETTER_WHITELIST
 from coordinator_mode.broker.cli import config_from_args
 from coordinator_mode.broker.config import BrokerConfig
 

@@ -8,7 +8,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from bench.membercli import _parse_options, member
+from bench.services.member_host import _parse_options, member
 from group_api import ASSIGNOR_NAMES, MemberConfig
 from group_api.registry import MODES
 

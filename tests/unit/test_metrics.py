@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from bench.history import RunState, RunStatus
-from bench.metrics import Outcome, analyze, analyze_command, describe, episodes, median_ci
-from bench.replay import RunHistory
+from bench.analysis.metrics.episodes import Outcome, episodes
+from bench.analysis.metrics.stats import describe, median_ci
+from bench.analysis.metrics.tables import analyze, analyze_command
+from bench.analysis.replay import RunHistory
+from bench.experiment.history import RunState, RunStatus
 
 DATA = Path(__file__).parents[1] / "data"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.mntr import Mntr, diff, namespace_of, parse_mntr, zk_load
+from bench.services.mntr import Mntr, diff, namespace_of, parse_mntr, zk_load
 
 SAMPLE = "zk_version\t3.8.0-abc, built on x\nzk_server_state\tstandalone\nzk_avg_latency\t0.5\n"
 SAMPLE += "zk_znode_count\t5\nzk_packets_received\t10\nzk_cnt_readlatency\t3\nzk_uptime\t1000\n"

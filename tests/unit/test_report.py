@@ -11,18 +11,14 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from bench.demo import headline
-from bench.history import RunState, RunStatus
-from bench.report import (
-    _log_limits,
-    _with_triggers,
-    build_report,
-    find_runs,
-    latency_canvas,
-    load_results,
-    report,
-    summary_table,
-)
+from bench.analysis.metrics.tables import find_runs
+from bench.analysis.report.document import build_report, report
+from bench.analysis.report.figures import latency_canvas
+from bench.analysis.report.load import load_results
+from bench.analysis.report.style import log_limits, with_triggers
+from bench.analysis.report.tables import summary_table
+from bench.experiment.demo import headline
+from bench.experiment.history import RunState, RunStatus
 
 DATA = Path(__file__).parents[1] / "data"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -197,11 +193,11 @@ def test_a_run_without_member_events_is_no_pass(tmp_path: Path) -> None:
 
 
 def test_one_scale_per_latency_figure_and_the_smallest_value_readable(tmp_path: Path) -> None:
-    assert _log_limits([0.29, 7.0]) == pytest.approx((0.2, 10.0))
-    assert _log_limits([1.0, 45.6]) == pytest.approx((0.5, 50.0))
+    assert log_limits([0.29, 7.0]) == pytest.approx((0.2, 10.0))
+    assert log_limits([1.0, 45.6]) == pytest.approx((0.5, 50.0))
     # Detection spans 0.05-45 s (log scale on its own), convergence 3.2-45.6 s (linear on its own).
     res = load_results([canned(tmp_path, "run-member-crash")])
-    frame = _with_triggers(res.rebalances)
+    frame = with_triggers(res.rebalances)
     axes = latency_canvas("member-crash", frame).axes
     assert [ax.get_yscale() for ax in axes] == ["log", "log"], "one scale for both panels"
     smallest = frame["detection_ms"].min() / 1e3

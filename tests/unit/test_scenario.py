@@ -10,17 +10,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from bench.scenario import (
-    PROFILES,
-    Action,
-    ScenarioError,
-    WaitKind,
-    expand,
-    library,
-    load_scenario,
-    scenarios,
-    validate,
-)
+from bench.experiment.actions import Action
+from bench.experiment.library import library, scenarios, validate
+from bench.experiment.loading import expand, load_scenario
+from bench.experiment.scenario import PROFILES, ScenarioError, WaitKind
 from group_api import MemberConfig
 
 BASE: dict[str, Any] = {

@@ -16,10 +16,20 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from bench.history import RunState
-from bench.report import QUANTITIES, Results, load_results, summary_table, write_report
-from bench.runner import EXIT_ABORTED, RunAborted, RunCounter, console_progress, count_runs, run_scenarios
-from bench.scenario import expand, load_scenario, resolve
+from bench.analysis.report.document import write_report
+from bench.analysis.report.load import Results, load_results
+from bench.analysis.report.tables import QUANTITIES, summary_table
+from bench.experiment.history import RunState
+from bench.experiment.library import resolve
+from bench.experiment.loading import expand, load_scenario
+from bench.experiment.runner import (
+    EXIT_ABORTED,
+    RunAborted,
+    RunCounter,
+    console_progress,
+    count_runs,
+    run_scenarios,
+)
 
 #: (library scenario, the mode/variants to run; None = all it lists)
 SUITE: tuple[tuple[str, list[tuple[str, str]] | None], ...] = (

@@ -27,6 +27,9 @@ Where compose differs from the local backend:
   container must run on one Docker engine (compose's usual case).
 * Broker counters come from ``broker_stats.json`` on the brokers' shared volume, which ``bench``
   mounts at the same path; without it a run has no broker samples (logged once).
+
+Over the ~500-line guide on purpose: the layout, the container member handle and the backend share
+one Docker client, the project's labels and the engine's error handling.
 """
 
 from __future__ import annotations
@@ -47,17 +50,18 @@ from docker.errors import APIError, DockerException, NotFound
 from kazoo.client import KazooClient
 from requests.exceptions import RequestException
 
-from bench.backend import ClusterSpec, TargetError, broker_sample, pick_zk, zk_sample
-from bench.brokers import placement_settled
-from bench.history import History
-from bench.polling import wait_until
-from bench.zookeeper import server_mode
+from bench.backends import ClusterSpec, TargetError, pick_zk
+from bench.backends.samples import broker_sample, zk_sample
+from bench.experiment.history import History
+from bench.services.brokers import placement_settled
+from bench.services.catalog import write_catalogs
+from bench.services.polling import wait_until
+from bench.services.zookeeper import server_mode
 from coordinator_mode.broker.cli import config_from_args
 from coordinator_mode.broker.config import BrokerConfig
-from coordinator_mode.broker.controller import OFFSETS_TOPIC, create_topics, read_view
+from coordinator_mode.broker.controller import OFFSETS_TOPIC, read_view
 from coordinator_mode.hashing import partition_for
 from group_api import read_events
-from zk_mode.catalog import write_topics
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +94,11 @@ def connect_engine() -> Any:
             f"no Docker engine reachable at {engine_address()}; start one or use --target local"
         ) from None
     return client
+
+
+def preflight() -> None:
+    """Raise :class:`ComposeError` when no Docker engine answers (``--target compose``'s check)."""
+    connect_engine().close()
 
 
 @dataclass(frozen=True)
@@ -125,7 +134,7 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
 
 
 class MemberContainer:
-    """A :class:`~bench.backend.MemberHandle` backed by a container running ``rebalance-lab member``."""
+    """A :class:`~bench.backends.MemberHandle` backed by a container running ``rebalance-lab member``."""
 
     def __init__(self, container: Any, history: History, log_path: Path | None) -> None:
         self.container = container
@@ -230,7 +239,7 @@ class MemberContainer:
 
 
 class ComposeBackend:
-    """The compose :class:`~bench.backend.Backend`: servers and members are containers of a project.
+    """The compose :class:`~bench.backends.Backend`: servers and members are containers of a project.
 
     Args:
         spec: what the run asks for.
@@ -352,7 +361,7 @@ class ComposeBackend:
             self._wait_for_quorum()
             self._zk = KazooClient(hosts=self.layout.zk_connect, timeout=10.0)
             self._zk.start(timeout=30)
-            write_topics(self._zk, self.spec.zk_root, self.spec.topics)
+            write_catalogs(self._zk, self.spec.topics, zk_root=self.spec.zk_root)
             if self.brokers:
                 self._start_brokers()
             self._record()
@@ -389,7 +398,7 @@ class ComposeBackend:
                     f"INITIAL_REBALANCE_DELAY_MS={wanted} docker compose up -d {' '.join(self.layout.broker_services)}"
                 )
         root = self._broker_root
-        create_topics(self._zk, self.spec.topics, root)
+        write_catalogs(self._zk, self.spec.topics, broker_root=root)
         wait_until(
             lambda: placement_settled(read_view(self._zk, root), self._broker_configs, self.spec.topics),
             READY_TIMEOUT_S,

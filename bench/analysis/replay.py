@@ -5,13 +5,14 @@
 ``offsets_fetched`` lines. Lines it cannot read are kept as ``problems``, never dropped silently.
 
 :class:`Replay` walks it on the one monotonic clock and keeps, per group, who *counts* as owning
-what. Counted ownership follows the members' reports (``assigned`` = the full set, ``revoked``
-removes, ``left``/``session_lost`` clear) with two corrections the events alone cannot express:
+what, with the one fold of :mod:`bench.analysis.ownership` (the runner's waits use the same one).
+The replay adds what only the harness's action records can say, as the actions table
+(:mod:`bench.experiment.actions`) declares per action:
 
-* a member named in a ``kill_member``/``kill_leader`` action's targets owns nothing from the
-  action's start (a dead process consumes nothing; it cannot say so); so does a target of an action
-  record with ``phase: "kill"``, which an action that kills as it goes (a rolling restart with
-  SIGKILL) writes at each kill;
+* a member named in a killing action's targets (``kill_member``/``kill_leader``) owns nothing from
+  the action's start (a dead process consumes nothing; it cannot say so); so does a target of an
+  action record with ``phase: "kill"``, which an action that kills as it goes (a rolling restart
+  with SIGKILL) writes at each kill;
 * a paused member owns nothing from the ``pause_member`` start until its first ownership event
   (``assigned``, ``revoked``, ``left``, ``session_lost``) after the resume: a frozen process does
   nothing, and what matters is what it reports once awake.
@@ -24,18 +25,16 @@ converged before the woken member has caught up.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from bench.analysis.ownership import GroupOwnership
+from bench.experiment.actions import KILL_ACTIONS
 from group_api import Event, EventKind, TopicPartition
 
-#: Member events after which a woken member's reports count again.
-OWNERSHIP_EVENTS = frozenset({EventKind.ASSIGNED, EventKind.REVOKED, EventKind.LEFT, EventKind.SESSION_LOST})
-KILL_ACTIONS = frozenset({"kill_member", "kill_leader"})
 #: The ZooKeeper namespace (top-level znode) each mode's load shows up under in ``mntr``.
 ZK_NAMESPACES = {"zk": "zkmode", "coordinator": "kafka"}
 
@@ -120,7 +119,31 @@ class RunHistory:
 _RUN_KEYS = frozenset({"event", "phase", "groups", "partitions", "mono_ns", "wall"})
 
 
+def _offset_record(kind: str, d: dict[str, Any], mono_ns: int) -> OffsetRecord:
+    return OffsetRecord(
+        kind=kind.removeprefix("offsets_"),
+        member=str(d["member"]),
+        group=str(d["group"]),
+        mono_ns=mono_ns,
+        offsets=tuple((str(t), int(p), int(o)) for t, p, o in d["offsets"]),
+        request_mono_ns=int(d.get("request_mono_ns", mono_ns)),
+    )
+
+
+def _action_record(d: dict[str, Any], mono_ns: int) -> ActionRecord:
+    return ActionRecord(
+        action=str(d["action"]),
+        phase=str(d["phase"]),
+        step=int(d.get("step", -1)),
+        group=d.get("group"),
+        targets=tuple(str(t) for t in d.get("targets") or ()),
+        mono_ns=mono_ns,
+        params=dict(d.get("params") or {}),
+    )
+
+
 def _parse(lines: Iterable[str]) -> RunHistory:
+    """Read ``events.jsonl`` lines; what cannot be read becomes a ``problems`` entry."""
     events: list[Event] = []
     actions: list[ActionRecord] = []
     offsets: list[OffsetRecord] = []
@@ -141,30 +164,11 @@ def _parse(lines: Iterable[str]) -> RunHistory:
         stamps.append(mono_ns)
         try:
             if kind in ("offsets_committed", "offsets_fetched"):
-                offsets.append(
-                    OffsetRecord(
-                        kind=kind.removeprefix("offsets_"),
-                        member=str(d["member"]),
-                        group=str(d["group"]),
-                        mono_ns=mono_ns,
-                        offsets=tuple((str(t), int(p), int(o)) for t, p, o in d["offsets"]),
-                        request_mono_ns=int(d.get("request_mono_ns", mono_ns)),
-                    )
-                )
+                offsets.append(_offset_record(kind, d, mono_ns))
             elif kind in EventKind._value2member_map_:
                 events.append(Event.from_dict(d))
             elif kind == "action":
-                actions.append(
-                    ActionRecord(
-                        action=str(d["action"]),
-                        phase=str(d["phase"]),
-                        step=int(d.get("step", -1)),
-                        group=d.get("group"),
-                        targets=tuple(str(t) for t in d.get("targets") or ()),
-                        mono_ns=mono_ns,
-                        params=dict(d.get("params") or {}),
-                    )
-                )
+                actions.append(_action_record(d, mono_ns))
             elif kind == "run":
                 run_lines.append(d)
             else:
@@ -225,149 +229,6 @@ def _groups(run: dict[str, Any], events: list[Event]) -> dict[str, RunGroup]:
 # -- replay ----------------------------------------------------------------------------------------
 
 
-@dataclass
-class MemberState:
-    reported: frozenset[TopicPartition] = frozenset()  # what the member last said it owns
-    generation: int | None = None
-    leader: str | None = None
-    dead: bool = False
-    gone: bool = False  # left gracefully
-    paused: bool = False  # SIGSTOPped: not live, owns nothing
-    awaiting_report: bool = False  # resumed, owns nothing until its next ownership event
-    settled: bool = False  # its last ownership event was ``assigned`` (not mid-rebalance)
-
-    @property
-    def live(self) -> bool:
-        return not (self.dead or self.gone or self.paused)
-
-    @property
-    def counted(self) -> frozenset[TopicPartition]:
-        if self.dead or self.gone or self.paused or self.awaiting_report:
-            return frozenset()
-        return self.reported
-
-
-class GroupState:
-    """One group's members with incrementally kept owners, live generations and overlaps."""
-
-    def __init__(self, group: RunGroup) -> None:
-        self.spec = group
-        self.members: dict[str, MemberState] = {}
-        self.owners: dict[TopicPartition, set[str]] = {}
-        self._generations: Counter[int | None] = Counter()  # over live members
-        self._live = 0
-        self._unowned = len(group.partitions)
-        self.overlapping: set[TopicPartition] = set()
-
-    # The members' contributions are removed before a change and added back after it.
-    def _remove(self, name: str, m: MemberState) -> None:
-        for tp in m.counted:
-            owners = self.owners[tp]
-            owners.discard(name)
-            if len(owners) == 1:
-                self.overlapping.discard(tp)
-            if not owners:
-                del self.owners[tp]
-                if tp in self.spec.partitions:
-                    self._unowned += 1
-        if m.live:
-            self._live -= 1
-            self._generations[m.generation] -= 1
-            if not self._generations[m.generation]:
-                del self._generations[m.generation]
-
-    def _add(self, name: str, m: MemberState) -> None:
-        for tp in m.counted:
-            owners = self.owners.setdefault(tp, set())
-            if not owners and tp in self.spec.partitions:
-                self._unowned -= 1
-            owners.add(name)
-            if len(owners) > 1:
-                self.overlapping.add(tp)
-        if m.live:
-            self._live += 1
-            self._generations[m.generation] += 1
-
-    def change(self, name: str, **updates: Any) -> None:
-        m = self.members.get(name)
-        if m is None:
-            m = self.members[name] = MemberState()
-        else:
-            self._remove(name, m)
-        for key, value in updates.items():
-            setattr(m, key, value)
-        self._add(name, m)
-
-    def apply(self, event: Event) -> None:
-        m = self.members.get(event.member) or MemberState()
-        woken = {"awaiting_report": False} if event.kind in OWNERSHIP_EVENTS else {}
-        if event.kind == EventKind.ASSIGNED:
-            self.change(
-                event.member,
-                reported=frozenset(event.partitions or ()),
-                generation=event.generation,
-                leader=event.extra.get("leader"),
-                gone=False,
-                settled=True,
-                **woken,
-            )
-        elif event.kind == EventKind.REVOKED:
-            self.change(
-                event.member, reported=m.reported - frozenset(event.partitions or ()), settled=False, **woken
-            )
-        elif event.kind in (EventKind.LEFT, EventKind.SESSION_LOST):
-            self.change(
-                event.member,
-                reported=frozenset(),
-                generation=None,
-                gone=event.kind == EventKind.LEFT,
-                settled=False,
-                **woken,
-            )
-        else:
-            self.change(event.member, gone=False if event.kind == EventKind.JOINED else m.gone)
-
-    # -- questions -------------------------------------------------------------------------------
-
-    @property
-    def live_count(self) -> int:
-        return self._live
-
-    @property
-    def unowned(self) -> int:
-        """Partitions of the group that no member counts as owning."""
-        return self._unowned
-
-    def generation(self) -> int | None:
-        """The one generation every live member holds, else None."""
-        if len(self._generations) == 1:
-            return next(iter(self._generations))
-        return None
-
-    def latest_generation(self) -> int | None:
-        known = [g for g in self._generations if g is not None]
-        return max(known) if known else None
-
-    def stable(self) -> bool:
-        """Live members exist, hold one generation, and each last reported an assignment."""
-        if self._live == 0 or self.generation() is None:
-            return False
-        return all(m.settled and not m.awaiting_report for m in self.members.values() if m.live)
-
-    def converged(self) -> bool:
-        """Live members exist, hold one generation, and own every partition exactly once."""
-        return (
-            self._live > 0
-            and self.generation() is not None
-            and self._unowned == 0
-            and not self.overlapping
-            and all(tp in self.spec.partitions for tp in self.owners)
-        )
-
-    def live_members(self) -> list[str]:
-        return [n for n, m in self.members.items() if m.live]
-
-
 class StepKind(StrEnum):
     EVENT = "event"
     ACTION = "action"
@@ -389,7 +250,7 @@ class Replay:
 
     def __init__(self, history: RunHistory) -> None:
         self.history = history
-        self.groups = {name: GroupState(spec) for name, spec in history.groups.items()}
+        self.groups = {name: GroupOwnership(spec.partitions) for name, spec in history.groups.items()}
         self._member_group = history.member_groups()
         self.late_events: list[Event] = []  # events stamped after their member was killed
 

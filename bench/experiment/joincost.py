@@ -7,7 +7,7 @@ complete, disjoint generation and ZooKeeper is quiet again, and reads both once 
 difference is the join's cost, from the server's counters and the clients' counts side by side.
 
 "Quiet" means the namespace's read and write counters did not move between two readings
-``quiet_s`` apart; pings do not move them (see :mod:`bench.mntr`), so idle sessions do not count.
+``quiet_s`` apart; pings do not move them (see :mod:`bench.services.mntr`), so idle sessions do not count.
 Server reads exclude ``exists`` on a missing znode and server writes count each op of a ``multi``,
 which is why they can differ from the client counts in both directions.
 """
@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import click
-from kazoo.client import KazooClient
 
-from bench.history import GroupView
-from bench.mntr import Mntr, ZkLoad, read_mntr, zk_load
+from bench.analysis.ownership import GroupOwnership
+from bench.services.catalog import provision_topics
+from bench.services.mntr import Mntr, ZkLoad, read_mntr, zk_load
 from group_api import ConfigError, ListSink, MemberConfig
 from group_api.registry import create_member, variants
 
@@ -76,13 +76,13 @@ def _wait_stable(
     sink: ListSink, ids: list[str], partitions: set[tuple[str, int]], after: int | None, timeout: float
 ) -> int:
     def stable(events: list) -> bool:
-        view = GroupView().apply_all(events)
+        view = GroupOwnership(partitions).apply_all(events)
         generation = view.generation(ids)
-        return view.converged(partitions, ids) and (after is None or (generation or -1) > after)
+        return view.converged(ids) and (after is None or (generation or -1) > after)
 
     if not sink.wait_for(stable, timeout):
         raise TimeoutError(f"{len(ids)} members did not converge within {timeout:.0f}s")
-    return GroupView().apply_all(sink.events).generation(ids) or 0
+    return GroupOwnership(partitions).apply_all(sink.events).generation(ids) or 0
 
 
 def measure_join(
@@ -98,15 +98,7 @@ def measure_join(
     timeout: float = 300.0,
 ) -> JoinCost:
     root = f"/zkmode/joincost-{uuid.uuid4().hex[:8]}"
-    admin = KazooClient(zk_hosts)
-    admin.start(timeout=30)
-    try:
-        from zk_mode.catalog import write_topics
-
-        write_topics(admin, root, {TOPIC: partitions})
-    finally:
-        admin.stop()
-        admin.close()
+    provision_topics(zk_hosts, {TOPIC: partitions}, zk_root=root)
     all_parts = {(TOPIC, p) for p in range(partitions)}
     config = MemberConfig(
         group="joincost",
@@ -169,7 +161,7 @@ def run_join_costs(
     progress: Callable[[str], None] = log.info,
 ) -> list[JoinCost]:
     """Measure every (variant, size) pair, against ``zk_hosts`` or a standalone server we start."""
-    from bench.zookeeper import ZooKeeperEnsemble
+    from bench.services.zookeeper import ZooKeeperEnsemble
 
     ensemble = None
     if zk_hosts is None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-from bench.process import pid_alive, terminate_pid
+from bench.services.process import pid_alive, terminate_pid
 from coordinator_mode.broker.controller import DEFAULT_ZK_ROOT
 from coordinator_mode.group.config import CoordinatorConfig
 from group_api import MemberConfig
@@ -194,10 +194,8 @@ def up(
     timeout: float,
 ) -> None:
     """Start the ensemble (and brokers) in the background, write the topic catalog, print one JSON line."""
-    from kazoo.client import KazooClient
-
-    from bench.zookeeper import ZooKeeperEnsemble, ZooKeeperNotFound, ZooKeeperStartError
-    from zk_mode.catalog import write_topics
+    from bench.services.catalog import provision_topics
+    from bench.services.zookeeper import ZooKeeperEnsemble, ZooKeeperNotFound, ZooKeeperStartError
 
     if not zk_root.startswith("/") or (zk_root != "/" and zk_root.endswith("/")):
         raise click.BadParameter(f"expected an absolute znode path, got {zk_root!r}", param_hint="--zk-root")
@@ -225,13 +223,7 @@ def up(
     ensemble = ZooKeeperEnsemble(zk_size, base_dir=zk_dir)
     try:
         ensemble.start(timeout=timeout)
-        client = KazooClient(hosts=ensemble.connect_string, timeout=10.0)
-        client.start(timeout=timeout)
-        try:
-            write_topics(client, zk_root, topics)
-        finally:
-            client.stop()
-            client.close()
+        provision_topics(ensemble.connect_string, topics, zk_root=zk_root, timeout=timeout)
         services = [s.describe() for s in ensemble.servers]
         dirs = [str(zk_dir)]
         bootstrap = None
@@ -276,7 +268,7 @@ def _start_brokers(
     zk_connect: str, size: int, base_dir: Path, topics: dict[str, int], initial_delay_ms: int, timeout: float
 ) -> tuple[str, list[dict[str, Any]]]:
     """Start brokers that outlive this command; returns the bootstrap string and their service records."""
-    from bench.brokers import BrokerCluster
+    from bench.services.brokers import BrokerCluster
 
     shutil.rmtree(base_dir, ignore_errors=True)
     brokers = BrokerCluster(
@@ -326,19 +318,9 @@ def topics(zk_connect: str, topics: dict[str, int], zk_root: str, broker_root: s
 
     Both catalogs get them: zk mode's under --zk-root and the brokers' under --broker-root.
     """
-    from kazoo.client import KazooClient
+    from bench.services.catalog import provision_topics
 
-    from coordinator_mode.broker.controller import create_topics
-    from zk_mode.catalog import write_topics
-
-    client = KazooClient(hosts=zk_connect, timeout=10.0)
-    client.start(timeout=timeout)
-    try:
-        write_topics(client, zk_root, topics)
-        create_topics(client, topics, broker_root)
-    finally:
-        client.stop()
-        client.close()
+    provision_topics(zk_connect, topics, zk_root=zk_root, broker_root=broker_root, timeout=timeout)
     click.echo(
         json.dumps({"zk": zk_connect, "topics": topics, "zk_root": zk_root, "broker_root": broker_root})
     )

@@ -1,14 +1,19 @@
 """The runner: one scenario x one mode/variant x one repetition = one run directory.
 
-A run starts its own servers (:mod:`bench.topology`), member processes that each host one or more
-members, and a sampler; then it walks the scenario's timeline. Every action is recorded in the
+A run starts its own servers (:mod:`bench.backends.local`), member processes that each host one or more
+members (:mod:`bench.experiment.groups`), and a sampler; then it walks the scenario's timeline. Every action is recorded in the
 history (``events.jsonl``) with its start and end on the same monotonic clock as the members'
 events, and ZooKeeper's ``mntr`` (and the brokers' counters) are sampled at every action boundary
 and about once a second (``samples.jsonl``). Nothing is timed here: latencies come from the
-history afterwards (:mod:`bench.metrics`), as in Kafka's system tests.
+history afterwards (:mod:`bench.analysis.metrics.tables`), as in Kafka's system tests.
 
 Whatever happens, everything the run started is stopped (``finally``), also on Ctrl-C, and a
 failed run leaves ``error.txt`` saying why.
+
+Over the ~500-line guide on purpose: :class:`Run`'s lifecycle (start, steps, waits, teardown on
+every path, the run record) reads as one class; the groups and the sampler
+(:mod:`bench.experiment.groups`) and what each action does (:mod:`bench.experiment.actions`) are
+elsewhere. ``run_scenarios`` and the ``run`` command stay beside it, as the one caller of ``Run``.
 """
 
 from __future__ import annotations
@@ -21,12 +26,11 @@ import platform
 import random
 import subprocess
 import sys
-import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -34,7 +38,7 @@ from typing import Any
 import click
 import yaml
 
-from bench.backend import (
+from bench.backends import (
     TARGETS,
     Backend,
     BackendFactory,
@@ -44,23 +48,17 @@ from bench.backend import (
     backend_for,
     check_target,
 )
-from bench.history import GroupView, History, RunState, RunStatus
-from bench.polling import wait_until
-from bench.scenario import Action, LinkCut, Pick, Profile, Scenario, Step, WaitKind
-from bench.topology import LocalTopology
-from group_api import LEAVE_BOUND_S, OFFSET_EVENTS, EventKind
-from group_api.events import TopicPartition
+from bench.backends.local import LocalTopology
+from bench.experiment.actions import ACTIONS, Pick
+from bench.experiment.groups import MemberGroup, RunError, Sampler
+from bench.experiment.history import History, RunState, RunStatus
+from bench.experiment.scenario import Profile, Scenario, Step, WaitKind
+from bench.services.polling import wait_until
+from group_api import OFFSET_EVENTS, EventKind
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-
-#: Actions after which the group must reach a newer generation before "stable" counts.
-REBALANCING_ACTIONS = frozenset(
-    {Action.START_MEMBERS, Action.ADD_MEMBERS, Action.LEAVE_MEMBERS, Action.KILL_MEMBER, Action.KILL_LEADER}
-)
-#: Actions on links: members then reach servers through our proxies.
-LINK_ACTIONS = frozenset({Action.SET_DELAY, Action.CUT_LINK, Action.HEAL_LINK})
 
 
 def member_flags(settings: dict[str, Any]) -> list[str]:
@@ -80,183 +78,6 @@ def member_flags(settings: dict[str, Any]) -> list[str]:
 
 #: Exit code of ``run`` and ``demo`` after Ctrl-C: 128 + SIGINT, as shells report it.
 EXIT_ABORTED = 130
-
-
-#: How long a member process may take to leave after SIGTERM before it is killed: above every
-#: member's leave bound with the default request timeout (LEAVE_BOUND_S + 30 s) plus its exit.
-#: An escalation is recorded as a kill and reported as a harness problem (``MemberGroup.terminate``).
-TERMINATE_TIMEOUT_S = LEAVE_BOUND_S + 38.0
-
-
-class RunError(RuntimeError):
-    """A run could not complete; the message says which step and why."""
-
-
-Spawn = Callable[[list[str], History, Path], MemberHandle]
-
-
-@dataclass
-class MemberGroup:
-    """The members of one consumer group: their processes, and the group's state from the history.
-
-    ``member_args`` are the ``rebalance-lab member`` flags every member of the group gets;
-    ``spawn`` starts one process (the backend's ``spawn_member``).
-    """
-
-    name: str
-    topics: dict[str, int]
-    members_per_process: int
-    member_args: list[str]
-    history: History
-    log_dir: Path
-    spawn_process: Spawn
-    procs: list[MemberHandle] = field(default_factory=list)
-    expected: dict[int | str, int] = field(default_factory=dict)  # pid -> members it hosts
-    dead: set[str] = field(default_factory=set)
-    paused: set[int | str] = field(default_factory=set)  # pids
-
-    @property
-    def partitions(self) -> set[TopicPartition]:
-        return {(t, p) for t, n in self.topics.items() for p in range(n)}
-
-    def spawn(self, members: int) -> list[MemberHandle]:
-        new: list[MemberHandle] = []
-        while members > 0:
-            count = min(members, self.members_per_process)
-            i = len(self.procs)
-            args = [
-                "member",
-                *self.member_args,
-                "--group",
-                self.name,
-                "--name",
-                f"{self.name}-p{i}",
-                "--count",
-                str(count),
-            ]
-            proc = self.spawn_process(args, self.history, self.log_dir / f"{self.name}-p{i}.log")
-            self.expected[proc.pid] = count
-            self.procs.append(proc)
-            new.append(proc)
-            members -= count
-        deadline = time.monotonic() + 60
-        for proc in new:
-            while len(proc.member_ids) < self.expected[proc.pid] and proc.alive():
-                if time.monotonic() > deadline:
-                    raise RunError(f"{self.name}: members of pid {proc.pid} did not report within 60 s")
-                time.sleep(0.05)
-            if not proc.alive() and len(proc.member_ids) < self.expected[proc.pid]:
-                tail = proc.log_path.read_text()[-1500:] if proc.log_path and proc.log_path.exists() else ""
-                raise RunError(f"{self.name}: member process {proc.pid} exited early: {tail}")
-        return new
-
-    def live_procs(self) -> list[MemberHandle]:
-        return [p for p in self.procs if p.alive()]
-
-    def live_ids(self) -> list[str]:
-        return [m for p in self.live_procs() for m in p.member_ids if m not in self.dead]
-
-    def view(self, until_ns: int | None = None) -> GroupView:
-        """The group's state from its events (those before ``until_ns``, if given); killed members are gone."""
-        events = self.history.snapshot()
-        view = GroupView().apply_all(
-            e for e in events if e.group == self.name and (until_ns is None or e.mono_ns < until_ns)
-        )
-        for member in self.dead:
-            view.mark_gone(member)
-        return view
-
-    def kill(self, proc: MemberHandle) -> None:
-        """SIGKILL a member process; its members are dead from now on."""
-        proc.kill()
-        self.dead.update(proc.member_ids)
-
-    def leader(self) -> str | None:
-        leaders = self.view().leaders(self.live_ids()) - {None}
-        return next(iter(leaders)) if len(leaders) == 1 else None
-
-    def process_of(self, member: str) -> MemberHandle | None:
-        return next((p for p in self.procs if member in p.member_ids), None)
-
-    def stable(self, newer_than: int | None) -> bool:
-        ids = self.live_ids()
-        view = self.view()
-        if not ids or not view.converged(self.partitions, ids):
-            return False
-        generation = view.generation(ids)
-        return newer_than is None or (generation is not None and generation > newer_than)
-
-    def generation(self) -> int | None:
-        return self.view().generation(self.live_ids())
-
-    def terminate(self, proc: MemberHandle, action: str, step: int = -1) -> None:
-        """SIGTERM: the members leave. A process that ignores it for :data:`TERMINATE_TIMEOUT_S` is
-        killed, and the kill is recorded at that moment, as a ``kill`` phase of ``action`` flagged
-        ``escalated``: the replay treats its members as dead from then on (not as owners that never
-        left), and the summary reports the escalation as a harness problem."""
-
-        def record_kill() -> None:
-            self.dead.update(proc.member_ids)
-            self.history.record(
-                "action",
-                action=action,
-                phase="kill",
-                step=step,
-                group=self.name,
-                targets=list(proc.member_ids),
-                params={"escalated": True, "pid": proc.pid, "ignored_sigterm_s": TERMINATE_TIMEOUT_S},
-            )
-
-        proc.terminate(TERMINATE_TIMEOUT_S, on_escalate=record_kill)
-
-    def stop_all(self, action: str = "stop", step: int = -1) -> None:
-        """Graceful first (SIGTERM, members leave, see :meth:`terminate`), then whatever is left is
-        killed; in parallel, so a group of many processes stops in one leave's time."""
-        threads = [
-            threading.Thread(target=self.terminate, args=(p, action, step)) for p in self.procs if p.alive()
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        for p in self.procs:
-            p.close()
-
-
-@dataclass
-class Sampler:
-    """Samples ZooKeeper's mntr and the brokers' counters into ``samples.jsonl``."""
-
-    topology: Backend
-    path: Path
-    period_s: float = 1.0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._file = open(self.path, "a")  # noqa: SIM115
-        self._thread = threading.Thread(target=self._loop, name="sampler", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.period_s):
-            self.sample()
-
-    def sample(self) -> None:
-        lines = [json.dumps(s, separators=(",", ":")) for s in self.topology.samples()]
-        with self._lock:
-            if not self._file.closed:
-                self._file.write("".join(line + "\n" for line in lines))
-                self._file.flush()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-        self.sample()
-        with self._lock:
-            self._file.close()
 
 
 def environment() -> dict[str, Any]:
@@ -377,7 +198,7 @@ class Run:
                 topics=topics,
                 zk_root=zk_root,
                 initial_rebalance_delay_ms=self.profile.group_initial_rebalance_delay_ms,
-                proxied=any(step.action in LINK_ACTIONS for step in sc.timeline),
+                proxied=any(ACTIONS[step.action].link for step in sc.timeline),
             )
         )
         self.progress(
@@ -436,11 +257,11 @@ class Run:
         self._doing = f"during step {i} ({step.action})"
         self.sampler.sample()
         began_ns = time.monotonic_ns()
-        getattr(self, f"_do_{step.action}")(i, step, groups)
+        ACTIONS[step.action].run(self, i, step, groups)
         self.sampler.sample()
         if step.wait.kind == WaitKind.STABLE:
-            newer = step.action in REBALANCING_ACTIONS
-            self._wait_stable(i, step, groups, before if newer else None, step.wait.seconds)
+            newer = ACTIONS[step.action].rebalancing
+            self.wait_stable(i, step, groups, before if newer else None, step.wait.seconds)
         elif step.wait.kind in (WaitKind.OFFSETS_COMMITTED, WaitKind.OFFSETS_FETCHED):
             self._wait_reported(i, step, groups, EventKind(step.wait.kind.value), began_ns)
         elif step.wait.seconds:
@@ -452,7 +273,7 @@ class Run:
         index = step.as_dict().get("group")
         return self.groups if index is None else [self.groups[index]]
 
-    def _action(
+    def record_action(
         self, i: int, step: Step, phase: str, group: str | None, targets: Sequence[str], **params: Any
     ) -> None:
         assert self.history is not None
@@ -466,7 +287,7 @@ class Run:
             params={**{k: v for k, v in step.params if v is not None}, **params},
         )
 
-    def _wait_stable(
+    def wait_stable(
         self,
         i: int,
         step: Step,
@@ -487,9 +308,7 @@ class Run:
                 return
             if time.monotonic() > deadline:
                 states = {
-                    g.name: {
-                        m: (v.generation, len(v.owned)) for m, v in g.view().members.items() if not v.gone
-                    }
+                    g.name: {m: (v.generation, len(v.counted)) for m, v in g.view().members.items() if v.live}
                     for g in groups
                 }
                 raise RunError(
@@ -518,128 +337,7 @@ class Run:
             return max(1.0, 2 * self.profile.heartbeat_interval_ms / 1000)
         return 1.0
 
-    def _do_start_members(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        count = step.as_dict().get("count") or self.scenario.groups.members
-        for g in groups:
-            self._action(i, step, "start", g.name, [], count=count)
-            procs = g.spawn(count)
-            self._action(
-                i, step, "end", g.name, [m for p in procs for m in p.member_ids], pids=[p.pid for p in procs]
-            )
-
-    def _do_add_members(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        self._do_start_members(i, step, groups)
-
-    def _do_leave_members(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        for g in groups:
-            victims = self._pick(g, step.param("count"), step.param("pick"))
-            targets = [m for p in victims for m in p.member_ids]
-            self._action(i, step, "start", g.name, targets)
-            for p in victims:
-                g.terminate(p, str(step.action), i)
-            self._action(i, step, "end", g.name, targets)
-
-    def _kill(self, i: int, step: Step, g: MemberGroup, victims: list[MemberHandle]) -> None:
-        targets = [m for p in victims for m in p.member_ids]
-        self._action(i, step, "start", g.name, targets)
-        for p in victims:
-            g.kill(p)
-        self._action(i, step, "end", g.name, targets)
-
-    def _do_kill_member(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        for g in groups:
-            self._kill(i, step, g, self._pick(g, step.param("count"), step.param("pick")))
-
-    def _do_kill_leader(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        for g in groups:
-            self._kill(i, step, g, self._pick(g, 1, Pick.LEADER))
-
-    def _do_pause_member(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        seconds = self.scenario.pause_seconds(step, self.mode)
-        paused: list[tuple[MemberGroup, MemberHandle]] = []
-        for g in groups:
-            (proc,) = self._pick(g, 1, step.param("pick"))
-            proc.pause()
-            g.paused.add(proc.pid)
-            paused.append((g, proc))
-            self._action(i, step, "start", g.name, proc.member_ids, seconds=seconds)
-        time.sleep(seconds)  # the fault's own length, not a wait for a condition
-        for g, proc in paused:
-            proc.resume()
-            g.paused.discard(proc.pid)
-            self._action(i, step, "end", g.name, proc.member_ids)
-
-    def _do_rolling_restart(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        between = step.param("between")
-        for g in groups:
-            olds = list(g.live_procs())
-            self._action(i, step, "start", g.name, [m for p in olds for m in p.member_ids])
-            for proc in olds:
-                before = g.generation()
-                count = len(proc.member_ids)
-                if step.param("graceful"):
-                    g.terminate(proc, str(step.action), i)
-                else:
-                    self._action(i, step, "kill", g.name, proc.member_ids)
-                    g.kill(proc)
-                g.spawn(count)
-                if between == "stable":
-                    self._wait_stable(i, step, [g], {g.name: before}, step.wait.seconds)
-                else:
-                    time.sleep(float(between))
-            self._action(i, step, "end", g.name, g.live_ids())
-
-    def _do_kill_coordinator(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        assert self.topology is not None
-        for g in groups:
-            broker = self.topology.coordinator_for(g.name)
-            self._action(i, step, "start", g.name, [f"broker-{broker}"])
-            self.topology.kill_broker(broker)
-            self._action(i, step, "end", g.name, [f"broker-{broker}"])
-
-    def _do_stop_zk(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        assert self.topology is not None
-        index = self.topology.zk_index(step.param("server"))
-        self._action(i, step, "start", None, [f"zk-{index}"])
-        self.topology.stop_zk(index)
-        self._action(i, step, "end", None, [f"zk-{index}"])
-
-    def _do_restart_zk(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        assert self.topology is not None
-        server = step.param("server")
-        index = self.topology.stopped_zk()[-1] if server == "stopped" else int(server)
-        self._action(i, step, "start", None, [f"zk-{index}"])
-        self.topology.restart_zk(index)
-        self._action(i, step, "end", None, [f"zk-{index}"])
-
-    def _do_set_delay(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        assert self.topology is not None
-        links = self.topology.links(step.param("target"))
-        self._action(i, step, "start", None, links)
-        self.topology.set_rtt(step.param("target"), step.param("rtt_ms"), step.param("jitter_ms"))
-        self._action(i, step, "end", None, links)
-
-    def _do_cut_link(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        assert self.topology is not None
-        links = self.topology.links(step.param("target"))
-        self._action(i, step, "start", None, links)
-        self.topology.cut(step.param("target"), reset=step.param("how") == LinkCut.RESET)
-        self._action(i, step, "end", None, links)
-
-    def _do_heal_link(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        assert self.topology is not None
-        links = self.topology.links(step.param("target"))
-        self._action(i, step, "start", None, links)
-        self.topology.heal(step.param("target"))
-        self._action(i, step, "end", None, links)
-
-    def _do_stop(self, i: int, step: Step, groups: list[MemberGroup]) -> None:
-        for g in groups:
-            self._action(i, step, "start", g.name, g.live_ids())
-            g.stop_all(str(step.action), i)
-            self._action(i, step, "end", g.name, [])
-
-    def _pick(self, g: MemberGroup, count: int, pick: Pick) -> list[MemberHandle]:
+    def pick_procs(self, g: MemberGroup, count: int, pick: Pick) -> list[MemberHandle]:
         """Member processes by the step's ``pick``; paused processes are never picked.
 
         ``follower`` spares the leader's process; ``leader`` in a leaderless variant is the oldest.
@@ -749,7 +447,7 @@ def run_scenarios(
     Progress lines start with ``counter``'s prefix; pass one counter to several calls to count
     their runs together. Returns the run directories written and the failures as (label, reason).
     """
-    from bench.metrics import analyze
+    from bench.analysis.metrics.tables import analyze
 
     counter = counter or RunCounter(count_runs(scenarios, repeat, targets))
 
@@ -784,7 +482,7 @@ def run_scenarios(
 
 def _analyze_failed(run_dir: Path) -> None:
     """Best effort: a run that failed early may have too little history to analyse."""
-    from bench.metrics import analyze
+    from bench.analysis.metrics.tables import analyze
 
     try:
         analyze(run_dir)
@@ -861,7 +559,9 @@ def run(
     scenario_names: tuple[str, ...], out: Path | None, repeat: int | None, only: tuple[str, ...], target: str
 ) -> None:
     """Run scenarios (files or library names) against every mode/variant they list."""
-    from bench.scenario import ScenarioError, expand, load_scenario, resolve
+    from bench.experiment.library import resolve
+    from bench.experiment.loading import expand, load_scenario
+    from bench.experiment.scenario import ScenarioError
 
     try:
         scenarios = [s for name in scenario_names for s in expand(load_scenario(resolve(name)))]

@@ -2,7 +2,7 @@
 
 ``LocalTopology`` is what the runner talks to; its fault methods (kill a broker, stop a ZooKeeper
 node, delay or cut links) are the local backend of the fault interface. With ``proxied`` set,
-members reach every ZooKeeper server and broker through a :mod:`bench.proxy` proxy of ours, so a
+members reach every ZooKeeper server and broker through a :mod:`bench.services.proxy` proxy of ours, so a
 scenario can add delay and jitter or cut links without root or ``tc``. A broker's proxy is started
 before the broker, which advertises the proxy's port (``--advertised-port``): the coordinator a
 member finds through Metadata and FindCoordinator is then reached through the proxy too.
@@ -17,14 +17,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.backend import ClusterSpec, broker_sample, pick_zk, zk_sample
-from bench.history import History
-from bench.members import MemberProcess
-from bench.zookeeper import ZooKeeperEnsemble
+from bench.backends import ClusterSpec, pick_zk
+from bench.backends.samples import broker_sample, zk_sample
+from bench.experiment.history import History
+from bench.services.members import MemberProcess
+from bench.services.zookeeper import ZooKeeperEnsemble
 
 
 class LocalTopology:
-    """The local :class:`~bench.backend.Backend`: servers and members are processes on this machine."""
+    """The local :class:`~bench.backends.Backend`: servers and members are processes on this machine."""
 
     def __init__(self, spec: ClusterSpec) -> None:
         self.zk_nodes = spec.zk_nodes
@@ -49,7 +50,7 @@ class LocalTopology:
             if self.proxied:
                 self._start_zk_proxies()
             if self.brokers:
-                from bench.brokers import BrokerCluster
+                from bench.services.brokers import BrokerCluster
 
                 self.broker_cluster = BrokerCluster(
                     self.ensemble.connect_string,
@@ -65,20 +66,12 @@ class LocalTopology:
             raise
 
     def _write_catalog(self) -> None:
-        from kazoo.client import KazooClient
+        from bench.services.catalog import provision_topics
 
-        from zk_mode.catalog import write_topics
-
-        client = KazooClient(self.ensemble.connect_string)
-        client.start(timeout=30)
-        try:
-            write_topics(client, self.zk_root, self.topics)
-        finally:
-            client.stop()
-            client.close()
+        provision_topics(self.ensemble.connect_string, self.topics, zk_root=self.zk_root)
 
     def _start_zk_proxies(self) -> None:
-        from bench.proxy import Proxy
+        from bench.services.proxy import Proxy
 
         for i, server in enumerate(self.ensemble.servers):
             proxy = Proxy(("127.0.0.1", server.client_port), name=f"zk-{i}")
@@ -87,7 +80,7 @@ class LocalTopology:
 
     def _broker_proxy(self, broker_id: int, port: int) -> int:
         """BrokerCluster's ``advertise`` hook: a proxy to the broker's port, whose port it advertises."""
-        from bench.proxy import Proxy
+        from bench.services.proxy import Proxy
 
         proxy = Proxy(("127.0.0.1", port), name=f"broker-{broker_id - 1}")
         self._broker_proxies[broker_id] = proxy

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import socket
 import struct
 import subprocess
@@ -32,15 +31,15 @@ from typing import IO, Any
 from kafka.protocol.admin import DescribeGroupsRequest
 from kazoo.client import KazooClient
 
-from bench.polling import wait_until
-from bench.ports import free_port
-from bench.process import freeze, terminate_pid
+from bench.services.catalog import write_catalogs
+from bench.services.polling import wait_until
+from bench.services.ports import free_port
+from bench.services.process import ChildProcess, terminate_pid
 from coordinator_mode.broker.config import BrokerConfig
 from coordinator_mode.broker.controller import (
     DEFAULT_ZK_ROOT,
     OFFSETS_TOPIC,
     ClusterView,
-    create_topics,
     read_view,
 )
 from coordinator_mode.hashing import DEFAULT_OFFSETS_PARTITIONS, partition_for
@@ -58,12 +57,19 @@ class BrokerProcess:
     port: int
     state_dir: Path
     command: list[str]
-    proc: subprocess.Popen[bytes] | None = None
+    _child: ChildProcess = field(init=False, repr=False)
     _log: IO[bytes] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._child = ChildProcess(f"broker {self.id}")
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self._child.proc
 
     @property
     def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
+        return self._child.pid
 
     @property
     def address(self) -> str:
@@ -79,61 +85,39 @@ class BrokerProcess:
 
     def start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap
-        self.proc = subprocess.Popen(
-            self.command,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log.info("broker %d started (pid %d, port %d)", self.id, self.proc.pid, self.port)
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _close_log
+        proc = self._child.spawn(self.command, stdout=self._log)
+        log.info("broker %d started (pid %d, port %d)", self.id, proc.pid, self.port)
 
     def is_running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self._child.running()
 
     def kill(self) -> None:
         """SIGKILL: no LeaveGroup, no ZooKeeper goodbye; its session must expire."""
         if self.is_running():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGKILL)
-            log.info("broker %d killed (pid %d)", self.id, self.proc.pid)
-        self._reap(10.0)
+            log.info("broker %d killed (pid %s)", self.id, self.pid)
+        self._child.kill()
+        self._close_log()
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM (the broker closes its ZooKeeper session at once), SIGKILL after ``grace``."""
-        if self.is_running():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                log.warning("broker %d ignored SIGTERM for %.0fs; killing it", self.id, grace)
-                self.proc.kill()
-        self._reap(10.0)
+        # wake=False: a paused broker is not woken to shut down cleanly; it is killed after ``grace``.
+        self._child.terminate(grace, wake=False)
+        self._close_log()
 
     def pause(self) -> None:
         """SIGSTOP, returning once every thread has stopped: a long GC pause, sockets left open."""
-        if self.is_running():
-            assert self.proc is not None
-            freeze(self.proc.pid)
+        self._child.pause()
 
     def resume(self) -> None:
-        if self.is_running():
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGCONT)
+        self._child.resume()
 
     def restart(self) -> None:
         """Stop it if running, then start it again with the same id and port."""
         self.stop()
         self.start()
 
-    def _reap(self, timeout: float) -> None:
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("broker %d (pid %d) did not exit", self.id, self.proc.pid)
+    def _close_log(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -286,7 +270,7 @@ class BrokerCluster:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if self.topics:
-            create_topics(self.zk, self.topics, self.zk_root)
+            write_catalogs(self.zk, self.topics, broker_root=self.zk_root)
         try:
             for broker_id in range(1, self.size + 1):
                 state_dir = self.base_dir / f"broker-{broker_id}"

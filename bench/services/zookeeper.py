@@ -10,6 +10,9 @@ JVM start on this project's 2-core machine (OpenJDK 17, Debian ZooKeeper 3.8.0):
 ~0.15 s after exec, ``srvr`` reports standalone ~0.3 s after exec. ``-XX:TieredStopAtLevel=1`` made no
 measurable difference and would slow the server we measure, so it is not used; class data sharing
 (``-Xshare:auto``) is the JDK default and stays on.
+
+Over the ~500-line guide on purpose: one server and the ensemble share the configuration, ports,
+classpath discovery and pid files; apart they would only pass those back and forth.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
@@ -28,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.mntr import Mntr, MntrUnavailable, four_letter, read_mntr
-from bench.ports import HOST, free_ports
-from bench.process import freeze, pid_alive, terminate_pid
+from bench.services.mntr import Mntr, MntrUnavailable, four_letter, read_mntr
+from bench.services.ports import HOST, free_ports
+from bench.services.process import ChildProcess, freeze, pid_alive, terminate_pid
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +193,7 @@ class ZooKeeperServer:
         self.cfg = dict(cfg)
         self._classpath = classpath
         self._java = java
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._child = ChildProcess(f"zookeeper {id}")  # None proc: not started by us, or detached
         self.pid: int | None = None
         self._log_offset = 0  # where this run's output starts in the (appended) log
 
@@ -251,21 +253,14 @@ class ZooKeeperServer:
             self._log_offset = logfile.tell()
             logfile.write(f"--- starting zookeeper {self.id}: {' '.join(command)}\n".encode())
             logfile.flush()
-            self._proc = subprocess.Popen(
-                command,
-                cwd=self.dir,
-                stdin=subprocess.DEVNULL,
-                stdout=logfile,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C of our terminal must not kill it behind our back
-            )
-        self.pid = self._proc.pid
+            proc = self._child.spawn(command, stdout=logfile, cwd=self.dir)
+        self.pid = proc.pid
         self.pid_path.write_text(f"{self.pid}\n")
         log.info("zookeeper %d started: pid %d, client port %d", self.id, self.pid, self.client_port)
 
     def is_running(self) -> bool:
-        if self._proc is not None:
-            return self._proc.poll() is None
+        if self._child.proc is not None:
+            return self._child.running()
         return self.pid is not None and pid_alive(self.pid, str(self.cfg_path))
 
     def _signal(self, sig: int) -> None:
@@ -274,17 +269,9 @@ class ZooKeeperServer:
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM, SIGKILL after ``grace`` seconds; a no-op when not running."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.send_signal(signal.SIGCONT)  # in case it is paused
-                try:
-                    proc.wait(grace)
-                except subprocess.TimeoutExpired:
-                    log.warning("zookeeper %d ignored SIGTERM for %.0fs; killing it", self.id, grace)
-                    proc.kill()
-                    proc.wait()
+        if self._child.proc is not None:
+            self._child.terminate(grace)  # with SIGCONT, in case it is paused
+            self._child.proc = None
         elif self.pid is not None:
             terminate_pid(self.pid, str(self.cfg_path), grace)
         self.pid = None
@@ -292,11 +279,9 @@ class ZooKeeperServer:
 
     def kill(self) -> None:
         """SIGKILL: a crash, no clean shutdown."""
-        if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.kill()
-            self._proc.wait()
-            self._proc = None
+        if self._child.proc is not None:
+            self._child.kill()
+            self._child.proc = None
         elif self.pid is not None and pid_alive(self.pid, str(self.cfg_path)):
             os.kill(self.pid, signal.SIGKILL)
         self.pid = None
@@ -315,10 +300,7 @@ class ZooKeeperServer:
 
     def detach(self) -> None:
         """Forget the child handle, leaving the JVM running; :meth:`stop` then works by pid."""
-        # Popen's finaliser would otherwise warn that the child is still running.
-        if self._proc is not None:
-            self._proc.returncode = 0
-            self._proc = None
+        self._child.forget()
 
     # -- queries --------------------------------------------------------------------------------
 
@@ -488,9 +470,6 @@ class ZooKeeperEnsemble:
         """Stop server ``i`` (index into :attr:`servers`) gracefully; it keeps its id, ports and data."""
         self.servers[i].stop()
 
-    def kill_server(self, i: int) -> None:
-        self.servers[i].kill()
-
     def restart_server(self, i: int, timeout: float = 60.0) -> None:
         """Start server ``i`` again and wait until the ensemble (it included) serves."""
         server = self.servers[i]
@@ -520,7 +499,7 @@ class ZooKeeperEnsemble:
         """One reading per running server.
 
         A running server that does not serve (electing a leader, paused) raises
-        :class:`~bench.mntr.MntrUnavailable` or ``OSError``, unless ``strict`` is False: then it is left out.
+        :class:`~bench.services.mntr.MntrUnavailable` or ``OSError``, unless ``strict`` is False: then it is left out.
         """
         readings = []
         for server in self.servers:

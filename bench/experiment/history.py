@@ -3,9 +3,9 @@
 :class:`History` collects member events from many processes (and, in a run, the harness's own
 records of actions) and appends each as one JSON line to ``events.jsonl`` when given a path.
 
-The contract tests, the runner and the checker all ask the same questions of a history: who owns
-what now, which generation each member is in, and whether the live members have converged (one
-generation, every partition owned, none owned twice). :class:`GroupView` answers them from events.
+Who owns what, which generation each member is in and whether the live members have converged is
+folded from these events by :class:`bench.analysis.ownership.GroupOwnership`, for the runner, the
+contract tests and the checker alike.
 
 :class:`RunStatus` is how a run ended, as its directory's ``error.txt`` records it (no file: it
 completed), so the runner that writes it and the analysis that reads it agree on one format.
@@ -16,13 +16,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
-from group_api import Event, EventKind, TopicPartition
+from group_api import Event
 
 #: Present in a run directory when the run did not complete; its first line is ``status: <state>``.
 ERROR_FILE = "error.txt"
@@ -110,81 +109,3 @@ class History:
             if self._file is not None:
                 self._file.close()
                 self._file = None
-
-
-@dataclass
-class MemberView:
-    generation: int | None = None
-    owned: frozenset[TopicPartition] = frozenset()
-    leader: str | None = None
-    gone: bool = False  # left, or its process is known dead
-
-
-@dataclass
-class GroupView:
-    """Ownership per member, folded from events in the order they are applied."""
-
-    members: dict[str, MemberView] = field(default_factory=dict)
-
-    def apply(self, event: Event) -> None:
-        view = self.members.setdefault(event.member, MemberView())
-        if event.kind == EventKind.ASSIGNED:
-            view.generation = event.generation
-            view.owned = frozenset(event.partitions or ())
-            view.leader = event.extra.get("leader")
-            view.gone = False
-        elif event.kind == EventKind.REVOKED:
-            view.owned = view.owned - frozenset(event.partitions or ())
-        elif event.kind in (EventKind.LEFT, EventKind.SESSION_LOST):
-            view.owned = frozenset()
-            view.generation = None
-            view.gone = event.kind == EventKind.LEFT
-        elif event.kind == EventKind.JOINED:
-            view.gone = False
-
-    def apply_all(self, events: Iterable[Event]) -> GroupView:
-        for event in events:
-            self.apply(event)
-        return self
-
-    def mark_gone(self, member: str) -> None:
-        """The member's process died: it owns nothing from now on."""
-        view = self.members.setdefault(member, MemberView())
-        view.owned = frozenset()
-        view.generation = None
-        view.gone = True
-
-    def live(self) -> dict[str, MemberView]:
-        return {m: v for m, v in self.members.items() if not v.gone}
-
-    def overlaps(self, exclude: Iterable[str] = ()) -> dict[TopicPartition, list[str]]:
-        """Partitions owned by more than one (non-excluded) member right now."""
-        skip = set(exclude)
-        owners: dict[TopicPartition, list[str]] = {}
-        for member, view in self.members.items():
-            if member in skip:
-                continue
-            for tp in view.owned:
-                owners.setdefault(tp, []).append(member)
-        return {tp: ms for tp, ms in owners.items() if len(ms) > 1}
-
-    def converged(self, partitions: Iterable[TopicPartition], members: Iterable[str] | None = None) -> bool:
-        """Every given (default: live) member is in one generation; ownership complete and disjoint."""
-        names = list(self.live()) if members is None else list(members)
-        if not names or any(m not in self.members for m in names):
-            return False
-        views = [self.members[m] for m in names]
-        generations = {v.generation for v in views}
-        if len(generations) != 1 or None in generations:
-            return False
-        owned = [tp for v in views for tp in v.owned]
-        return len(owned) == len(set(owned)) and set(owned) == set(partitions)
-
-    def leaders(self, members: Iterable[str] | None = None) -> set[str | None]:
-        names = list(self.live()) if members is None else list(members)
-        return {self.members[m].leader for m in names if m in self.members}
-
-    def generation(self, members: Iterable[str] | None = None) -> int | None:
-        names = list(self.live()) if members is None else list(members)
-        generations = {self.members[m].generation for m in names if m in self.members}
-        return generations.pop() if len(generations) == 1 else None

@@ -2,21 +2,20 @@
 
 Each child is its own process (own session, own pid) so faults are real: SIGKILL, SIGSTOP/SIGCONT,
 SIGTERM for a graceful leave. A reader thread turns its stdout into :class:`~group_api.Event`s
-and appends them to a shared :class:`~bench.history.History`; stderr goes to a log file.
+and appends them to a shared :class:`~bench.experiment.history.History`; stderr goes to a log file.
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bench.history import History
-from bench.process import freeze
+from bench.experiment.history import History
+from bench.services.process import ChildProcess
 from group_api import read_events
 
 log = logging.getLogger(__name__)
@@ -31,13 +30,14 @@ class MemberProcess:
         self.log_path = log_path
         self.member_ids: list[str] = []  # learned from their events, in order of appearance
         self._stderr = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(
+        self._child = ChildProcess("member process")
+        self.proc = self._child.spawn(
             [sys.executable, "-m", "bench", *self.args],
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,
-            start_new_session=True,
         )
+        self._child.name = f"member process {self.proc.pid}"
         self._reader = threading.Thread(target=self._read, daemon=True, name=f"member-{self.proc.pid}")
         self._reader.start()
 
@@ -63,37 +63,25 @@ class MemberProcess:
     def terminate(self, timeout: float = 30.0, on_escalate: Callable[[], None] | None = None) -> int:
         """Graceful leave: SIGTERM, wait for exit; SIGKILL if it hangs (``on_escalate`` runs just
         before, so the history can say when the members died). Returns the exit code."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("member %s ignored SIGTERM for %.0fs; killing it", self.pid, timeout)
-            if on_escalate is not None:
-                on_escalate()
-            self.proc.kill()
-            code = self.proc.wait()
+        code = self._child.terminate(timeout, on_escalate)
         self._reader.join(5)
+        assert code is not None
         return code
 
     def kill(self) -> None:
-        if self.alive():
-            self.proc.kill()
-        self.proc.wait()
+        self._child.kill()
         self._reader.join(5)
 
     def pause(self) -> None:
         """SIGSTOP; returns once the process is frozen, as ``docker pause`` does."""
-        freeze(self.proc.pid)
+        self._child.pause()
 
     def resume(self) -> None:
-        self.proc.send_signal(signal.SIGCONT)
+        self._child.resume()
 
     def close(self) -> None:
         """Make sure the process is gone (used in finally blocks)."""
         if self.alive():
-            self.proc.send_signal(signal.SIGCONT)
             self.kill()
         if self._stderr is not subprocess.DEVNULL:
             self._stderr.close()

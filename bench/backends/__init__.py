@@ -1,25 +1,33 @@
 """The fault interface: what a run needs from wherever its servers and members live.
 
-The runner talks only to a :class:`Backend`. :class:`bench.topology.LocalTopology` runs everything
-as processes on this machine; :mod:`bench.compose` drives the same roles as docker-compose services
+The runner talks only to a :class:`Backend`. :class:`bench.backends.local.LocalTopology` runs everything
+as processes on this machine; :mod:`bench.backends.compose` drives the same roles as docker-compose services
 through the Docker API. A scenario file runs unchanged on either.
+
+The backends are named here by import string (:data:`BACKENDS`) and loaded only when asked for, so
+this module never imports them: they import it (for :class:`ClusterSpec`), not the other way round.
+The records both write to ``samples.jsonl`` are built in :mod:`bench.backends.samples`.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from bench.history import History
-from bench.mntr import MntrUnavailable, read_mntr
+from bench.experiment.history import History
+from group_api.registry import resolve
 
-log = logging.getLogger(__name__)
-
-#: Where a run's servers and members live: ``rebalance-lab run --target``.
-TARGETS = ("local", "compose")
+#: Where a run's servers and members live (``rebalance-lab run --target``) -> "module:attribute" of
+#: its :data:`BackendFactory`, imported only by :func:`backend_for`.
+BACKENDS = {
+    "local": "bench.backends.local:LocalTopology",
+    "compose": "bench.backends.compose:ComposeBackend",
+}
+TARGETS = tuple(BACKENDS)
+#: A target's "module:attribute" of a callable that raises when it cannot run anything at all.
+PREFLIGHT = {"compose": "bench.backends.compose:preflight"}
 
 
 class TargetError(RuntimeError):
@@ -107,61 +115,13 @@ def pick_zk(modes: Sequence[str | None], node: int | str) -> int:
 
 def backend_for(target: str) -> BackendFactory:
     """The backend factory of a ``--target``."""
-    if target == "compose":
-        from bench.compose import ComposeBackend
-
-        return ComposeBackend
-    if target == "local":
-        from bench.topology import LocalTopology
-
-        return LocalTopology
-    raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    if target not in BACKENDS:
+        raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
+    return resolve(BACKENDS[target])
 
 
 def check_target(target: str) -> None:
     """Raise :class:`TargetError` before any run starts when ``target`` cannot run anything at all
     (compose: no Docker engine answers)."""
-    if target == "compose":
-        from bench.compose import connect_engine
-
-        connect_engine().close()
-
-
-# -- samples, the same records from every backend --------------------------------------------------
-
-
-def zk_sample(host: str, port: int) -> dict[str, Any] | None:
-    """One ``mntr`` reading of one server as a ``samples.jsonl`` record; None if it does not answer."""
-    try:
-        m = read_mntr(host, port, timeout=2.0)
-    except (OSError, MntrUnavailable) as exc:
-        log.debug("no mntr from %s:%d: %s", host, port, exc)
-        return None
-    return {
-        "source": "zk",
-        "server": m.server,
-        "mono_ns": m.mono_ns,
-        "values": m.values,
-        "answer_bytes": m.answer_bytes,
-    }
-
-
-def broker_sample(broker_id: int, stats: dict[str, Any], mono_ns: int, wall: float) -> dict[str, Any]:
-    """A broker's ``broker_stats.json`` as a ``samples.jsonl`` record, read at ``mono_ns`` / ``wall``.
-
-    Brokers rewrite their counters about once a second: the sample is dated by when the broker wrote
-    it, on our monotonic clock.
-    """
-    written = mono_ns - int(max(0.0, wall - float(stats.get("time", wall))) * 1e9)
-    info = {
-        k: v
-        for k, v in stats.items()
-        if k not in ("apis", "offsets_partitions_led", "offsets_partitions_loading")
-    }
-    return {
-        "source": "broker",
-        "broker": broker_id,
-        "mono_ns": written,
-        "stats": stats.get("apis", {}),
-        "info": info,
-    }
+    if target in PREFLIGHT:
+        resolve(PREFLIGHT[target])()

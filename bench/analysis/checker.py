@@ -1,6 +1,6 @@
 """Correctness checks on a run's history; every failure is returned as a record, never hidden.
 
-Checks (ownership as :mod:`bench.replay` counts it: kills end ownership at the kill, a paused
+Checks (ownership as :mod:`bench.analysis.replay` counts it: kills end ownership at the kill, a paused
 member owns nothing from the pause until its first ownership event after the resume):
 
 ``double_ownership``
@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from bench.replay import ActionRecord, GroupState, Replay, RunHistory
+from bench.analysis.ownership import GroupOwnership
+from bench.analysis.replay import ActionRecord, Replay, RunHistory
 from group_api import EventKind, TopicPartition
 
 #: (mode, variant) pairs in which one member leads each generation.
@@ -113,7 +114,7 @@ class _OverlapTracker:
         self.open: dict[tuple[str, TopicPartition], _Overlap] = {}
         self.failures: list[Failure] = []
 
-    def update(self, group: str, state: GroupState, now: int) -> None:
+    def update(self, group: str, state: GroupOwnership, now: int) -> None:
         for tp in state.overlapping:
             key = (group, tp)
             if key in self.open:
@@ -149,11 +150,11 @@ class _OverlapTracker:
             self._close(key, now, open_at_end=True)
 
 
-def _stable_unowned(state: GroupState) -> list[TopicPartition] | None:
+def _stable_unowned(state: GroupOwnership) -> list[TopicPartition] | None:
     """Partitions nobody owns while the group is stable; None when it is not stable (or empty)."""
     if not state.stable():
         return None
-    return sorted(tp for tp in state.spec.partitions if tp not in state.owners)
+    return sorted(tp for tp in state.partitions if tp not in state.owners)
 
 
 def _leaders(history: RunHistory, examined: dict[str, int]) -> list[Failure]:
@@ -238,7 +239,7 @@ def _offsets(history: RunHistory, examined: dict[str, int]) -> list[Failure]:
 
 def harness_problems(history: RunHistory) -> list[str]:
     """What the harness itself got wrong in a run, apart from the design's checks: member processes
-    that ignored SIGTERM and were killed (``MemberGroup.terminate`` records each such kill, so the
+    that ignored SIGTERM and were killed (``bench.experiment.groups.MemberGroup.terminate`` records each such kill, so the
     replay already counts their members dead from then on; the leave they never finished is the
     harness's or the member's bug, not a property of the design)."""
     return [
@@ -251,6 +252,50 @@ def harness_problems(history: RunHistory) -> list[str]:
 
 def _triggers(history: RunHistory) -> Iterable[ActionRecord]:
     return (a for a in history.actions if a.phase == "start" and a.action != "stop")
+
+
+def _end_state(history: RunHistory, replay: Replay, end_ns: int) -> list[Failure]:
+    """``not_stable_at_end`` and ``no_leader``, from the state the replay ended in."""
+    failures: list[Failure] = []
+    for name, state in replay.groups.items():
+        if state.live_count and not state.stable():
+            failures.append(
+                Failure(
+                    Check.NOT_STABLE_AT_END,
+                    name,
+                    f"{state.live_count} live member(s) in generations "
+                    f"{sorted({str(m.generation) for m in state.members.values() if m.live})} when the run stopped",
+                    {"at_s": _s(end_ns, history.start_ns), "live_members": state.live_members()},
+                )
+            )
+        elif state.converged():
+            spec = history.groups[name]
+            leaders = {state.members[m].leader for m in state.live_members()}
+            if (spec.mode, spec.variant) in LEADER_VARIANTS and leaders == {None}:
+                failures.append(
+                    Failure(
+                        Check.NO_LEADER,
+                        name,
+                        f"generation {state.generation()} converged without a leader named",
+                        {"generation": state.generation()},
+                    )
+                )
+    return failures
+
+
+def _late_events(history: RunHistory, replay: Replay) -> list[Failure]:
+    """``late_event``: what members reported after they were killed."""
+    failures: list[Failure] = []
+    for e in replay.late_events:
+        failures.append(
+            Failure(
+                Check.LATE_EVENT,
+                e.group,
+                f"{e.member} reported {e.kind} after it was killed",
+                {"member": e.member, "event": e.kind.value, "at_s": _s(e.mono_ns, history.start_ns)},
+            )
+        )
+    return failures
 
 
 def check(history: RunHistory) -> CheckReport:
@@ -299,38 +344,8 @@ def check(history: RunHistory) -> CheckReport:
     overlaps.finish(end_ns)
     failures[:0] = overlaps.failures
     check_stable(end_ns, "at the end")
-    for name, state in replay.groups.items():
-        if state.live_count and not state.stable():
-            failures.append(
-                Failure(
-                    Check.NOT_STABLE_AT_END,
-                    name,
-                    f"{state.live_count} live member(s) in generations "
-                    f"{sorted({str(m.generation) for m in state.members.values() if m.live})} when the run stopped",
-                    {"at_s": _s(end_ns, history.start_ns), "live_members": state.live_members()},
-                )
-            )
-        elif state.converged():
-            spec = history.groups[name]
-            leaders = {state.members[m].leader for m in state.live_members()}
-            if (spec.mode, spec.variant) in LEADER_VARIANTS and leaders == {None}:
-                failures.append(
-                    Failure(
-                        Check.NO_LEADER,
-                        name,
-                        f"generation {state.generation()} converged without a leader named",
-                        {"generation": state.generation()},
-                    )
-                )
+    failures += _end_state(history, replay, end_ns)
     failures += _leaders(history, examined)
     failures += _offsets(history, examined)
-    for e in replay.late_events:
-        failures.append(
-            Failure(
-                Check.LATE_EVENT,
-                e.group,
-                f"{e.member} reported {e.kind} after it was killed",
-                {"member": e.member, "event": e.kind.value, "at_s": _s(e.mono_ns, history.start_ns)},
-            )
-        )
+    failures += _late_events(history, replay)
     return CheckReport(tuple(failures), examined)
