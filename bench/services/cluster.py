@@ -200,26 +200,7 @@ def up(
     if not zk_root.startswith("/") or (zk_root != "/" and zk_root.endswith("/")):
         raise click.BadParameter(f"expected an absolute znode path, got {zk_root!r}", param_hint="--zk-root")
     state_dir = state_dir.resolve()
-    previous = load_state(state_dir)
-    if previous is not None:
-        if running_services(previous):
-            raise click.ClickException(
-                f"a cluster from {state_dir} is already running (zk {previous.get('zk')}); "
-                f"run `rebalance-lab cluster down --state-dir {state_dir}` first"
-            )
-        log.info("cleaning up a stale cluster record in %s", state_dir)
-        stop_services(previous)
-        state_path(state_dir).unlink(missing_ok=True)
-
-    zk_dir = state_dir / "zookeeper"
-    if zk_dir.exists() and any(zk_dir.iterdir()) and not (zk_dir / MARKER).exists():
-        raise click.ClickException(
-            f"{zk_dir} exists and was not made by `cluster up`; choose another --state-dir"
-        )
-    stop_orphans(zk_dir)
-    shutil.rmtree(zk_dir, ignore_errors=True)  # old data would carry another ensemble's epochs
-    zk_dir.mkdir(parents=True)
-    (zk_dir / MARKER).touch()
+    zk_dir = _fresh_zk_dir(state_dir)
     ensemble = ZooKeeperEnsemble(zk_size, base_dir=zk_dir)
     try:
         ensemble.start(timeout=timeout)
@@ -262,6 +243,31 @@ def up(
     if bootstrap:
         line["bootstrap"] = bootstrap
     click.echo(json.dumps(line))
+
+
+def _fresh_zk_dir(state_dir: Path) -> Path:
+    """An empty ZooKeeper data directory under ``state_dir``, after refusing to start over a running
+    cluster and cleaning up a stale one."""
+    previous = load_state(state_dir)
+    if previous is not None:
+        if running_services(previous):
+            raise click.ClickException(
+                f"a cluster from {state_dir} is already running (zk {previous.get('zk')}); "
+                f"run `rebalance-lab cluster down --state-dir {state_dir}` first"
+            )
+        log.info("cleaning up a stale cluster record in %s", state_dir)
+        stop_services(previous)
+        state_path(state_dir).unlink(missing_ok=True)
+    zk_dir = state_dir / "zookeeper"
+    if zk_dir.exists() and any(zk_dir.iterdir()) and not (zk_dir / MARKER).exists():
+        raise click.ClickException(
+            f"{zk_dir} exists and was not made by `cluster up`; choose another --state-dir"
+        )
+    stop_orphans(zk_dir)
+    shutil.rmtree(zk_dir, ignore_errors=True)  # old data would carry another ensemble's epochs
+    zk_dir.mkdir(parents=True)
+    (zk_dir / MARKER).touch()
+    return zk_dir
 
 
 def _start_brokers(

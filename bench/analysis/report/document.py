@@ -162,6 +162,8 @@ def _checks_section(doc: _Document, res: Results) -> None:
 
 
 def write_report(res: Results, out: Path) -> ReportFiles:
+    """The report's sections in reading order (68 lines: the table of contents of the document;
+    each section's content comes from :mod:`figures` and :mod:`tables`)."""
     out.mkdir(parents=True, exist_ok=True)
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)

@@ -203,6 +203,9 @@ def fig_latency_vs_size(res: Results) -> list[Figure | Skipped]:
 
 
 def fig_zk_ops_vs_size(res: Results) -> list[Figure | Skipped]:
+    """One figure per sweep family: reads and writes per rebalance against N, with the O(N) and
+    O(N²) guides. Long (80 lines) because it is one figure's layout, read top to bottom: data,
+    panels, guides, caption; pieces of it would only be called from here."""
     title = "ZooKeeper operations per rebalance against group size"
     data = res.rebalances
     families = sweep_families(data, "scenario_members") if not data.empty else []
@@ -376,6 +379,8 @@ def fig_latency_vs_rtt(res: Results) -> list[Figure | Skipped]:
 
 
 def fig_comparison(res: Results) -> Figure | Skipped:
+    """Several result sets side by side (``report DIR DIR ...``). Long (74 lines) for the same
+    reason as :func:`fig_zk_ops_vs_size`: one figure's layout, top to bottom."""
     title = "Comparison of several result sets"
     data = res.rebalances
     sources = sorted(data["source"].unique()) if not data.empty else []
