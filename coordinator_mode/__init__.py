@@ -5,5 +5,5 @@ as Kafka did before KRaft, coordinates the groups that hash (:mod:`.hashing`) to
 partitions it leads with the classic group protocol (:mod:`.group`, a pure state machine) and
 persists group state and committed offsets in a shared log directory (:mod:`.broker.offsets_log`).
 :mod:`.client` is our consumer; :mod:`.subscription` is the consumer protocol's embedded format that
-both sides read. The harness starts a cluster of broker processes with :mod:`bench.brokers`.
+both sides read. The harness starts a cluster of broker processes with :mod:`bench.services.brokers`.
 """

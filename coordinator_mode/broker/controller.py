@@ -30,7 +30,7 @@ its entry with its ``--offsets-partitions`` and every broker then uses the count
 Consumers never touch ZooKeeper in this mode; only brokers do.
 
 This module is longer than most (about 580 lines) because the layout, the parsers of its znodes and
-the agent that reads and writes them belong together: the launcher (:mod:`bench.brokers`) and the
+the agent that reads and writes them belong together: the launcher (:mod:`bench.services.brokers`) and the
 tests read the same znodes with :func:`read_view` and the same parsers the agent uses.
 """
 
