@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ZK_JAR := /usr/share/java/zookeeper.jar
 
-.PHONY: setup system-deps test demo lint clean
+.PHONY: setup system-deps test test-fast demo lint clean
 
 setup: system-deps $(STAMP)
 
@@ -28,6 +28,11 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The unit tests only (tests/unit: no servers, sockets or clusters), with fewer Hypothesis examples
+# (the "fast" profile, tests/conftest.py): under 30 s.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m unit tests/unit --hypothesis-profile=fast $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/rebalance-lab demo

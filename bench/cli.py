@@ -11,20 +11,20 @@ import logging
 
 import click
 
-from bench.api.registry import resolve
+from group_api.registry import resolve
 
 #: subcommand -> "module:attribute" of its click command
 COMMANDS = {
-    "analyze": "bench.metrics:analyze_command",
-    "broker": "coordinator_mode.cli:broker",
-    "cluster": "bench.cluster:cluster",
-    "demo": "bench.demo:demo",
-    "join-cost": "bench.joincost:join_cost",
-    "member": "bench.membercli:member",
-    "report": "bench.report:report",
-    "run": "bench.runner:run",
-    "scenarios": "bench.scenario:scenarios",
-    "validate": "bench.scenario:validate",
+    "analyze": "bench.analysis.metrics.tables:analyze_command",
+    "broker": "coordinator_mode.broker.cli:broker",
+    "cluster": "bench.services.cluster:cluster",
+    "demo": "bench.experiment.demo:demo",
+    "join-cost": "bench.experiment.joincost:join_cost",
+    "member": "bench.services.member_host:member",
+    "report": "bench.analysis.report.document:report",
+    "run": "bench.experiment.runner:run",
+    "scenarios": "bench.experiment.library:scenarios",
+    "validate": "bench.experiment.library:validate",
 }
 
 

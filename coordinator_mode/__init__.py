@@ -1,8 +1,9 @@
 """Coordinator mode: a Kafka-wire-compatible broker cluster whose group coordinator elects leaders.
 
-Brokers (:mod:`.broker`) keep their metadata in ZooKeeper (:mod:`.controller`), as Kafka did before
-KRaft; each broker coordinates the groups that hash (:mod:`.hashing`) to the offsets partitions it
-leads, runs the classic group protocol (:mod:`.group`) and persists group state and committed offsets
-in a shared log directory (:mod:`.offsets_log`). The harness starts a cluster of broker
-processes with :mod:`bench.brokers`.
+:mod:`.broker` is a broker process: it keeps its metadata in ZooKeeper (:mod:`.broker.controller`),
+as Kafka did before KRaft, coordinates the groups that hash (:mod:`.hashing`) to the offsets
+partitions it leads with the classic group protocol (:mod:`.group`, a pure state machine) and
+persists group state and committed offsets in a shared log directory (:mod:`.broker.offsets_log`).
+:mod:`.client` is our consumer; :mod:`.subscription` is the consumer protocol's embedded format that
+both sides read. The harness starts a cluster of broker processes with :mod:`bench.services.brokers`.
 """

@@ -26,7 +26,7 @@ from kafka.protocol.consumer.metadata import (
     ConsumerProtocolType,
 )
 
-from bench.api import TopicPartition
+from group_api import TopicPartition
 
 log = logging.getLogger(__name__)
 

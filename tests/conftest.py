@@ -1,5 +1,10 @@
-"""Shared test helpers: waiting on conditions (never fixed sleeps, see :mod:`bench.polling`), a real
-ZooKeeper and running brokers."""
+"""Shared test helpers: waiting on conditions (never fixed sleeps, see :mod:`bench.services.polling`), a real
+ZooKeeper and running brokers; and each test's kind, from its directory.
+
+``tests/unit``: pure, no servers, sockets or clusters (at most an offline helper process); ``tests/integration``: real ZooKeeper, brokers
+or clients, one component or a few; ``tests/system``: whole runs through the runner or the CLI. Every
+test gets the marker of its directory (``pytest -m unit``, what ``make test-fast`` runs).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,33 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from kazoo.client import KazooClient
 
-from bench.polling import wait_until as wait_until  # tests import it from here
-from bench.zookeeper import ZooKeeperEnsemble
+from bench.services.polling import wait_until as wait_until  # tests import it from here
+from bench.services.zookeeper import ZooKeeperEnsemble
+
+# -- test kinds -----------------------------------------------------------------------------------
+
+TESTS_DIR = Path(__file__).parent
+KINDS = ("unit", "integration", "system")  # also registered in pyproject.toml's pytest markers
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its kind: the directory below tests/ it lives in."""
+    for item in items:
+        try:
+            kind = item.path.relative_to(TESTS_DIR).parts[0]
+        except ValueError:
+            continue
+        if kind in KINDS:
+            item.add_marker(getattr(pytest.mark, kind))
+
+
+#: ``make test-fast`` runs the unit tests with ``--hypothesis-profile=fast``: a tenth of Hypothesis's
+#: examples (``make test``, CI, keeps the default profile's full counts).
+settings.register_profile("fast", max_examples=10)
+
 
 # -- ZooKeeper fixtures ---------------------------------------------------------------------------
 # One real standalone server for the whole session; tests isolate themselves by root znode.
@@ -98,9 +126,9 @@ def running_brokers(zk_connect: str, size: int, base_dir: Path, **options: Any) 
     """Started brokers for a test or module, stopped however it ends.
 
     Defaults for tests: no initial rebalance delay, and a root znode of their own because the
-    session's ZooKeeper is shared; ``options`` go to :class:`~bench.brokers.BrokerCluster`.
+    session's ZooKeeper is shared; ``options`` go to :class:`~bench.services.brokers.BrokerCluster`.
     """
-    from bench.brokers import BrokerCluster
+    from bench.services.brokers import BrokerCluster
 
     options = {"initial_rebalance_delay_ms": 0, "zk_root": f"/kafka-{uuid.uuid4().hex[:8]}", **options}
     cluster = BrokerCluster(zk_connect, size, base_dir, **options)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError, NoNodeError
 
-from bench.api import ConfigError
+from group_api import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from typing import Any, ClassVar
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, RolledBackError
 from kazoo.protocol.states import EventType, WatchedEvent
 
-from bench.api import EventKind
-from bench.api.assignors import assign
-from bench.api.events import TopicPartition
+from group_api import EventKind
+from group_api.assignors import assign
+from group_api.events import TopicPartition
 
 from .member import ZkMember, decode_json, encode_json, parse_share, parse_subscription
 from .paths import sequence_of

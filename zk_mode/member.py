@@ -44,7 +44,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
 from kazoo.retry import KazooRetry
 
-from bench.api import (
+from group_api import (
     LEAVE_BOUND_S,
     Assignment,
     ConfigError,
@@ -54,7 +54,7 @@ from bench.api import (
     MemberConfig,
     MemberState,
 )
-from bench.api.events import TopicPartition
+from group_api.events import TopicPartition
 
 from . import catalog
 from .counting import CountingKazooClient
@@ -184,7 +184,7 @@ class ZkMember(GroupMember):
         self.submit("join")
 
     def leave(self) -> None:
-        """Within :data:`~bench.api.LEAVE_BOUND_S`: the worker deletes our znodes if ZooKeeper is
+        """Within :data:`~group_api.LEAVE_BOUND_S`: the worker deletes our znodes if ZooKeeper is
         reachable; when it does not finish in half the bound (ZooKeeper stopped answering in the
         middle), closing the client fails its pending calls, and the close removes our ephemeral
         znodes or, with the servers gone, their session's expiry does."""

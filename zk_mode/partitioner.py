@@ -19,7 +19,7 @@ from typing import Any
 
 from kazoo.recipe.partitioner import SetPartitioner
 
-from bench.api import Assignment, EventKind, MemberState
+from group_api import Assignment, EventKind, MemberState
 
 from .member import ZkMember
 

@@ -25,8 +25,8 @@ from typing import Any
 from kazoo.exceptions import NodeExistsError, NoNodeError
 from kazoo.protocol.states import WatchedEvent
 
-from bench.api import Assignment, EventKind, MemberState
-from bench.api.assignors import assign
+from group_api import Assignment, EventKind, MemberState
+from group_api.assignors import assign
 
 from .member import ZkMember, decode_json, encode_json, parse_subscription
 

@@ -1,0 +1,1 @@
+"""Metrics of a run directory: episodes, samples, statistics and the derived tables."""

@@ -1,0 +1,1 @@
+"""The report over many run directories: loading, figures, tables and the HTML/Markdown document."""

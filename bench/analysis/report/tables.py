@@ -1,0 +1,127 @@
+"""The report's tables: the headline summary (one row per quantity and series) and its Markdown and
+HTML renderings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from bench.analysis.metrics.stats import describe
+from bench.analysis.report.load import Results
+from bench.analysis.report.style import SERIES_ORDER, series_order, with_triggers
+from bench.experiment.history import RunState
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """How a table shows one quantity: one name and one unit, wherever it appears."""
+
+    name: str
+    unit: str  # "" for counts
+    scale: float = 1.0  # from the unit of its rebalances.csv column to ``unit``
+    digits: int = 2
+
+    @property
+    def header(self) -> str:
+        return f"{self.name} ({self.unit})" if self.unit else self.name
+
+    def format(self, value: float | None) -> str:
+        return _fmt(None if value is None else value * self.scale, self.digits)
+
+
+#: Every quantity the report's summary and the demo's terminal table show, by its rebalances.csv
+#: column: a rebalance's durations in seconds, a member's join in milliseconds.
+QUANTITIES = {
+    "detection_ms": Quantity("detection", "s", 1e-3),
+    "convergence_ms": Quantity("convergence", "s", 1e-3),
+    "unowned_partition_s": Quantity("unowned", "partition·s"),
+    "join_ms": Quantity("join median / max / span", "ms", digits=0),
+    "zk_reads": Quantity("zk reads", "", digits=0),
+    "zk_writes": Quantity("zk writes", "", digits=0),
+    "broker_requests": Quantity("broker requests", "", digits=0),
+}
+
+
+# -- tables ----------------------------------------------------------------------------------------
+
+
+def _fmt(v: float | None, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.{digits}f}" if abs(v) < 100 else f"{v:.0f}"
+
+
+def summary_table(res: Results) -> pd.DataFrame:
+    """Per scenario, trigger and mode/variant: medians with CIs, outcomes and warnings."""
+    if res.rebalances.empty:
+        return pd.DataFrame()
+    data = with_triggers(res.rebalances)
+    rows = []
+    for (scenario, trigger, series), frame in data.groupby(["scenario", "trigger", "series"], sort=False):
+        q = QUANTITIES
+        conv = describe((frame["convergence_ms"] * q["convergence_ms"].scale).tolist())
+        det = describe((frame["detection_ms"] * q["detection_ms"].scale).tolist())
+        warns = sorted({w for st in (conv, det) for w in st.warnings if st.n})
+        outcomes = frame["outcome"].value_counts()
+        joins = frame["join_ms_median"].notna().any() if "join_ms_median" in frame else False
+        rows.append(
+            {
+                "scenario": scenario,
+                "trigger": trigger,
+                "mode/variant": series,
+                "runs": frame["run_id"].nunique(),
+                "not completed": frame.loc[frame["run_state"] != RunState.COMPLETED, "run_id"].nunique()
+                if "run_state" in frame
+                else 0,
+                "episodes": len(frame),
+                "converged": f"{outcomes.get('converged', 0)}/{len(frame)}",
+                q["detection_ms"].header: _fmt(det.median),
+                f"{q['convergence_ms'].header} [95% CI]": f"{_fmt(conv.median)} [{_fmt(conv.ci_low)}, "
+                f"{_fmt(conv.ci_high)}]"
+                if conv.n
+                else "–",
+                q["unowned_partition_s"].header: q["unowned_partition_s"].format(
+                    frame["unowned_partition_s"].median()
+                ),
+                # per joining member, join start -> first assignment (median, max), and first join
+                # out -> all of them assigned (span): medians over episodes, the max's max
+                q["join_ms"].header: " / ".join(
+                    q["join_ms"].format(v)
+                    for v in (
+                        frame["join_ms_median"].median(),
+                        frame["join_ms_max"].max(),
+                        frame["join_span_ms"].median(),
+                    )
+                )
+                if joins
+                else "–",
+                **{
+                    q[c].header: q[c].format(frame[c].median())
+                    for c in ("zk_reads", "zk_writes", "broker_requests")
+                },
+                "warnings": "; ".join(warns),
+                "_order": frame["step"].min(),
+            }
+        )
+    table = pd.DataFrame(rows)
+    if not res.include_failed:
+        table = table.drop(columns="not completed")
+    table["_series"] = table["mode/variant"].map(lambda s: series_order(list(SERIES_ORDER) + [s]).index(s))
+    return table.sort_values(["scenario", "_order", "trigger", "_series"]).drop(columns=["_order", "_series"])
+
+
+def md_table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "_none_\n"
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def html_table(frame: pd.DataFrame) -> str:
+    return "<p><em>none</em></p>" if frame.empty else frame.to_html(index=False, escape=True, border=0)

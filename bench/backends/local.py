@@ -1,0 +1,190 @@
+"""The servers one run uses on this machine: a ZooKeeper ensemble, brokers, and network proxies.
+
+``LocalTopology`` is what the runner talks to; its fault methods (kill a broker, stop a ZooKeeper
+node, delay or cut links) are the local backend of the fault interface. With ``proxied`` set,
+members reach every ZooKeeper server and broker through a :mod:`bench.services.proxy` proxy of ours, so a
+scenario can add delay and jitter or cut links without root or ``tc``. A broker's proxy is started
+before the broker, which advertises the proxy's port (``--advertised-port``): the coordinator a
+member finds through Metadata and FindCoordinator is then reached through the proxy too.
+
+Link names are ``zk-<i>`` and ``broker-<i>``, ``i`` an index into the servers (broker ``i`` has id
+``i + 1``), as scenarios name link targets.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.backends import ClusterSpec, pick_zk
+from bench.backends.samples import broker_sample, zk_sample
+from bench.experiment.history import History
+from bench.services.members import MemberProcess
+from bench.services.zookeeper import ZooKeeperEnsemble
+
+
+class LocalTopology:
+    """The local :class:`~bench.backends.Backend`: servers and members are processes on this machine."""
+
+    def __init__(self, spec: ClusterSpec) -> None:
+        self.zk_nodes = spec.zk_nodes
+        self.brokers = spec.brokers
+        self.base_dir = Path(spec.base_dir)
+        self.topics = spec.topics
+        self.zk_root = spec.zk_root
+        self.initial_rebalance_delay_ms = spec.initial_rebalance_delay_ms
+        self.proxied = spec.proxied
+        self.ensemble = ZooKeeperEnsemble(self.zk_nodes, base_dir=self.base_dir / "zk")
+        self.broker_cluster: Any = None
+        self._zk_proxies: list[Any] = []
+        self._broker_proxies: dict[int, Any] = {}  # broker id -> its proxy
+        self._stopped_zk: list[int] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            self.ensemble.start()
+            self._write_catalog()
+            if self.proxied:
+                self._start_zk_proxies()
+            if self.brokers:
+                from bench.services.brokers import BrokerCluster
+
+                self.broker_cluster = BrokerCluster(
+                    self.ensemble.connect_string,
+                    self.brokers,
+                    self.base_dir / "brokers",
+                    topics=self.topics,
+                    initial_rebalance_delay_ms=self.initial_rebalance_delay_ms,
+                    advertise=self._broker_proxy if self.proxied else None,
+                )
+                self.broker_cluster.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _write_catalog(self) -> None:
+        from bench.services.catalog import provision_topics
+
+        provision_topics(self.ensemble.connect_string, self.topics, zk_root=self.zk_root)
+
+    def _start_zk_proxies(self) -> None:
+        from bench.services.proxy import Proxy
+
+        for i, server in enumerate(self.ensemble.servers):
+            proxy = Proxy(("127.0.0.1", server.client_port), name=f"zk-{i}")
+            self._zk_proxies.append(proxy)
+            proxy.start()
+
+    def _broker_proxy(self, broker_id: int, port: int) -> int:
+        """BrokerCluster's ``advertise`` hook: a proxy to the broker's port, whose port it advertises."""
+        from bench.services.proxy import Proxy
+
+        proxy = Proxy(("127.0.0.1", port), name=f"broker-{broker_id - 1}")
+        self._broker_proxies[broker_id] = proxy
+        proxy.start()
+        return proxy.port
+
+    def stop(self) -> None:
+        for proxy in [*self._zk_proxies, *self._broker_proxies.values()]:
+            proxy.stop()
+        self._zk_proxies.clear()
+        self._broker_proxies.clear()
+        if self.broker_cluster is not None:
+            self.broker_cluster.stop()
+        self.ensemble.stop()
+
+    # -- what members connect to ---------------------------------------------------------------
+
+    @property
+    def zk_connect(self) -> str:
+        if self._zk_proxies:
+            return ",".join(f"127.0.0.1:{p.port}" for p in self._zk_proxies)
+        return self.ensemble.connect_string
+
+    def spawn_member(self, args: list[str], history: History, log_path: Path) -> MemberProcess:
+        return MemberProcess(args, history, log_path)
+
+    @property
+    def bootstrap(self) -> str:
+        if self._broker_proxies:
+            return ",".join(f"127.0.0.1:{p.port}" for _, p in sorted(self._broker_proxies.items()))
+        return self.broker_cluster.bootstrap
+
+    def member_args(self, mode: str) -> list[str]:
+        if mode == "coordinator":
+            return ["--bootstrap", self.bootstrap]
+        return ["--zk", self.zk_connect, "--zk-root", self.zk_root]
+
+    # -- samples -------------------------------------------------------------------------------
+
+    def samples(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for i, server in enumerate(self.ensemble.servers):
+            if i not in self._stopped_zk and server.is_running():
+                sample = zk_sample("127.0.0.1", server.client_port)
+                if sample is not None:
+                    out.append(sample)
+        if self.broker_cluster is not None:
+            mono, wall = time.monotonic_ns(), time.time()
+            for broker_id, stats in self.broker_cluster.stats().items():
+                if stats:
+                    out.append(broker_sample(broker_id, stats, mono, wall))
+        return out
+
+    # -- faults (the local backend) --------------------------------------------------------------
+
+    def coordinator_for(self, group: str) -> int:
+        broker = self.broker_cluster.coordinator_for(group)
+        if broker is None:
+            raise RuntimeError(f"group {group} has no live coordinator")
+        return broker.id
+
+    def kill_broker(self, broker_id: int) -> None:
+        next(b for b in self.broker_cluster.brokers if b.id == broker_id).kill()
+
+    def zk_index(self, node: int | str) -> int:
+        return pick_zk([s.mode() if s.is_running() else None for s in self.ensemble.servers], node)
+
+    def stop_zk(self, index: int) -> None:
+        self.ensemble.stop_server(index)
+        self._stopped_zk.append(index)
+
+    def stopped_zk(self) -> list[int]:
+        return list(self._stopped_zk)
+
+    def restart_zk(self, index: int) -> None:
+        self.ensemble.restart_server(index)
+        self._stopped_zk.remove(index)
+
+    def links(self, target: str) -> list[str]:
+        """Names of the member links a target means: ``all``, ``zk``, ``brokers``, ``zk-<i>``, ``broker-<i>``."""
+        return [name for name, _ in self._proxies(target)]
+
+    def _proxies(self, target: str) -> list[tuple[str, Any]]:
+        zk = [(p.name, p) for p in self._zk_proxies]
+        brokers = [(p.name, p) for _, p in sorted(self._broker_proxies.items())]
+        if target == "all":
+            return zk + brokers
+        if target == "zk":
+            return zk
+        if target == "brokers":
+            return brokers
+        return [(n, p) for n, p in zk + brokers if n == target]
+
+    def set_rtt(self, target: str, rtt_ms: float, jitter_ms: float) -> None:
+        for _, proxy in self._proxies(target):
+            proxy.set_rtt(rtt_ms, jitter_ms)
+
+    def cut(self, target: str, reset: bool) -> None:
+        for _, proxy in self._proxies(target):
+            if reset:
+                proxy.cut()
+            else:
+                proxy.blackhole()
+
+    def heal(self, target: str) -> None:
+        for _, proxy in self._proxies(target):
+            proxy.heal()

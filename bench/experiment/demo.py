@@ -1,0 +1,117 @@
+"""``rebalance-lab demo``: the compact suite behind ``make demo``, its report and a headline table.
+
+Two scenarios from the library: ``demo`` (a group of eight through cold start, scale out, a member
+crash and a leader crash, under the ``fast`` profile, in both modes and every zk_mode variant) and
+``cold-start`` under ``kafka-defaults`` for the coordinator and the chain variant, which shows
+the broker's initial rebalance delay. One repetition each: the demo shows the shape of the answer
+in a few minutes; ``rebalance-lab run`` with repetitions gives confidence intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from bench.analysis.report.document import write_report
+from bench.analysis.report.load import Results, load_results
+from bench.analysis.report.tables import QUANTITIES, summary_table
+from bench.experiment.history import RunState
+from bench.experiment.library import resolve
+from bench.experiment.loading import expand, load_scenario
+from bench.experiment.runner import (
+    EXIT_ABORTED,
+    RunAborted,
+    RunCounter,
+    console_progress,
+    count_runs,
+    run_scenarios,
+)
+
+#: (library scenario, the mode/variants to run; None = all it lists)
+SUITE: tuple[tuple[str, list[tuple[str, str]] | None], ...] = (
+    ("demo", None),
+    ("cold-start", [("coordinator", "classic"), ("zk", "chain")]),
+)
+
+
+def headline(res: Results) -> pd.DataFrame:
+    """The report's summary table, cut to the figures a reader looks for first: the same names and
+    units as the report, and like it without the failed or aborted runs."""
+    table = summary_table(res)
+    if table.empty:
+        return table
+    q = QUANTITIES
+    columns = [
+        "scenario",
+        "trigger",
+        "mode/variant",
+        "converged",
+        q["detection_ms"].header,
+        f"{q['convergence_ms'].header} [95% CI]",
+        *(q[c].header for c in ("unowned_partition_s", "zk_reads", "zk_writes", "broker_requests")),
+    ]
+    return table[columns]
+
+
+def format_headline(table: pd.DataFrame) -> str:
+    return "(no episodes measured)" if table.empty else table.to_string(index=False)
+
+
+def checks_summary(out: Path) -> list[str]:
+    """Checker failures of every run, one line each (empty when every check passed)."""
+    lines = []
+    for path in sorted(out.glob("**/summary.json")):
+        summary = json.loads(path.read_text())
+        checks = summary.get("checks") or {}
+        completed = summary.get("status", {}).get("state") == RunState.COMPLETED
+        if completed and not checks.get("passed", True):  # a failed run is reported as such
+            counts = ", ".join(f"{k}: {v}" for k, v in checks.get("failure_counts", {}).items())
+            lines.append(
+                f"{summary.get('scenario')} {summary.get('mode')}/{summary.get('variant')}: {counts}"
+            )
+    return lines
+
+
+@click.command("demo")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Default: results/demo-<time>.",
+)
+def demo(out: Path | None) -> None:
+    """Both modes and every zk variant through cold start, scale out and crashes; then the report."""
+    started = time.monotonic()
+    out = out or Path("results") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    progress = console_progress()
+    failed: list[tuple[str, str]] = []
+    suite = [(expand(load_scenario(resolve(name))), targets) for name, targets in SUITE]
+    counter = RunCounter(sum(count_runs(scenarios, 1, targets) for scenarios, targets in suite))
+    try:
+        for scenarios, targets in suite:
+            _, f = run_scenarios(scenarios, out, 1, progress, targets, counter=counter)
+            failed += f
+    except RunAborted as abort:
+        click.echo(
+            f"Aborted by the user (Ctrl-C); {abort.interrupted} is marked aborted (error.txt).", err=True
+        )
+        raise SystemExit(EXIT_ABORTED) from None
+    progress("building the report")
+    results = load_results([out])
+    report = write_report(results, out / "report")
+    click.echo("")
+    click.echo(format_headline(headline(results)))
+    click.echo("")
+    for line in checks_summary(out):
+        click.echo(f"CHECK FAILED {line}")
+    for label, reason in failed:
+        click.echo(f"RUN FAILED {label}: {reason}")
+    minutes, seconds = divmod(time.monotonic() - started, 60)
+    click.echo(f"demo took {int(minutes)} min {seconds:.0f} s")
+    click.echo(f"report: {report.html} (and {report.markdown.name} beside it)")
+    if failed:
+        raise SystemExit(1)

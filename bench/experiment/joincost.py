@@ -1,0 +1,221 @@
+"""What one join costs ZooKeeper: ``rebalance-lab join-cost``.
+
+For each variant and group size N, it forms a group of N-1 in-process members (each with its own
+kazoo session), waits until the group is stable and ZooKeeper is quiet, reads every server's
+``mntr`` and every member's own call counts, adds the N-th member, waits until all N hold one
+complete, disjoint generation and ZooKeeper is quiet again, and reads both once more. The
+difference is the join's cost, from the server's counters and the clients' counts side by side.
+
+"Quiet" means the namespace's read and write counters did not move between two readings
+``quiet_s`` apart; pings do not move them (see :mod:`bench.services.mntr`), so idle sessions do not count.
+Server reads exclude ``exists`` on a missing znode and server writes count each op of a ``multi``,
+which is why they can differ from the client counts in both directions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import click
+
+from bench.analysis.ownership import GroupOwnership
+from bench.services.catalog import provision_topics
+from bench.services.mntr import Mntr, ZkLoad, read_mntr, zk_load
+from group_api import ConfigError, ListSink, MemberConfig
+from group_api.registry import create_member, variants
+
+log = logging.getLogger(__name__)
+
+TOPIC = "joincost"
+#: Knobs that keep the slow defaults of two variants from dominating a cost measurement.
+FAST_OPTIONS: dict[str, Any] = {"time_boundary_s": 0.5, "rebalance_backoff_ms": 200}
+
+
+@dataclass(frozen=True)
+class JoinCost:
+    variant: str
+    members: int
+    server: ZkLoad
+    client: dict[str, int]
+    join_to_stable_ms: float
+
+
+def parse_hosts(connect: str) -> list[tuple[str, int]]:
+    """``host:port,host:port[/chroot]`` -> [(host, port), ...]."""
+    return [(h, int(p)) for h, p in (s.rsplit(":", 1) for s in connect.split("/", 1)[0].split(","))]
+
+
+def _read_all(servers: Sequence[tuple[str, int]]) -> list[Mntr]:
+    return [read_mntr(host, port) for host, port in servers]
+
+
+def wait_quiet(
+    servers: Sequence[tuple[str, int]], namespace: str, quiet_s: float, timeout: float
+) -> list[Mntr]:
+    """Read mntr until the namespace's read/write counters hold still for ``quiet_s``."""
+    keys = (f"zk_cnt_{namespace}_read_per_namespace", f"zk_cnt_{namespace}_write_per_namespace")
+    deadline = time.monotonic() + timeout
+    last = _read_all(servers)
+    while True:
+        time.sleep(quiet_s)
+        now = _read_all(servers)
+        if all(a.get(k) == b.get(k) for a, b in zip(last, now, strict=True) for k in keys):
+            return now
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"ZooKeeper did not go quiet within {timeout:.0f}s")
+        last = now
+
+
+def _wait_stable(
+    sink: ListSink, ids: list[str], partitions: set[tuple[str, int]], after: int | None, timeout: float
+) -> int:
+    def stable(events: list) -> bool:
+        view = GroupOwnership(partitions).apply_all(events)
+        generation = view.generation(ids)
+        return view.converged(ids) and (after is None or (generation or -1) > after)
+
+    if not sink.wait_for(stable, timeout):
+        raise TimeoutError(f"{len(ids)} members did not converge within {timeout:.0f}s")
+    return GroupOwnership(partitions).apply_all(sink.events).generation(ids) or 0
+
+
+def measure_join(
+    zk_hosts: str,
+    servers: Sequence[tuple[str, int]],
+    variant: str,
+    members: int,
+    partitions: int,
+    *,
+    assignor: str = "range",
+    session_timeout_ms: int = 10_000,
+    quiet_s: float = 0.5,
+    timeout: float = 300.0,
+) -> JoinCost:
+    root = f"/zkmode/joincost-{uuid.uuid4().hex[:8]}"
+    provision_topics(zk_hosts, {TOPIC: partitions}, zk_root=root)
+    all_parts = {(TOPIC, p) for p in range(partitions)}
+    config = MemberConfig(
+        group="joincost",
+        topics=(TOPIC,),
+        mode="zk",
+        variant=variant,
+        assignor=assignor,
+        zk_hosts=zk_hosts,
+        zk_root=root,
+        session_timeout_ms=session_timeout_ms,
+        options=FAST_OPTIONS,
+    )
+    sink = ListSink()
+    group = [create_member(config.with_(member_name=f"m{i}"), sink) for i in range(members - 1)]
+    try:
+        for m in group:
+            m.start()
+        generation = (
+            _wait_stable(sink, [m.member_id for m in group], all_parts, None, timeout) if group else None
+        )
+        before = wait_quiet(servers, "zkmode", quiet_s, timeout)
+        counts_before = [m.zk_counts() for m in group]
+
+        newcomer = create_member(config.with_(member_name=f"m{members - 1}"), sink)
+        group.append(newcomer)
+        started = time.monotonic_ns()
+        newcomer.start()
+        _wait_stable(sink, [m.member_id for m in group], all_parts, generation, timeout)
+        stable_ms = (max(e.mono_ns for e in sink.events) - started) / 1e6
+        after = wait_quiet(servers, "zkmode", quiet_s, timeout)
+        counts_after = [m.zk_counts() for m in group]
+    finally:
+        for m in group:
+            m.close()
+    client: dict[str, int] = {}
+    for i, now in enumerate(counts_after):
+        then = counts_before[i] if i < len(counts_before) else {}
+        for key, value in now.items():
+            client[key] = client.get(key, 0) + value - then.get(key, 0)
+    return JoinCost(variant, members, zk_load(before, after, namespace=root), client, stable_ms)
+
+
+def format_table(rows: Sequence[JoinCost]) -> str:
+    head = f"{'variant':<15}{'N':>4}  {'reads srv/cli':>15}  {'writes srv/cli':>15}  {'watch notif srv/cli':>20}  {'join->stable ms':>15}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r.variant:<15}{r.members:>4}  {r.server.reads:>7}/{r.client.get('reads', 0):<7}  "
+            f"{r.server.writes:>7}/{r.client.get('writes', 0):<7}  "
+            f"{r.server.watch_notifications:>10}/{r.client.get('watch_events', 0):<9}  {r.join_to_stable_ms:>15.0f}"
+        )
+    return "\n".join(lines)
+
+
+def run_join_costs(
+    sizes: Sequence[int],
+    variant_names: Sequence[str],
+    partitions: int,
+    zk_hosts: str | None,
+    progress: Callable[[str], None] = log.info,
+) -> list[JoinCost]:
+    """Measure every (variant, size) pair, against ``zk_hosts`` or a standalone server we start."""
+    from bench.services.zookeeper import ZooKeeperEnsemble
+
+    ensemble = None
+    if zk_hosts is None:
+        ensemble = ZooKeeperEnsemble(size=1)
+        ensemble.start()
+        zk_hosts = ensemble.connect_string
+    servers = parse_hosts(zk_hosts)
+    try:
+        rows = []
+        for variant in variant_names:
+            for n in sizes:
+                progress(f"measuring one join into {n - 1} members, variant {variant}")
+                rows.append(measure_join(zk_hosts, servers, variant, n, partitions))
+        return rows
+    finally:
+        if ensemble is not None:
+            ensemble.stop()
+
+
+@click.command("join-cost")
+@click.option(
+    "--sizes", default="4,16,64", show_default=True, help="Group sizes N (after the join), comma-separated."
+)
+@click.option("--variant", "variant_names", multiple=True, help="zk variants to measure (default: all).")
+@click.option("--partitions", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option(
+    "--zk",
+    "zk_hosts",
+    default=None,
+    help="Use this ZooKeeper (mntr must be whitelisted); default: start one.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per measurement instead of a table.")
+def join_cost(
+    sizes: str, variant_names: tuple[str, ...], partitions: int, zk_hosts: str | None, as_json: bool
+) -> None:
+    """ZooKeeper reads, writes and watch notifications that one join costs, per variant and group size."""
+    try:
+        ns = [int(s) for s in sizes.split(",")]
+        if any(n < 1 for n in ns):
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"expected positive integers separated by commas, got {sizes!r}") from None
+    known = variants("zk")
+    for v in variant_names:
+        if v not in known:
+            raise click.BadParameter(f"expected one of {', '.join(known)}, got {v!r}", param_hint="--variant")
+    try:
+        rows = run_join_costs(
+            ns, variant_names or known, partitions, zk_hosts, progress=lambda m: click.echo(m, err=True)
+        )
+    except (ConfigError, TimeoutError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps({**asdict(r), "server": r.server.as_dict()}))
+    else:
+        click.echo(format_table(rows))

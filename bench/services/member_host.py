@@ -1,0 +1,145 @@
+"""``rebalance-lab member``: run group members in the foreground, events as JSON lines on stdout.
+
+One process may host many members (``--count``), each with its own session, so hundreds of members
+fit on one machine; a fault aimed at a member hits its whole process. SIGTERM (and Ctrl-C) make
+every member leave gracefully and the process exit 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import sys
+import threading
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from group_api import ASSIGNOR_NAMES, ConfigError, JsonLinesSink, MemberConfig, MemberState
+from group_api.registry import MODES, create_member
+
+#: Every option can come from ``REBALANCE_LAB_<NAME>`` instead (compose's scaled member service).
+ENV_PREFIX = "REBALANCE_LAB_"
+
+
+def _env(name: str) -> str:
+    return ENV_PREFIX + name
+
+
+def _split_topics(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--topic a --topic b``, ``--topic a,b`` and ``REBALANCE_LAB_TOPICS="a b"`` or ``"a,b"`` alike."""
+    topics = tuple(t for value in values for t in value.replace(",", " ").split())
+    if not topics:
+        raise click.BadParameter("expected at least one topic", ctx, param)
+    return topics
+
+
+#: Where an option is not simply ``--field-name`` / ``REBALANCE_LAB_FIELD_NAME`` of its
+#: :class:`MemberConfig` field, or needs more than the field's type says.
+OPTION_OVERRIDES: dict[str, dict[str, Any]] = {
+    "topics": {"flag": "topic", "callback": _split_topics},  # variable: REBALANCE_LAB_TOPICS
+    "options": {"flag": "option"},  # KEY=VALUE pairs, parsed by the command; REBALANCE_LAB_OPTIONS
+    "member_name": {"flag": "name", "env": "NAME"},
+    "zk_hosts": {"flag": "zk", "env": "ZK"},
+    "mode": {"type": click.Choice(sorted(MODES))},
+    "assignor": {"type": click.Choice(ASSIGNOR_NAMES)},
+}
+
+
+def config_option(f: dataclasses.Field[Any], hints: dict[str, Any]) -> click.Option:
+    """The ``member`` option for one :class:`MemberConfig` field: its name (``--kebab-case``), type,
+    default and help (``metadata["help"]``) from the dataclass, and the variable ``REBALANCE_LAB_<NAME>``."""
+    spec = OPTION_OVERRIDES.get(f.name, {})
+    flag = spec.get("flag", f.name.replace("_", "-"))
+    kind = hints[f.name]
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    if typing.get_origin(kind) in (types.UnionType, typing.Union) and len(args) == 1:
+        kind = args[0]  # X | None: an X, whose default is None
+    multiple = typing.get_origin(kind) in (tuple, dict) or kind in (tuple, dict)
+    kwargs: dict[str, Any] = {"envvar": _env(spec.get("env", f.name.upper())), "show_envvar": True}
+    kwargs["help"] = f.metadata["help"]
+    if "type" in spec:
+        kwargs["type"] = spec["type"]
+    elif kind is int:
+        minimum = f.metadata.get("min")
+        kwargs["type"] = click.IntRange(min=minimum) if minimum is not None else click.INT
+    if multiple:
+        kwargs["multiple"] = True
+    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        kwargs["required"] = True
+    elif f.default is not dataclasses.MISSING:
+        kwargs["default"] = f.default
+    if "callback" in spec:
+        kwargs["callback"] = spec["callback"]
+    return click.Option([f"--{flag}", f.name], **kwargs)
+
+
+def config_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Adds one option per :class:`MemberConfig` field, in the dataclass's order, before the command's own."""
+    hints = typing.get_type_hints(MemberConfig)
+    params = getattr(command, "__click_params__", [])  # click reverses this list when it builds the command
+    params.extend(config_option(f, hints) for f in reversed(dataclasses.fields(MemberConfig)))
+    command.__click_params__ = params  # type: ignore[attr-defined]
+    return command
+
+
+@click.command(context_settings={"show_default": True})
+@config_options
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=1,
+    envvar=_env("COUNT"),
+    show_envvar=True,
+    help="Members in this process.",
+)
+def member(options: tuple[str, ...], count: int, **kwargs: object) -> None:
+    """Run members of a consumer group until SIGTERM."""
+    sink = JsonLinesSink(sys.stdout)
+    members = []
+    # Before the first member starts: a SIGTERM that arrives while the others are still starting
+    # must make the started ones leave, not kill the process with its members still in the group.
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    try:
+        config = MemberConfig(**kwargs, options=_parse_options(options))  # type: ignore[arg-type]
+        for i in range(count):
+            name = config.member_name if count == 1 else f"{config.member_name or 'm'}.{i}"
+            members.append(create_member(config.with_(member_name=name), sink))
+        for group_member in members:
+            group_member.start()
+    except (ConfigError, ConnectionError) as exc:
+        for group_member in members:
+            group_member.close()
+        raise click.ClickException(str(exc)) from None
+
+    while not done.wait(0.5):
+        if all(m.state == MemberState.FAILED for m in members):
+            for group_member in members:
+                group_member.close()
+            raise click.ClickException("every member gave up (see the log above)")
+    # Leave in parallel: a large host must not take count x leave-time to exit.
+    leaving = [threading.Thread(target=m.leave) for m in members]
+    for thread in leaving:
+        thread.start()
+    for thread in leaving:
+        thread.join()
+    for group_member in members:
+        group_member.close()
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--option")
+        try:
+            out[key] = float(value) if "." in value else int(value)
+        except ValueError:
+            out[key] = value
+    return out

@@ -1,0 +1,245 @@
+"""The cluster and data-plane API handlers: ApiVersions, Metadata, FindCoordinator, ListOffsets, Fetch.
+
+Metadata and FindCoordinator answer from the cluster view the broker learned from ZooKeeper.
+ListOffsets and Fetch serve empty partitions: every data partition is an empty log whose end is
+wherever the consumer stands (high watermark = fetch offset), so real consumers keep polling
+quietly; this project studies coordination, not data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kafka.protocol.api_key import ApiKey
+from kafka.protocol.consumer import (
+    FetchResponse,
+    ListOffsetsResponse,
+)
+from kafka.protocol.metadata import (
+    ApiVersionsResponse,
+    FindCoordinatorResponse,
+    MetadataResponse,
+)
+
+from ..group.errors import ErrorCode
+from ..hashing import partition_for
+from .controller import OFFSETS_TOPIC, ClusterView
+from .protocol import NO_AUTHORIZED_OPERATIONS, BrokerContext, RequestContext, api_key_ranges
+
+#: Longest a Fetch of empty partitions waits (clients ask for ``fetch.max.wait.ms``, 500 ms default).
+_MAX_FETCH_WAIT_MS = 10_000
+CLUSTER_ID = "rebalance-lab"
+
+
+def topic_id(name: str) -> uuid.UUID:
+    """A stable id per topic name, the same on every broker (Kafka's are random but cluster-wide)."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"rebalance-lab/topic/{name}")
+
+
+class ClusterApis:
+    """The handlers of the non-group APIs, for one broker."""
+
+    def __init__(self, broker: BrokerContext) -> None:
+        self.broker = broker
+
+    def handlers(self) -> dict[int, Callable[[Any, RequestContext], Awaitable[Any]]]:
+        return {
+            ApiKey.ApiVersions: self._api_versions,
+            ApiKey.Metadata: self._metadata,
+            ApiKey.FindCoordinator: self._find_coordinator,
+            ApiKey.ListOffsets: self._list_offsets,
+            ApiKey.Fetch: self._fetch,
+        }
+
+    # -- ApiVersions, Metadata, FindCoordinator --------------------------------------------------
+
+    async def _api_versions(self, req: Any, ctx: RequestContext) -> Any:
+        return ApiVersionsResponse(
+            version=ctx.version, error_code=0, api_keys=api_key_ranges(), throttle_time_ms=0
+        )
+
+    async def _metadata(self, req: Any, ctx: RequestContext) -> Any:
+        """Brokers from ZooKeeper; for each requested topic (or all) its partitions' leaders."""
+        view = self.broker.view
+        v = ctx.version
+        ids_to_names = {topic_id(name): name for name in view.topics}
+        requested: list[tuple[str | None, uuid.UUID | None]]
+        if req.topics is None or (v == 0 and not req.topics):
+            # All topics: v0 asks with an empty list, v1+ with null (an empty list means none).
+            requested = [(name, None) for name in sorted(view.topics)]
+        else:
+            # v10+ may name a topic by id alone.
+            requested = [(t.name, t.topic_id if v >= 10 else None) for t in req.topics]
+        topics = []
+        for name, tid in requested:
+            if name is None and tid is not None:
+                name = ids_to_names.get(tid)
+            if name is None or name not in view.topics:
+                unknown = ErrorCode.UNKNOWN_TOPIC_ID if name is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                topics.append(
+                    MetadataResponse.MetadataResponseTopic(
+                        error_code=unknown,
+                        name=name,
+                        topic_id=tid,
+                        is_internal=False,
+                        partitions=[],
+                        authorized_operations=NO_AUTHORIZED_OPERATIONS,
+                    )
+                )
+                continue
+            partitions = _metadata_partitions(view, name)
+            topics.append(
+                MetadataResponse.MetadataResponseTopic(
+                    error_code=ErrorCode.NONE,
+                    name=name,
+                    topic_id=topic_id(name),
+                    is_internal=name == OFFSETS_TOPIC,
+                    partitions=partitions,
+                    authorized_operations=NO_AUTHORIZED_OPERATIONS,
+                )
+            )
+        brokers = [
+            MetadataResponse.MetadataResponseBroker(node_id=b.broker_id, host=b.host, port=b.port, rack=None)
+            for b in sorted(view.brokers.values(), key=lambda b: b.broker_id)
+        ]
+        return MetadataResponse(
+            version=v,
+            throttle_time_ms=0,
+            brokers=brokers,
+            cluster_id=CLUSTER_ID,
+            controller_id=view.controller_id,
+            topics=topics,
+            authorized_operations=NO_AUTHORIZED_OPERATIONS,
+            error_code=0,
+        )
+
+    def _coordinator_node(self, key: str, key_type: int) -> tuple[ErrorCode, int, str, int]:
+        """(error, node id, host, port) of the leader of the group's offsets partition."""
+        if key_type != 0:
+            return ErrorCode.INVALID_REQUEST, -1, "", -1  # transaction/share coordinators: not here
+        node = self.broker.view.live_leader(OFFSETS_TOPIC, partition_for(key, self.broker.offsets_partitions))
+        if node is None:
+            return ErrorCode.COORDINATOR_NOT_AVAILABLE, -1, "", -1
+        return ErrorCode.NONE, node.broker_id, node.host, node.port
+
+    async def _find_coordinator(self, req: Any, ctx: RequestContext) -> Any:
+        key_type = req.key_type if ctx.version >= 1 else 0
+        if ctx.version < 4:
+            error, node_id, host, port = self._coordinator_node(req.key or "", key_type)
+            return FindCoordinatorResponse(
+                version=ctx.version,
+                throttle_time_ms=0,
+                error_code=error,
+                error_message=None if error is ErrorCode.NONE else error.name,
+                node_id=node_id,
+                host=host,
+                port=port,
+            )
+        coordinators = []
+        for key in req.coordinator_keys or []:
+            error, node_id, host, port = self._coordinator_node(key, key_type)
+            coordinators.append(
+                FindCoordinatorResponse.Coordinator(
+                    key=key,
+                    node_id=node_id,
+                    host=host,
+                    port=port,
+                    error_code=error,
+                    error_message=None if error is ErrorCode.NONE else error.name,
+                )
+            )
+        return FindCoordinatorResponse(version=ctx.version, throttle_time_ms=0, coordinators=coordinators)
+
+    # -- the data plane: empty partitions --------------------------------------------------------
+
+    def _partition_error(self, topic: str, partition: int) -> ErrorCode:
+        if topic not in self.broker.view.topics or not 0 <= partition < self.broker.view.topics[topic]:
+            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        state = self.broker.view.leader(topic, partition)
+        if state is None or state.leader != self.broker.config.broker_id:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+        return ErrorCode.NONE
+
+    def _leader_epoch(self, topic: str, partition: int) -> int:
+        state = self.broker.view.leader(topic, partition)
+        return -1 if state is None else state.epoch
+
+    async def _list_offsets(self, req: Any, ctx: RequestContext) -> Any:
+        """Every partition is empty: earliest and latest are offset 0."""
+        tcls = ListOffsetsResponse.ListOffsetsTopicResponse
+        pcls = tcls.ListOffsetsPartitionResponse
+        topics = []
+        for t in req.topics or []:
+            parts = []
+            for p in t.partitions or []:
+                error = self._partition_error(t.name, p.partition_index)
+                parts.append(
+                    pcls(
+                        partition_index=p.partition_index,
+                        error_code=error,
+                        timestamp=-1,
+                        offset=0 if error is ErrorCode.NONE else -1,
+                        leader_epoch=self._leader_epoch(t.name, p.partition_index),
+                    )
+                )
+            topics.append(tcls(name=t.name, partitions=parts))
+        return ListOffsetsResponse(version=ctx.version, throttle_time_ms=0, topics=topics)
+
+    async def _fetch(self, req: Any, ctx: RequestContext) -> Any:
+        """No records ever; wait up to ``max_wait_ms`` like a long poll on an idle partition."""
+        tcls = FetchResponse.FetchableTopicResponse
+        pcls = tcls.PartitionData
+        any_error = False
+        responses = []
+        for t in req.topics or []:
+            parts = []
+            for p in t.partitions or []:
+                error = self._partition_error(t.topic, p.partition)
+                any_error |= error is not ErrorCode.NONE
+                end = max(p.fetch_offset, 0) if error is ErrorCode.NONE else -1
+                parts.append(
+                    pcls(
+                        partition_index=p.partition,
+                        error_code=error,
+                        high_watermark=end,
+                        last_stable_offset=end,
+                        log_start_offset=0 if error is ErrorCode.NONE else -1,
+                        aborted_transactions=None,
+                        preferred_read_replica=-1,
+                        records=b"",
+                    )
+                )
+            responses.append(tcls(topic=t.topic, partitions=parts))
+        if not any_error:
+            wait_ms = min(max(req.max_wait_ms, 0), _MAX_FETCH_WAIT_MS)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.broker.stopping.wait(), wait_ms / 1000.0)
+        # Fetch sessions (v7+): session id 0 means none was created, so clients send full fetches.
+        return FetchResponse(
+            version=ctx.version, throttle_time_ms=0, error_code=0, session_id=0, responses=responses
+        )
+
+
+def _metadata_partitions(view: ClusterView, topic: str) -> list[Any]:
+    """One known topic's partitions in a Metadata response: each led by its live leader, if any."""
+    partitions = []
+    for p in range(view.topics[topic]):
+        state = view.leader(topic, p)
+        alive = state is not None and state.leader in view.brokers
+        leader = state.leader if alive and state is not None else -1
+        partitions.append(
+            MetadataResponse.MetadataResponseTopic.MetadataResponsePartition(
+                error_code=ErrorCode.NONE if alive else ErrorCode.LEADER_NOT_AVAILABLE,
+                partition_index=p,
+                leader_id=leader,
+                leader_epoch=state.epoch if state is not None else -1,
+                replica_nodes=[leader] if alive else [],
+                isr_nodes=[leader] if alive else [],
+                offline_replicas=[],
+            )
+        )
+    return partitions

@@ -1,0 +1,584 @@
+"""The cluster's metadata in ZooKeeper, as Kafka kept it before KRaft: brokers, controller, leaders.
+
+Layout under the root (default ``/kafka``)::
+
+    /brokers/ids/<id>        ephemeral  {"host", "port", "pid"}      one per live broker
+    /controller              ephemeral  {"brokerid": id}             the elected controller
+    /controller_epoch                   "<n>"                         bumped by each new controller
+    /topics/<name>                      {"partitions": N}            the topic catalog
+    /brokers/topics/<name>              {"partitions": {"<p>": {"leader": id, "leader_epoch": e}},
+                                         "controller_epoch": n}      written by the controller only
+
+The offsets topic ``__consumer_offsets`` is in the catalog like any topic; the first broker creates
+its entry with its ``--offsets-partitions`` and every broker then uses the count found there.
+
+* **Registration.** A broker creates its ephemeral id znode; after a SIGKILL the old znode lingers
+  until its session expires, so a restarted broker waits for it to go.
+* **Election.** Every broker watches ``/controller``; when it is absent each tries to create it and
+  one wins (Kafka's ``KafkaController.elect``). The winner bumps ``/controller_epoch``.
+* **The controller's duty.** It watches ``/brokers/ids`` and ``/topics``. On any change (debounced)
+  it recomputes every topic's partition leaders over the live brokers: leaders that are alive stay
+  put unless their broker leads more than its share; partitions of dead brokers, and the surplus of
+  overloaded ones, go to the least loaded live brokers (so a broker that joins gets a share, like
+  Kafka's preferred-leader rebalance). A changed leader gets ``leader_epoch + 1``. Writes go through
+  a ZooKeeper transaction that checks the controller epoch's version, so a deposed controller cannot
+  overwrite its successor.
+* **Brokers learn leadership from watches** on ``/brokers/topics/<name>`` (not from the controller's
+  LeaderAndIsr requests, as Kafka does): every change reaches :class:`BrokerZk`'s ``on_view`` callback
+  as a fresh :class:`ClusterView`.
+
+Consumers never touch ZooKeeper in this mode; only brokers do.
+
+This module is longer than most (about 580 lines) because the layout, the parsers of its znodes and
+the agent that reads and writes them belong together: the launcher (:mod:`bench.services.brokers`) and the
+tests read the same znodes with :func:`read_view` and the same parsers the agent uses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from kazoo.client import KazooClient, KazooState
+from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
+from kazoo.protocol.states import ZnodeStat
+from kazoo.recipe.watchers import ChildrenWatch, DataWatch
+
+log = logging.getLogger(__name__)
+
+OFFSETS_TOPIC = "__consumer_offsets"
+DEFAULT_ZK_ROOT = "/kafka"
+NO_LEADER = -1
+
+
+@dataclass(frozen=True)
+class ZkPaths:
+    root: str = DEFAULT_ZK_ROOT
+
+    def _p(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    @property
+    def broker_ids(self) -> str:
+        return self._p("brokers", "ids")
+
+    def broker(self, broker_id: int) -> str:
+        return self._p("brokers", "ids", str(broker_id))
+
+    @property
+    def controller(self) -> str:
+        return self._p("controller")
+
+    @property
+    def controller_epoch(self) -> str:
+        return self._p("controller_epoch")
+
+    @property
+    def topics(self) -> str:
+        return self._p("topics")
+
+    def topic(self, name: str) -> str:
+        return self._p("topics", name)
+
+    @property
+    def topic_states(self) -> str:
+        return self._p("brokers", "topics")
+
+    def topic_state(self, name: str) -> str:
+        return self._p("brokers", "topics", name)
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    broker_id: int
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class PartitionLeader:
+    leader: int
+    epoch: int
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """One broker's picture of the cluster, rebuilt on every watch event."""
+
+    brokers: Mapping[int, BrokerInfo] = field(default_factory=dict)
+    controller_id: int = NO_LEADER
+    topics: Mapping[str, int] = field(default_factory=dict)  # catalog: name -> partition count
+    leaders: Mapping[str, Mapping[int, PartitionLeader]] = field(default_factory=dict)
+
+    def leader(self, topic: str, partition: int) -> PartitionLeader | None:
+        return self.leaders.get(topic, {}).get(partition)
+
+    def live_leader(self, topic: str, partition: int) -> BrokerInfo | None:
+        state = self.leader(topic, partition)
+        return None if state is None else self.brokers.get(state.leader)
+
+
+# -- catalog and reading helpers (also for the launcher and tests) -------------------------------
+
+
+def create_topics(client: KazooClient, topics: Mapping[str, int], root: str = DEFAULT_ZK_ROOT) -> None:
+    """Create or update catalog entries ``/topics/<name>`` = ``{"partitions": N}`` (idempotent)."""
+    paths = ZkPaths(root)
+    client.ensure_path(paths.topics)
+    for name, partitions in topics.items():
+        if int(partitions) < 1:
+            raise ValueError(f"topic {name!r}: expected at least 1 partition, got {partitions}")
+        data = json.dumps({"partitions": int(partitions)}).encode()
+        try:
+            client.create(paths.topic(name), data)
+        except NodeExistsError:
+            client.set(paths.topic(name), data)
+
+
+def _parse_partitions(raw: bytes | None) -> int | None:
+    try:
+        n = int(json.loads(raw or b"null")["partitions"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    return n if n >= 1 else None
+
+
+def _parse_state(raw: bytes | None) -> dict[int, PartitionLeader]:
+    try:
+        parts = json.loads(raw or b"null")["partitions"]
+        return {int(p): PartitionLeader(int(s["leader"]), int(s["leader_epoch"])) for p, s in parts.items()}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+def _encode_state(leaders: Mapping[int, PartitionLeader], controller_epoch: int) -> bytes:
+    parts = {str(p): {"leader": s.leader, "leader_epoch": s.epoch} for p, s in sorted(leaders.items())}
+    return json.dumps({"partitions": parts, "controller_epoch": controller_epoch}).encode()
+
+
+def _parse_broker(broker_id: int, raw: bytes | None) -> BrokerInfo | None:
+    try:
+        d = json.loads(raw or b"null")
+        return BrokerInfo(broker_id, str(d["host"]), int(d["port"]))
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def read_view(client: KazooClient, root: str = DEFAULT_ZK_ROOT) -> ClusterView:
+    """A one-off snapshot of the cluster's metadata (no watches)."""
+    paths = ZkPaths(root)
+    brokers: dict[int, BrokerInfo] = {}
+    for child in _children(client, paths.broker_ids):
+        if child.isdigit():
+            info = _parse_broker(int(child), _get(client, paths.broker(int(child))))
+            if info is not None:
+                brokers[info.broker_id] = info
+    topics: dict[str, int] = {}
+    leaders: dict[str, dict[int, PartitionLeader]] = {}
+    for name in _children(client, paths.topics):
+        n = _parse_partitions(_get(client, paths.topic(name)))
+        if n is not None:
+            topics[name] = n
+            leaders[name] = _parse_state(_get(client, paths.topic_state(name)))
+    controller = _controller_id(_get(client, paths.controller))
+    return ClusterView(brokers, controller, topics, leaders)
+
+
+def _children(client: KazooClient, path: str) -> list[str]:
+    try:
+        return client.get_children(path)
+    except NoNodeError:
+        return []
+
+
+def _get(client: KazooClient, path: str) -> bytes | None:
+    try:
+        return client.get(path)[0]
+    except NoNodeError:
+        return None
+
+
+def _controller_id(raw: bytes | None) -> int:
+    try:
+        return int(json.loads(raw or b"null")["brokerid"])
+    except (ValueError, TypeError, KeyError):
+        return NO_LEADER
+
+
+# -- the controller's leader placement -----------------------------------------------------------
+
+
+def plan_leaders(
+    partitions: int,
+    current: Mapping[int, PartitionLeader],
+    live: list[int],
+    load: Counter[int],
+) -> dict[int, PartitionLeader]:
+    """Leaders for one topic's ``partitions`` over ``live`` brokers, moving as few as possible.
+
+    ``load`` counts leaderships across the topics planned so far; it breaks ties so that many
+    small topics spread too. It is updated in place.
+    """
+    if not live:
+        return {
+            p: PartitionLeader(NO_LEADER, current[p].epoch + (current[p].leader != NO_LEADER))
+            if p in current
+            else PartitionLeader(NO_LEADER, 0)
+            for p in range(partitions)
+        }
+    alive = set(live)
+    leaders: dict[int, int | None] = {
+        p: current[p].leader if p in current and current[p].leader in alive else None
+        for p in range(partitions)
+    }
+    count: Counter[int] = Counter(b for b in leaders.values() if b is not None)
+    ceiling = -(-partitions // len(live))
+    for b in live:  # shed the surplus of brokers above their share (keep the lowest partitions)
+        for p in sorted(p for p, lb in leaders.items() if lb == b)[ceiling:]:
+            leaders[p] = None
+            count[b] -= 1
+
+    def least_loaded() -> int:
+        return min(live, key=lambda b: (count[b], load[b], b))
+
+    for p in sorted(p for p, b in leaders.items() if b is None):
+        b = least_loaded()
+        leaders[p] = b
+        count[b] += 1
+    while True:  # even out: no broker more than one above another
+        most = max(live, key=lambda b: (count[b], -b))
+        fewest = least_loaded()
+        if count[most] - count[fewest] <= 1:
+            break
+        p = max(p for p, b in leaders.items() if b == most)
+        leaders[p], count[most], count[fewest] = fewest, count[most] - 1, count[fewest] + 1
+    plan: dict[int, PartitionLeader] = {}
+    for p, b in leaders.items():
+        assert b is not None
+        load[b] += 1
+        old = current.get(p)
+        if old is not None and old.leader == b:
+            plan[p] = old
+        else:
+            plan[p] = PartitionLeader(b, 0 if old is None else old.epoch + 1)
+    return plan
+
+
+# -- one broker's ZooKeeper agent -----------------------------------------------------------------
+
+
+class BrokerZk:
+    """Registers a broker, takes part in the controller election, and watches the cluster metadata.
+
+    ``on_view(view)`` is called from kazoo's threads after every change; ``on_session_lost()`` when
+    the ZooKeeper session expired (the broker then owns nothing until it has registered again).
+    """
+
+    def __init__(
+        self,
+        hosts: str,
+        broker_id: int,
+        host: str,
+        port: int,
+        *,
+        root: str = DEFAULT_ZK_ROOT,
+        offsets_partitions: int = 50,
+        session_timeout_ms: int = 6_000,
+        on_view: Callable[[ClusterView], None] = lambda view: None,
+        on_session_lost: Callable[[], None] = lambda: None,
+        debounce_s: float = 0.1,
+    ) -> None:
+        self.paths = ZkPaths(root)
+        self.broker_id = broker_id
+        self.host = host
+        self.port = port
+        self.offsets_partitions = offsets_partitions
+        self.session_timeout_ms = session_timeout_ms
+        self.on_view = on_view
+        self.on_session_lost = on_session_lost
+        self.debounce_s = debounce_s
+        self.client = KazooClient(hosts=hosts, timeout=session_timeout_ms / 1000.0)
+        self._lock = threading.RLock()
+        self._brokers: dict[int, BrokerInfo] = {}
+        self._catalog: dict[str, int] = {}
+        self._leaders: dict[str, dict[int, PartitionLeader]] = {}
+        self._watched_topics: set[str] = set()
+        self._controller_id = NO_LEADER
+        self._is_controller = False
+        self._controller_epoch = -1
+        self._controller_epoch_version = -1
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._lost = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.client.add_listener(self._on_state)
+        self.client.start(timeout=timeout)
+        for path in (self.paths.broker_ids, self.paths.topics, self.paths.topic_states):
+            self.client.ensure_path(path)
+        self._ensure_offsets_topic()
+        self._register(deadline=time.monotonic() + timeout + 2 * self.session_timeout_ms / 1000.0)
+        ChildrenWatch(self.client, self.paths.broker_ids, self._on_broker_ids)
+        ChildrenWatch(self.client, self.paths.topics, self._on_catalog)
+        DataWatch(self.client, self.paths.controller, self._on_controller)
+        self._worker = threading.Thread(target=self._controller_loop, name="controller", daemon=True)
+        self._worker.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+        try:
+            self.client.stop()
+            self.client.close()
+        except KazooException:
+            log.debug("closing the ZooKeeper client", exc_info=True)
+
+    @property
+    def is_controller(self) -> bool:
+        return self._is_controller
+
+    def view(self) -> ClusterView:
+        with self._lock:
+            return ClusterView(
+                dict(self._brokers),
+                self._controller_id,
+                dict(self._catalog),
+                {t: dict(ls) for t, ls in self._leaders.items()},
+            )
+
+    def _publish(self) -> None:
+        view = self.view()
+        try:
+            self.on_view(view)
+        except Exception:
+            log.exception("on_view callback failed")
+
+    def _ensure_offsets_topic(self) -> None:
+        data = json.dumps({"partitions": self.offsets_partitions}).encode()
+        try:
+            self.client.create(self.paths.topic(OFFSETS_TOPIC), data)
+        except NodeExistsError:
+            found = _parse_partitions(_get(self.client, self.paths.topic(OFFSETS_TOPIC)))
+            if found is not None and found != self.offsets_partitions:
+                log.warning(
+                    "the cluster's %s has %d partitions, not %d: using %d",
+                    OFFSETS_TOPIC,
+                    found,
+                    self.offsets_partitions,
+                    found,
+                )
+                self.offsets_partitions = found
+
+    def _register(self, deadline: float) -> None:
+        """Create our ephemeral id znode, waiting out a stale one left by a killed predecessor."""
+        path = self.paths.broker(self.broker_id)
+        data = json.dumps({"host": self.host, "port": self.port, "pid": os.getpid()}).encode()
+        while True:
+            try:
+                self.client.create(path, data, ephemeral=True, makepath=True)
+                log.info("registered broker %d at %s:%d", self.broker_id, self.host, self.port)
+                return
+            except NodeExistsError:
+                stat = self.client.exists(path)
+                if stat is not None and stat.ephemeralOwner == self.client.client_id[0]:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"broker id {self.broker_id} is still registered by another session")
+            time.sleep(0.2)
+
+    def _on_state(self, state: KazooState) -> None:
+        # Runs in kazoo's connection thread: never block here.
+        if self._stopped.is_set():
+            return  # our own stop() closes the session
+        if state == KazooState.LOST:
+            log.warning(
+                "ZooKeeper session lost: broker %d owns nothing until it re-registers", self.broker_id
+            )
+            self._lost = True
+            self._is_controller = False
+            self.on_session_lost()
+        elif state == KazooState.CONNECTED and self._lost and not self._stopped.is_set():
+            self._lost = False
+            self.client.handler.spawn(self._recover)
+
+    def _recover(self) -> None:
+        try:
+            self._register(deadline=time.monotonic() + 2 * self.session_timeout_ms / 1000.0 + 5)
+            self._try_elect()
+            self._publish()
+        except Exception:
+            log.exception("could not re-register after a session loss")
+
+    # -- watches ---------------------------------------------------------------------------------
+
+    def _on_broker_ids(self, children: list[str]) -> bool:
+        ids = {int(c) for c in children if c.isdigit()}
+        with self._lock:
+            for gone in set(self._brokers) - ids:
+                del self._brokers[gone]
+            for new in ids - set(self._brokers):
+                info = _parse_broker(new, _get(self.client, self.paths.broker(new)))
+                if info is not None:
+                    self._brokers[new] = info
+        log.info("live brokers: %s", sorted(ids))
+        self._wake.set()
+        self._publish()
+        return not self._stopped.is_set()
+
+    def _on_catalog(self, children: list[str]) -> bool:
+        for name in children:
+            with self._lock:
+                if name in self._watched_topics:
+                    continue
+                self._watched_topics.add(name)
+            DataWatch(self.client, self.paths.topic(name), self._catalog_watcher(name))
+            DataWatch(self.client, self.paths.topic_state(name), self._state_watcher(name))
+        return not self._stopped.is_set()
+
+    def _catalog_watcher(self, name: str) -> Callable[[bytes | None, ZnodeStat | None], bool]:
+        def watch(data: bytes | None, stat: ZnodeStat | None) -> bool:
+            with self._lock:
+                n = _parse_partitions(data) if data is not None else None
+                if n is None:
+                    self._catalog.pop(name, None)
+                else:
+                    self._catalog[name] = n
+                if data is None:
+                    self._watched_topics.discard(name)
+            self._wake.set()
+            self._publish()
+            return data is not None and not self._stopped.is_set()
+
+        return watch
+
+    def _state_watcher(self, name: str) -> Callable[[bytes | None, ZnodeStat | None], bool]:
+        def watch(data: bytes | None, stat: ZnodeStat | None) -> bool:
+            with self._lock:
+                if data is None:
+                    self._leaders.pop(name, None)
+                else:
+                    self._leaders[name] = _parse_state(data)
+            self._publish()
+            return not self._stopped.is_set()
+
+        return watch
+
+    def _on_controller(self, data: bytes | None, stat: ZnodeStat | None) -> bool:
+        with self._lock:
+            self._controller_id = _controller_id(data)
+            if self._controller_id != self.broker_id:
+                self._is_controller = False
+        if data is None and not self._stopped.is_set():
+            self.client.handler.spawn(self._try_elect)
+        self._publish()
+        return not self._stopped.is_set()
+
+    # -- the controller --------------------------------------------------------------------------
+
+    def _try_elect(self) -> None:
+        data = json.dumps({"brokerid": self.broker_id, "timestamp": int(time.time() * 1000)}).encode()
+        try:
+            self.client.create(self.paths.controller, data, ephemeral=True)
+        except NodeExistsError:
+            return
+        except KazooException:
+            log.warning("controller election attempt failed", exc_info=True)
+            return
+        epoch, version = self._bump_controller_epoch()
+        with self._lock:
+            self._controller_epoch, self._controller_epoch_version = epoch, version
+            self._is_controller = True
+            self._controller_id = self.broker_id
+        log.info("broker %d is the controller (epoch %d)", self.broker_id, epoch)
+        self._wake.set()
+
+    def _bump_controller_epoch(self) -> tuple[int, int]:
+        while True:
+            try:
+                raw, stat = self.client.get(self.paths.controller_epoch)
+            except NoNodeError:
+                try:
+                    self.client.create(self.paths.controller_epoch, b"1")
+                    return 1, 0
+                except NodeExistsError:
+                    continue
+            epoch = int(raw or b"0") + 1
+            try:
+                new_stat = self.client.set(
+                    self.paths.controller_epoch, str(epoch).encode(), version=stat.version
+                )
+                return epoch, new_stat.version
+            except KazooException:
+                continue
+
+    def _controller_loop(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait()
+            if self._stopped.is_set():
+                return
+            time.sleep(self.debounce_s)  # let a burst of registrations settle into one plan
+            self._wake.clear()
+            if not self._is_controller:
+                continue
+            try:
+                self._reassign()
+            except Exception:
+                log.exception("controller: reassignment failed; retrying")
+                time.sleep(0.5)
+                self._wake.set()
+
+    def _reassign(self) -> None:
+        live = sorted(int(c) for c in self.client.get_children(self.paths.broker_ids) if c.isdigit())
+        load: Counter[int] = Counter()
+        names = sorted(self.client.get_children(self.paths.topics), key=lambda n: (n != OFFSETS_TOPIC, n))
+        for name in names:
+            n = _parse_partitions(_get(self.client, self.paths.topic(name)))
+            if n is None:
+                continue
+            raw, stat = self._get_with_stat(self.paths.topic_state(name))
+            current = _parse_state(raw)
+            plan = plan_leaders(n, current, live, load)
+            if plan == current:
+                continue
+            moved = sorted(p for p in plan if current.get(p) != plan[p])
+            tx = self.client.transaction()
+            tx.check(self.paths.controller_epoch, self._controller_epoch_version)
+            data = _encode_state(plan, self._controller_epoch)
+            if stat is None:
+                tx.create(self.paths.topic_state(name), data)
+            else:
+                tx.set_data(self.paths.topic_state(name), data, version=stat.version)
+            results = tx.commit()
+            if any(isinstance(r, Exception) for r in results):
+                log.warning("controller: writing leaders of %s failed (%s); retrying", name, results)
+                if not self._still_controller():
+                    return
+                self._wake.set()
+                continue
+            log.info(
+                "controller: %s leaders over brokers %s; moved partitions %s",
+                name,
+                live,
+                moved if len(moved) < 20 else f"{len(moved)} partitions",
+            )
+
+    def _get_with_stat(self, path: str) -> tuple[bytes | None, ZnodeStat | None]:
+        try:
+            return self.client.get(path)
+        except NoNodeError:
+            return None, None
+
+    def _still_controller(self) -> bool:
+        owner = _controller_id(_get(self.client, self.paths.controller))
+        if owner != self.broker_id:
+            self._is_controller = False
+        return self._is_controller

@@ -1,0 +1,107 @@
+"""What the broker speaks: the APIs and versions it implements, and what a handler gets per request.
+
+The API handlers (:mod:`.cluster_apis`, :mod:`.group_apis`) see their broker only through
+:class:`BrokerContext`, so they do not import the network layer (:mod:`.server`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kafka.protocol.admin import (
+    DescribeGroupsRequest,
+    ListGroupsRequest,
+)
+from kafka.protocol.api_key import ApiKey
+from kafka.protocol.consumer import (
+    FetchRequest,
+    HeartbeatRequest,
+    JoinGroupRequest,
+    LeaveGroupRequest,
+    ListOffsetsRequest,
+    OffsetCommitRequest,
+    OffsetFetchRequest,
+    SyncGroupRequest,
+)
+from kafka.protocol.metadata import (
+    ApiVersionsRequest,
+    ApiVersionsResponse,
+    FindCoordinatorRequest,
+    MetadataRequest,
+)
+
+from ..group.coordinator import GroupCoordinator
+from .config import BrokerConfig
+from .controller import ClusterView
+
+#: The api versions this broker implements and advertises (key -> (min, max)). Every range
+#: overlaps what kafka-python 3.0 and librdkafka 2.x need (librdkafka's balanced consumer wants
+#: FindCoordinator/JoinGroup/SyncGroup/Heartbeat/LeaveGroup v0, OffsetCommit 1-2, OffsetFetch 1);
+#: the upper ends stop before topic ids in requests (Fetch 13, OffsetCommit/OffsetFetch 10) and
+#: KIP-848-only fields.
+API_VERSIONS: dict[int, tuple[int, int]] = {
+    ApiKey.Fetch: (4, 12),
+    ApiKey.ListOffsets: (1, 7),
+    ApiKey.Metadata: (0, 12),
+    ApiKey.OffsetCommit: (2, 9),
+    ApiKey.OffsetFetch: (1, 9),
+    ApiKey.FindCoordinator: (0, 4),
+    ApiKey.JoinGroup: (0, 9),
+    ApiKey.Heartbeat: (0, 4),
+    ApiKey.LeaveGroup: (0, 5),
+    ApiKey.SyncGroup: (0, 5),
+    ApiKey.DescribeGroups: (0, 5),
+    ApiKey.ListGroups: (0, 4),
+    ApiKey.ApiVersions: (0, 4),
+}
+
+REQUEST_CLASSES: dict[int, Any] = {
+    ApiKey.Fetch: FetchRequest,
+    ApiKey.ListOffsets: ListOffsetsRequest,
+    ApiKey.Metadata: MetadataRequest,
+    ApiKey.OffsetCommit: OffsetCommitRequest,
+    ApiKey.OffsetFetch: OffsetFetchRequest,
+    ApiKey.FindCoordinator: FindCoordinatorRequest,
+    ApiKey.JoinGroup: JoinGroupRequest,
+    ApiKey.Heartbeat: HeartbeatRequest,
+    ApiKey.LeaveGroup: LeaveGroupRequest,
+    ApiKey.SyncGroup: SyncGroupRequest,
+    ApiKey.DescribeGroups: DescribeGroupsRequest,
+    ApiKey.ListGroups: ListGroupsRequest,
+    ApiKey.ApiVersions: ApiVersionsRequest,
+}
+
+#: Authorized-operations bitfields when the client did not ask (encoded as Kafka's ``Integer.MIN_VALUE``).
+NO_AUTHORIZED_OPERATIONS = None
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    api_key: int
+    version: int
+    correlation_id: int
+    client_id: str
+    client_host: str
+
+
+class BrokerContext(Protocol):
+    """What the API handlers read and call on their broker (:class:`~.server.Broker` provides it)."""
+
+    config: BrokerConfig
+    view: ClusterView  # the cluster as ZooKeeper last showed it
+    offsets_partitions: int
+    coordinator: GroupCoordinator
+    stopping: asyncio.Event  # set when the broker shuts down
+
+    def schedule_timer(self) -> None:
+        """Re-arm the coordinator's timer after a request may have changed its deadlines."""
+
+
+def api_key_ranges() -> list[Any]:
+    """:data:`API_VERSIONS` as ApiVersions response entries."""
+    return [
+        ApiVersionsResponse.ApiVersion(api_key=int(k), min_version=lo, max_version=hi)
+        for k, (lo, hi) in sorted(API_VERSIONS.items())
+    ]

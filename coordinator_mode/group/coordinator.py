@@ -1,0 +1,322 @@
+"""The group coordinator: every classic group of the offsets partitions this broker leads.
+
+It follows Kafka's ``GroupCoordinatorService`` / ``GroupMetadataManager`` (``group-coordinator``
+module) for the classic protocol: requests are validated for group id, loading and ownership
+(``validateGroupStatus``), then handed to the group's :class:`~.classic.ClassicGroup`; committed
+offsets are kept here, per group.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .classic import ClassicGroup, GroupContext, default_member_id, monotonic_ms
+from .config import CoordinatorConfig
+from .errors import ErrorCode, PersistError
+from .messages import (
+    GroupDescription,
+    JoinCallback,
+    JoinRequest,
+    JoinResult,
+    LeaveResult,
+    LeavingMember,
+    OffsetAndMetadata,
+    OffsetCommit,
+    SyncCallback,
+    SyncRequest,
+    SyncResult,
+)
+from .records import GroupMetadataRecord, OffsetCommitRecord, Record
+from .state import ClassicGroupState
+
+log = logging.getLogger(__name__)
+
+
+class PartitionState(StrEnum):
+    """Per offsets partition (``CoordinatorRuntime.CoordinatorState``); absent means not the leader."""
+
+    LOADING = "loading"
+    ACTIVE = "active"
+
+
+@dataclass
+class _Partition:
+    state: PartitionState
+    epoch: int
+
+
+#: The APIs whose group-id validation differs: these accept the empty group id (Kafka's
+#: ``isValidGroupId``), the rest need a non-empty one.
+_EMPTY_GROUP_ID_OK = frozenset({"offset_commit", "offset_fetch", "describe_groups"})
+
+
+class GroupCoordinator:
+    """Routes group requests to :class:`ClassicGroup`s and keeps committed offsets, per offsets partition.
+
+    Args:
+        partition_for: maps a group id to its offsets partition.
+        persist: ``persist(partition, records)`` appends durably or raises :class:`PersistError`.
+        config: settings (Kafka's defaults).
+        clock: milliseconds, monotonic; drives every timer.
+        wall_clock: seconds since the epoch, for commit timestamps only.
+        new_member_id: ``prefix -> member id`` (Kafka: ``clientId-UUID`` or ``instanceId-UUID``).
+    """
+
+    def __init__(
+        self,
+        partition_for: Callable[[str], int],
+        persist: Callable[[int, list[Record]], None] | None = None,
+        config: CoordinatorConfig | None = None,
+        clock: Callable[[], float] = monotonic_ms,
+        wall_clock: Callable[[], float] = time.time,
+        new_member_id: Callable[[str], str] = default_member_id,
+    ) -> None:
+        self.config = config or CoordinatorConfig()
+        self.partition_for = partition_for
+        self._persist = persist or (lambda partition, records: None)
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.new_member_id = new_member_id
+        self.partitions: dict[int, _Partition] = {}
+        self.groups: dict[str, ClassicGroup] = {}
+        self.offsets: dict[str, dict[tuple[str, int], OffsetAndMetadata]] = {}
+
+    # -- offsets partitions ----------------------------------------------------------------------
+
+    def _context(self, partition: int) -> GroupContext:
+        return GroupContext(
+            config=self.config,
+            clock=self.clock,
+            new_member_id=self.new_member_id,
+            persist=lambda records: self._persist(partition, records),
+        )
+
+    def begin_loading(self, partition: int, epoch: int) -> None:
+        """This broker became leader of ``partition``: requests for its groups get LOAD_IN_PROGRESS."""
+        if partition in self.partitions:
+            self.unload(partition)
+        self.partitions[partition] = _Partition(PartitionState.LOADING, epoch)
+
+    def complete_loading(self, partition: int, epoch: int, records: Iterable[Record]) -> bool:
+        """Replay the partition's log; False if leadership changed meanwhile (the load is dropped)."""
+        current = self.partitions.get(partition)
+        if current is None or current.epoch != epoch or current.state is not PartitionState.LOADING:
+            return False
+        ctx = self._context(partition)
+        latest: dict[str, GroupMetadataRecord] = {}
+        offsets: dict[str, dict[tuple[str, int], OffsetAndMetadata]] = {}
+        for record in records:
+            if isinstance(record, GroupMetadataRecord):
+                if record.deleted:
+                    latest.pop(record.group_id, None)
+                    offsets.pop(record.group_id, None)
+                else:
+                    latest[record.group_id] = record
+            elif record.offset is None:
+                offsets.get(record.group_id, {}).pop((record.topic, record.partition), None)
+            else:
+                offsets.setdefault(record.group_id, {})[(record.topic, record.partition)] = OffsetAndMetadata(
+                    record.offset, record.leader_epoch, record.metadata, record.commit_timestamp_ms
+                )
+        for group_id, group_record in latest.items():
+            self.groups[group_id] = ClassicGroup.from_record(group_record, ctx)
+        for group_id, committed in offsets.items():
+            self.offsets[group_id] = committed
+            if group_id not in self.groups:
+                # Offsets without group metadata: a group that only stores offsets here.
+                self.groups[group_id] = ClassicGroup(group_id, ctx)
+        current.state = PartitionState.ACTIVE
+        log.info(
+            "offsets partition %d (epoch %d) loaded: %d groups",
+            partition,
+            epoch,
+            sum(1 for g in self.groups if self.partition_for(g) == partition),
+        )
+        return True
+
+    def unload(self, partition: int) -> None:
+        """This broker no longer leads ``partition``: its groups go Dead here."""
+        self.partitions.pop(partition, None)
+        for group_id in [g for g in self.groups if self.partition_for(g) == partition]:
+            self.groups.pop(group_id).unload()
+            self.offsets.pop(group_id, None)
+
+    def partition_state(self, partition: int) -> PartitionState | None:
+        entry = self.partitions.get(partition)
+        return None if entry is None else entry.state
+
+    def _validate_status(self, group_id: str | None, api: str) -> ErrorCode | None:
+        """Kafka's ``validateGroupStatus``: group id, then loading, then ownership."""
+        if group_id is None or (group_id == "" and api not in _EMPTY_GROUP_ID_OK):
+            return ErrorCode.INVALID_GROUP_ID
+        entry = self.partitions.get(self.partition_for(group_id))
+        if entry is None:
+            return ErrorCode.NOT_COORDINATOR
+        if entry.state is PartitionState.LOADING:
+            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        return None
+
+    def _get_or_create(self, group_id: str) -> ClassicGroup:
+        group = self.groups.get(group_id)
+        if group is None:
+            group = self.groups[group_id] = ClassicGroup(
+                group_id, self._context(self.partition_for(group_id))
+            )
+        return group
+
+    # -- the group APIs --------------------------------------------------------------------------
+
+    def join(self, req: JoinRequest, callback: JoinCallback) -> None:
+        error = self._validate_status(req.group_id, "join_group")
+        if error is not None:
+            callback(JoinResult(error, member_id=req.member_id))
+            return
+        if (
+            not self.config.min_session_timeout_ms
+            <= req.session_timeout_ms
+            <= self.config.max_session_timeout_ms
+        ):
+            callback(JoinResult(ErrorCode.INVALID_SESSION_TIMEOUT, member_id=req.member_id))
+            return
+        group = self.groups.get(req.group_id)
+        if group is None:
+            if req.member_id != "":
+                callback(JoinResult(ErrorCode.UNKNOWN_MEMBER_ID, member_id=req.member_id))
+                return
+            group = self._get_or_create(req.group_id)
+            try:
+                group.ctx.persist([group._record()])  # a new group is recorded at once, empty
+            except PersistError as exc:
+                del self.groups[req.group_id]
+                callback(JoinResult(exc.code))
+                return
+        group.join(req, callback)
+
+    def sync(self, req: SyncRequest, callback: SyncCallback) -> None:
+        error = self._validate_status(req.group_id, "sync_group")
+        if error is ErrorCode.COORDINATOR_LOAD_IN_PROGRESS:
+            # The rebalance in flight was lost with the old coordinator: have the member rejoin
+            # (older clients do not expect LOAD_IN_PROGRESS here).
+            error = ErrorCode.REBALANCE_IN_PROGRESS
+        if error is not None:
+            callback(SyncResult(error))
+            return
+        group = self.groups.get(req.group_id)
+        if group is None:
+            callback(SyncResult(ErrorCode.UNKNOWN_MEMBER_ID))
+            return
+        group.sync(req, callback)
+
+    def heartbeat(
+        self, group_id: str, member_id: str, instance_id: str | None, generation_id: int
+    ) -> ErrorCode:
+        error = self._validate_status(group_id, "heartbeat")
+        if error is ErrorCode.COORDINATOR_LOAD_IN_PROGRESS:
+            return ErrorCode.NONE  # still loading: answer blindly, the member keeps its generation
+        if error is not None:
+            return error
+        group = self.groups.get(group_id)
+        if group is None:
+            return ErrorCode.UNKNOWN_MEMBER_ID
+        return group.heartbeat(member_id, instance_id, generation_id)
+
+    def leave(self, group_id: str, leaving: list[LeavingMember]) -> LeaveResult:
+        error = self._validate_status(group_id, "leave_group")
+        if error is not None:
+            return LeaveResult(error)
+        group = self.groups.get(group_id)
+        if group is None:
+            return LeaveResult(ErrorCode.NONE, tuple((who, ErrorCode.UNKNOWN_MEMBER_ID) for who in leaving))
+        return group.leave(leaving)
+
+    def commit_offsets(
+        self,
+        group_id: str,
+        member_id: str,
+        instance_id: str | None,
+        generation_id: int,
+        commits: list[OffsetCommit],
+    ) -> list[tuple[OffsetCommit, ErrorCode]]:
+        error = self._validate_status(group_id, "offset_commit")
+        if error is None:
+            group = self.groups.get(group_id)
+            if group is None:
+                if generation_id < 0:
+                    group = self._get_or_create(group_id)  # simple (non-group-managed) commits
+                else:
+                    error = ErrorCode.ILLEGAL_GENERATION
+            if group is not None:
+                validation = group.validate_offset_commit(member_id, instance_id, generation_id)
+                error = None if validation is ErrorCode.NONE else validation
+        if error is not None:
+            return [(c, error) for c in commits]
+        results: list[tuple[OffsetCommit, ErrorCode]] = []
+        records: list[Record] = []
+        now_ms = int(self.wall_clock() * 1000)
+        for c in commits:
+            metadata = c.metadata or ""
+            if len(metadata.encode()) > self.config.offset_metadata_max_bytes:
+                results.append((c, ErrorCode.OFFSET_METADATA_TOO_LARGE))
+                continue
+            records.append(
+                OffsetCommitRecord(group_id, c.topic, c.partition, c.offset, c.leader_epoch, metadata, now_ms)
+            )
+            results.append((c, ErrorCode.NONE))
+        if records:
+            try:
+                self._persist(self.partition_for(group_id), records)
+            except PersistError as exc:
+                return [(c, exc.code if e is ErrorCode.NONE else e) for c, e in results]
+            committed = self.offsets.setdefault(group_id, {})
+            for r in records:
+                assert isinstance(r, OffsetCommitRecord) and r.offset is not None
+                committed[(r.topic, r.partition)] = OffsetAndMetadata(
+                    r.offset, r.leader_epoch, r.metadata, r.commit_timestamp_ms
+                )
+        return results
+
+    def fetch_offsets(
+        self, group_id: str, partitions: list[tuple[str, int]] | None
+    ) -> tuple[ErrorCode, dict[tuple[str, int], OffsetAndMetadata]]:
+        """Committed offsets regardless of the group's state; ``partitions=None`` means all of them."""
+        error = self._validate_status(group_id, "offset_fetch")
+        if error is not None:
+            return error, {}
+        committed = self.offsets.get(group_id, {})
+        if partitions is None:
+            return ErrorCode.NONE, dict(committed)
+        return ErrorCode.NONE, {tp: committed.get(tp, OffsetAndMetadata(-1)) for tp in partitions}
+
+    def describe(self, group_id: str) -> GroupDescription:
+        error = self._validate_status(group_id, "describe_groups")
+        if error is not None:
+            return GroupDescription(group_id, error, "", "", "")
+        group = self.groups.get(group_id)
+        if group is None:
+            return GroupDescription(group_id, ErrorCode.NONE, ClassicGroupState.DEAD.value, "", "")
+        return group.describe()
+
+    def list_groups(self, states: Iterable[str] = ()) -> tuple[ErrorCode, list[tuple[str, str, str]]]:
+        """(error, [(group id, protocol type, state)]) for every group on an active partition."""
+        wanted = {s.lower() for s in states}
+        loading = any(p.state is PartitionState.LOADING for p in self.partitions.values())
+        listed = [
+            (g.group_id, g.protocol_type or "", g.state.value)
+            for g in self.groups.values()
+            if g.state is not ClassicGroupState.DEAD and (not wanted or g.state.value.lower() in wanted)
+        ]
+        return (ErrorCode.COORDINATOR_LOAD_IN_PROGRESS if loading else ErrorCode.NONE), listed
+
+    # -- timers ----------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        return min((d for g in self.groups.values() if (d := g.next_deadline()) is not None), default=None)
+
+    def poll(self, now: float | None = None) -> None:
+        now = self.clock() if now is None else now
+        for group in list(self.groups.values()):
+            group.poll(now)

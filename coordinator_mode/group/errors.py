@@ -1,0 +1,42 @@
+"""The coordinator's error codes and the two exceptions of the group state machine."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ErrorCode(IntEnum):
+    """Kafka's error codes (``org.apache.kafka.common.protocol.Errors``) that this project uses."""
+
+    NONE = 0
+    UNKNOWN_TOPIC_OR_PARTITION = 3
+    LEADER_NOT_AVAILABLE = 5
+    NOT_LEADER_OR_FOLLOWER = 6
+    OFFSET_METADATA_TOO_LARGE = 12
+    COORDINATOR_LOAD_IN_PROGRESS = 14
+    COORDINATOR_NOT_AVAILABLE = 15
+    NOT_COORDINATOR = 16
+    ILLEGAL_GENERATION = 22
+    INCONSISTENT_GROUP_PROTOCOL = 23
+    INVALID_GROUP_ID = 24
+    UNKNOWN_MEMBER_ID = 25
+    INVALID_SESSION_TIMEOUT = 26
+    REBALANCE_IN_PROGRESS = 27
+    UNSUPPORTED_VERSION = 35
+    INVALID_REQUEST = 42
+    UNKNOWN_TOPIC_ID = 100
+    MEMBER_ID_REQUIRED = 79
+    GROUP_MAX_SIZE_REACHED = 81
+    FENCED_INSTANCE_ID = 82
+
+
+class PersistError(Exception):
+    """The persist hook could not write; ``code`` is what the requests that waited for it get."""
+
+    def __init__(self, code: ErrorCode = ErrorCode.COORDINATOR_NOT_AVAILABLE, message: str = "") -> None:
+        super().__init__(message or code.name)
+        self.code = code
+
+
+class IllegalStateTransition(RuntimeError):
+    """A transition the classic state machine does not allow (a bug here, never bad input)."""

@@ -1,0 +1,266 @@
+"""Bad input on the wire: every attempt gets an error response or a closed connection, never a hang
+or a crash, and the broker keeps serving a healthy group (a real KafkaConsumer stays assigned).
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from kafka.protocol.api_key import ApiKey
+from kafka.protocol.consumer import HeartbeatRequest, JoinGroupRequest
+from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, MetadataRequest
+
+from bench.services.brokers import BrokerCluster, send_request
+from bench.services.zookeeper import ZooKeeperEnsemble
+from coordinator_mode.broker.protocol import API_VERSIONS
+from tests.conftest import running_brokers, wait_until
+from tests.kp_consumer import ConsumerDied, PolledConsumer
+
+TOPIC = "events"
+PARTITIONS = 3
+ALL = {(TOPIC, p) for p in range(PARTITIONS)}
+# Longer than the broker's longest legitimate wait (an empty Fetch parks up to 10 s).
+READ_TIMEOUT = 15.0
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    zk_server: ZooKeeperEnsemble, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrokerCluster]:
+    with running_brokers(
+        zk_server.connect_string,
+        1,
+        tmp_path_factory.mktemp("robust"),
+        topics={TOPIC: PARTITIONS},
+        offsets_partitions=5,
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+def healthy_consumer(cluster: BrokerCluster) -> Iterator[PolledConsumer]:
+    consumer = PolledConsumer(
+        [TOPIC],
+        bootstrap_servers=cluster.bootstrap,
+        group_id=f"healthy-{uuid.uuid4().hex[:6]}",
+        session_timeout_ms=6_000,
+        heartbeat_interval_ms=1_000,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+    )
+    try:
+        wait_until(lambda: assignment(consumer) == ALL, 30, what="the healthy consumer's assignment")
+        yield consumer
+    finally:
+        consumer.close()
+
+
+def assignment(consumer: PolledConsumer) -> set[tuple[str, int]]:
+    return consumer.assignment()
+
+
+def exchange(port: int, data: bytes, half_close: bool = True) -> tuple[str, bytes]:
+    """Send ``data`` (then EOF); ("response", frame) for a complete answer, ("closed", b"") otherwise.
+
+    A hang (no answer, no close within READ_TIMEOUT) fails the test.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT) as sock:
+        try:
+            sock.sendall(data)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            return "closed", b""
+        received = b""
+        try:
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+                if len(received) >= 4 and len(received) >= 4 + struct.unpack(">i", received[:4])[0]:
+                    return "response", received
+        except ConnectionResetError:
+            return "closed", b""
+        except TimeoutError:
+            pytest.fail(f"the broker neither answered nor closed within {READ_TIMEOUT}s for {data[:40]!r}")
+        return "closed", b""
+
+
+def frame(body: bytes) -> bytes:
+    return struct.pack(">i", len(body)) + body
+
+
+def header(api_key: int, version: int, correlation_id: int = 7, client_id: bytes = b"fuzz") -> bytes:
+    return struct.pack(">hhih", api_key, version, correlation_id, len(client_id)) + client_id
+
+
+def encoded(request: object, correlation_id: int = 9) -> bytes:
+    request.with_header(correlation_id=correlation_id, client_id="fuzz")  # type: ignore[attr-defined]
+    return bytes(request.encode(header=True, framed=True))  # type: ignore[attr-defined]
+
+
+def assert_alive(cluster: BrokerCluster, consumer: PolledConsumer) -> None:
+    assert cluster.broker(1).is_running(), cluster.broker(1).log_tail()
+    assert assignment(consumer) == ALL
+    response = send_request(cluster.broker(1).address, ApiVersionsRequest(version=3))
+    assert response.error_code == 0
+
+
+def test_the_health_check_fails_once_the_consumer_stopped_polling(healthy_consumer: PolledConsumer) -> None:
+    # A closed KafkaConsumer raises on its next poll(): the helper must not go on reporting ALL.
+    healthy_consumer.call(lambda c: c.close())
+    with pytest.raises(ConsumerDied, match="closed"):
+        wait_until(lambda: assignment(healthy_consumer) != ALL, 10, what="the dead consumer to be noticed")
+
+
+def test_absurd_frame_sizes_close_the_connection(
+    cluster: BrokerCluster, healthy_consumer: PolledConsumer
+) -> None:
+    port = cluster.broker(1).port
+    for size in (-1, -(2**31), 0, 1, 9, 2**31 - 1, 200 * 1024 * 1024):
+        outcome, _ = exchange(port, struct.pack(">i", size) + b"\x00" * 16)
+        assert outcome == "closed", size
+    assert_alive(cluster, healthy_consumer)
+
+
+def test_truncated_frames_close_the_connection(
+    cluster: BrokerCluster, healthy_consumer: PolledConsumer
+) -> None:
+    port = cluster.broker(1).port
+    full = encoded(
+        JoinGroupRequest(
+            version=5,
+            group_id="x",
+            session_timeout_ms=6000,
+            rebalance_timeout_ms=6000,
+            member_id="",
+            group_instance_id=None,
+            protocol_type="consumer",
+            protocols=[],
+        )
+    )
+    for cut in (1, 3, 4, 5, 12, len(full) // 2, len(full) - 1):
+        outcome, _ = exchange(port, full[:cut])
+        assert outcome == "closed", cut
+    # A frame whose declared size is larger than its body is also truncated.
+    body = header(ApiKey.Heartbeat, 0) + b"\x00\x01g"
+    outcome, _ = exchange(port, struct.pack(">i", len(body) + 50) + body)
+    assert outcome == "closed"
+    assert_alive(cluster, healthy_consumer)
+
+
+def test_unknown_api_keys_and_versions(cluster: BrokerCluster, healthy_consumer: PolledConsumer) -> None:
+    port = cluster.broker(1).port
+    cases = [
+        (0, 9),  # Produce: a real API this broker does not implement
+        (19, 5),  # CreateTopics
+        (68, 0),  # ConsumerGroupHeartbeat (KIP-848)
+        (500, 0),  # no such API
+        (-1, 0),
+        (int(ApiKey.Metadata), 99),  # known API, unsupported version
+        (int(ApiKey.JoinGroup), -3),
+        (int(ApiKey.Fetch), 0),  # below our minimum
+    ]
+    for api_key, version in cases:
+        outcome, _ = exchange(port, frame(header(api_key, version) + b"\x00" * 8))
+        assert outcome == "closed", (api_key, version)
+    # ApiVersions of an unknown version gets Kafka's v0 UNSUPPORTED_VERSION answer instead.
+    for version in (5, 99, -1):
+        outcome, data = exchange(port, frame(header(ApiKey.ApiVersions, version, correlation_id=77)))
+        assert outcome == "response"
+        response = ApiVersionsResponse.decode(data[4:], version=0, header=True)
+        assert response.header.correlation_id == 77 and response.error_code == 35
+        assert {k.api_key for k in response.api_keys} == {int(k) for k in API_VERSIONS}
+    assert_alive(cluster, healthy_consumer)
+
+
+def test_garbage_bodies_for_supported_versions(
+    cluster: BrokerCluster, healthy_consumer: PolledConsumer
+) -> None:
+    port = cluster.broker(1).port
+    rng = random.Random(1234)
+    answered = []
+    for api_key, (low, high) in sorted(API_VERSIONS.items()):
+        for version in {low, high}:
+            for length in (0, 3, 40):
+                body = bytes(rng.randrange(256) for _ in range(length))
+                outcome, data = exchange(port, frame(header(api_key, version, correlation_id=5) + body))
+                if outcome == "response":
+                    assert struct.unpack(">i", data[4:8])[0] == 5  # an answer to this request
+                    answered.append((api_key, version, length))
+    # ApiVersions v0 has no body, so at least that one is answered and the check above ran.
+    assert (ApiKey.ApiVersions, 0, 0) in answered, answered
+    assert_alive(cluster, healthy_consumer)
+
+
+def test_random_bytes(cluster: BrokerCluster, healthy_consumer: PolledConsumer) -> None:
+    port = cluster.broker(1).port
+    rng = random.Random(42)
+    outcomes = {"closed": 0, "response": 0}
+    for i in range(150):
+        n = rng.choice([1, 4, 8, 16, 64, 512])
+        data = bytes(rng.randrange(256) for _ in range(n))
+        if i % 3 == 0:  # a plausible size prefix in front of the noise
+            data = struct.pack(">i", rng.randrange(10, 600)) + data
+        outcome, _ = exchange(port, data)
+        outcomes[outcome] += 1
+    # None of this noise is a request the broker knows (seeded, so the same noise every run): each
+    # connection is closed without an answer, never answered with something half-parsed.
+    assert outcomes == {"closed": 150, "response": 0}
+    assert_alive(cluster, healthy_consumer)
+
+
+def test_valid_requests_with_nonsense_values_get_error_responses(
+    cluster: BrokerCluster, healthy_consumer: PolledConsumer
+) -> None:
+    address = cluster.broker(1).address
+    hb = send_request(address, HeartbeatRequest(version=4, group_id="", generation_id=-7, member_id="?"))
+    assert hb.error_code == 24  # INVALID_GROUP_ID
+    join = send_request(
+        address,
+        JoinGroupRequest(
+            version=9,
+            group_id="weird",
+            session_timeout_ms=-5,
+            rebalance_timeout_ms=-5,
+            member_id="",
+            group_instance_id=None,
+            protocol_type="consumer",
+            protocols=[],
+            reason=None,
+        ),
+    )
+    assert join.error_code == 26  # INVALID_SESSION_TIMEOUT
+    metadata = send_request(
+        address,
+        MetadataRequest(
+            version=12, topics=[MetadataRequest.MetadataRequestTopic(name="nope", topic_id=None)]
+        ),
+    )
+    assert metadata.topics[0].error_code == 3  # UNKNOWN_TOPIC_OR_PARTITION
+    assert_alive(cluster, healthy_consumer)
+
+
+def test_many_connections_dropped_midway(cluster: BrokerCluster, healthy_consumer: PolledConsumer) -> None:
+    port = cluster.broker(1).port
+    socks = []
+    try:
+        for _ in range(50):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(struct.pack(">i", 100) + b"\x00\x03")  # a frame that never completes
+            socks.append(s)
+        assert_alive(cluster, healthy_consumer)
+    finally:
+        for s in socks:
+            s.close()
+    stats = wait_until(
+        lambda: (cluster.stats()[1] or {}).get("connections_open", 99) < 10, 10, what="connections to close"
+    )
+    assert stats
+    assert_alive(cluster, healthy_consumer)
