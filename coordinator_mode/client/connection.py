@@ -30,6 +30,8 @@ from kafka.protocol.metadata import (
 )
 from kafka.protocol.parser import KafkaProtocol
 
+from coordinator_mode.waiting import wait_within
+
 log = logging.getLogger(__name__)
 
 #: Largest response frame we accept (Kafka's ``socket.request.max.bytes`` default is 100 MiB).
@@ -101,17 +103,6 @@ def parse_bootstrap(servers: str) -> list[BrokerAddress]:
     if not addresses:
         raise ValueError("bootstrap: expected at least one host:port")
     return addresses
-
-
-async def wait_within(future: asyncio.Future[Any], seconds: float) -> bool:
-    """Wait until ``future`` is done or ``seconds`` passed; whether it is done. Never swallows a
-    cancellation of the caller: on Python 3.11 ``asyncio.wait_for`` returns the inner result (or
-    raises its error) when the cancellation arrives in the loop iteration that completes it
-    (CPython gh-86296, fixed in 3.12), so a member's routine cancelled by a leave as its answer or
-    wake-up came in ran on and the leave waited for it forever. ``asyncio.wait`` times out with a
-    timer of its own and never cancels the task, so the caller's cancellation always propagates."""
-    done, _ = await asyncio.wait({future}, timeout=max(seconds, 0.001))
-    return bool(done)
 
 
 @dataclass

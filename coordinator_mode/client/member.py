@@ -71,6 +71,7 @@ from kafka.protocol.consumer.group import (
     OffsetFetchRequest,
 )
 
+from coordinator_mode.waiting import wait_within
 from group_api import (
     LEAVE_BOUND_S,
     Assignment,
@@ -88,7 +89,6 @@ from .connection import (
     KafkaClient,
     KafkaConnection,
     RequestStats,
-    wait_within,
 )
 from .heartbeat import Heartbeat
 from .rebalance import NO_GENERATION, Generation, GroupRebalance

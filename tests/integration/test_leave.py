@@ -19,7 +19,7 @@ import pytest
 
 from bench.experiment.history import History
 from bench.services.members import MemberProcess
-from coordinator_mode.client.connection import wait_within
+from coordinator_mode.waiting import wait_within
 from group_api import LEAVE_BOUND_S, EventKind
 from tests.conftest import running_brokers, wait_until
 
