@@ -9,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY group_api ./group_api
 COPY bench ./bench
 COPY coordinator_mode ./coordinator_mode
 COPY zk_mode ./zk_mode

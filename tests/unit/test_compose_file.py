@@ -216,3 +216,16 @@ def test_bench_runs_against_compose_and_members_know_every_server() -> None:
     assert env["REBALANCE_LAB_BOOTSTRAP"] == ",".join(
         "{}:{}".format(*c.advertised) for c in brokers().values()
     )
+
+
+def test_the_image_holds_every_package_the_project_installs() -> None:
+    """The Dockerfile copies each top-level package of pyproject's package list (a package missing
+    from the image fails only when a container starts)."""
+    import tomllib
+
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"][
+        "include"
+    ]
+    packages = {pattern.rstrip("*") for pattern in include}
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "Dockerfile").read_text(), re.M))
+    assert packages and packages <= copied, f"the Dockerfile does not copy {sorted(packages - copied)}"
