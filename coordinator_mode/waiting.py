@@ -11,7 +11,11 @@ own and never cancels the caller, so a cancellation always propagates.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def wait_within(future: asyncio.Future[Any], seconds: float) -> bool:
@@ -20,12 +24,19 @@ async def wait_within(future: asyncio.Future[Any], seconds: float) -> bool:
     return bool(done)
 
 
-async def read_within(reader: asyncio.StreamReader, n: int, seconds: float) -> bytes:
-    """``reader.readexactly(n)``, raising ``TimeoutError`` after ``seconds``."""
-    read = asyncio.ensure_future(reader.readexactly(n))
+async def run_within(awaitable: Awaitable[T], seconds: float) -> T:
+    """``awaitable``'s result, or ``TimeoutError`` after ``seconds``; it is cancelled either way
+    if still running (also when the caller is)."""
+    task = asyncio.ensure_future(awaitable)
     try:
-        if not await wait_within(read, seconds):
-            raise TimeoutError(f"no {n} bytes within {seconds:.1f} s")
+        if not await wait_within(task, seconds):
+            raise TimeoutError(f"not done within {seconds:.1f} s")
     finally:
-        read.cancel()  # a no-op once it is done
-    return read.result()
+        task.cancel()  # a no-op once it is done
+    return task.result()
+
+
+async def sleep_unless(event: asyncio.Event, seconds: float) -> None:
+    """Sleep up to ``seconds``, waking early when ``event`` is set."""
+    with contextlib.suppress(TimeoutError):
+        await run_within(event.wait(), seconds)

@@ -8,7 +8,6 @@ quietly; this project studies coordination, not data.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,7 +25,7 @@ from kafka.protocol.metadata import (
 
 from ..group.errors import ErrorCode
 from ..hashing import partition_for
-from ..waiting import wait_within
+from ..waiting import sleep_unless
 from .controller import OFFSETS_TOPIC, ClusterView
 from .protocol import NO_AUTHORIZED_OPERATIONS, BrokerContext, RequestContext, api_key_ranges
 
@@ -216,11 +215,7 @@ class ClusterApis:
             responses.append(tcls(topic=t.topic, partitions=parts))
         if not any_error:
             wait_ms = min(max(req.max_wait_ms, 0), _MAX_FETCH_WAIT_MS)
-            stopping = asyncio.ensure_future(self.broker.stopping.wait())
-            try:
-                await wait_within(stopping, wait_ms / 1000.0)
-            finally:
-                stopping.cancel()
+            await sleep_unless(self.broker.stopping, wait_ms / 1000.0)
         # Fetch sessions (v7+): session id 0 means none was created, so clients send full fetches.
         return FetchResponse(
             version=ctx.version, throttle_time_ms=0, error_code=0, session_id=0, responses=responses

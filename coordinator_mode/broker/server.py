@@ -47,7 +47,7 @@ from kafka.protocol.metadata import (
 from ..group.coordinator import GroupCoordinator, PartitionState
 from ..group.errors import ErrorCode
 from ..hashing import partition_for
-from ..waiting import read_within
+from ..waiting import run_within
 from .cluster_apis import ClusterApis
 from .config import BrokerConfig
 from .controller import OFFSETS_TOPIC, BrokerZk, ClusterView
@@ -249,13 +249,13 @@ class Broker:
         self.stats.connections_open += 1
         try:
             while True:
-                size_bytes = await read_within(reader, 4, self.config.idle_timeout_s)
+                size_bytes = await run_within(reader.readexactly(4), self.config.idle_timeout_s)
                 (size,) = struct.unpack(">i", size_bytes)
                 if not _MIN_FRAME <= size <= self.config.max_frame_bytes:
                     self.stats.malformed_frames += 1
                     log.warning("closing connection from %s: frame size %d out of bounds", host, size)
                     return
-                payload = await read_within(reader, size, self.config.idle_timeout_s)
+                payload = await run_within(reader.readexactly(size), self.config.idle_timeout_s)
                 response = await self._dispatch(payload, host)
                 writer.write(response)
                 await writer.drain()

@@ -30,7 +30,7 @@ from kafka.protocol.metadata import (
 )
 from kafka.protocol.parser import KafkaProtocol
 
-from coordinator_mode.waiting import wait_within
+from coordinator_mode.waiting import run_within, wait_within
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +147,9 @@ class KafkaConnection:
     ) -> KafkaConnection:
         """Connect and negotiate API versions (ApiVersions) before returning."""
         try:
-            connect = asyncio.ensure_future(asyncio.open_connection(address.host, address.port))
-            try:
-                if not await wait_within(connect, request_timeout):
-                    raise TimeoutError(f"no connection within {request_timeout:.1f} s")
-            finally:
-                connect.cancel()  # a no-op once it is done
-            reader, writer = connect.result()
+            reader, writer = await run_within(
+                asyncio.open_connection(address.host, address.port), request_timeout
+            )
         except (OSError, TimeoutError) as exc:
             raise Errors.KafkaConnectionError(f"connect to {address} failed: {exc!r}") from exc
         conn = cls(address, reader, writer, client_id=client_id, stats=stats, request_timeout=request_timeout)

@@ -71,7 +71,7 @@ from kafka.protocol.consumer.group import (
     OffsetFetchRequest,
 )
 
-from coordinator_mode.waiting import wait_within
+from coordinator_mode.waiting import sleep_unless
 from group_api import (
     LEAVE_BOUND_S,
     Assignment,
@@ -448,7 +448,7 @@ class CoordinatorMember(GroupMember):
                 if self._fetch_needed:
                     await self._fetch_offsets()
                 else:
-                    await self._sleep(self._offsets_wakeup, interval)
+                    await sleep_unless(self._offsets_wakeup, interval)
                     if self.state is MemberState.STABLE and self._owned and not self._fetch_needed:
                         await self._commit_offsets()
                 backoff.reset()
@@ -546,9 +546,9 @@ class CoordinatorMember(GroupMember):
             elif hb.session_expired():
                 self._lose_session("no request answered within the session timeout", forget_member_id=False)
             elif self._coordinator is None:
-                await self._sleep(self._hb_wakeup, hb.time_to_session_expiry())
+                await sleep_unless(self._hb_wakeup, hb.time_to_session_expiry())
             elif not hb.should_heartbeat():
-                await self._sleep(
+                await sleep_unless(
                     self._hb_wakeup, min(hb.time_to_next_heartbeat(), hb.time_to_session_expiry())
                 )
             else:
@@ -738,16 +738,6 @@ class CoordinatorMember(GroupMember):
             log.warning(
                 "%s: LeaveGroup answered %s", self.member_id, [Errors.for_code(e).__name__ for e in errors]
             )
-
-    @staticmethod
-    async def _sleep(event: asyncio.Event, seconds: float) -> None:
-        """Sleep up to ``seconds``, waking early when ``event`` is set (:func:`wait_within`, not
-        ``asyncio.wait_for``, which swallows a cancellation that arrives as the event is set)."""
-        waiter = asyncio.ensure_future(event.wait())
-        try:
-            await wait_within(waiter, seconds)
-        finally:
-            waiter.cancel()
 
     def __repr__(self) -> str:
         return f"<CoordinatorMember {self.member_id} {self.state.value} gen={self._generation.generation_id}>"

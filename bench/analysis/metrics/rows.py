@@ -28,6 +28,15 @@ STEADY_SETTLE_S = 1.0
 STEADY_MIN_S = 2.0
 
 
+def span_columns(span: tuple[int, int], start_ns: int) -> dict[str, float]:
+    """A row's ``start_s``/``end_s`` (from the run's start) and ``duration_s`` for a reading span."""
+    return {
+        "start_s": round((span[0] - start_ns) / 1e9, 3),
+        "end_s": round((span[1] - start_ns) / 1e9, 3),
+        "duration_s": round((span[1] - span[0]) / 1e9, 3),
+    }
+
+
 def _zk_fields(load: ZkLoad | None) -> dict[str, Any]:
     return {f: getattr(load, f) if load else None for f in ZkLoad.__dataclass_fields__ if f != "namespace"}
 
@@ -92,9 +101,7 @@ def _load_rows(
             {
                 **key,
                 "kind": "episode",
-                "start_s": round((zk_span[0] - start) / 1e9, 3),
-                "end_s": round((zk_span[1] - start) / 1e9, 3),
-                "duration_s": round((zk_span[1] - zk_span[0]) / 1e9, 3),
+                **span_columns(zk_span, start),
                 "members": ep.members_after,
                 "namespace": spec.namespace,
                 **_zk_fields(load),
@@ -108,9 +115,7 @@ def _load_rows(
             {
                 **key,
                 "kind": "episode",
-                "start_s": round((b_span[0] - start) / 1e9, 3),
-                "end_s": round((b_span[1] - start) / 1e9, 3),
-                "duration_s": round((b_span[1] - b_span[0]) / 1e9, 3),
+                **span_columns(b_span, start),
                 "broker": broker,
                 "api": api,
                 **delta,
@@ -168,9 +173,7 @@ def steady_rows(
                 zk_rows.append(
                     {
                         **base,
-                        "start_s": round((span[0] - start) / 1e9, 3),
-                        "end_s": round((span[1] - start) / 1e9, 3),
-                        "duration_s": round((span[1] - span[0]) / 1e9, 3),
+                        **span_columns(span, start),
                         "members": members,
                         "namespace": ns,
                         **_zk_fields(zk_load(first, last, namespace=ns)),
@@ -183,9 +186,7 @@ def steady_rows(
                 broker_rows.append(
                     {
                         **base,
-                        "start_s": round((span[0] - start) / 1e9, 3),
-                        "end_s": round((span[1] - start) / 1e9, 3),
-                        "duration_s": round((span[1] - span[0]) / 1e9, 3),
+                        **span_columns(span, start),
                         "broker": broker,
                         "api": api,
                         **delta,
@@ -224,9 +225,7 @@ def run_rows(ident: dict[str, Any], history: RunHistory, samples: Samples) -> li
                 "action": None,
                 "phase": None,
                 "kind": "run",
-                "start_s": round((span[0] - history.start_ns) / 1e9, 3),
-                "end_s": round((span[1] - history.start_ns) / 1e9, 3),
-                "duration_s": round((span[1] - span[0]) / 1e9, 3),
+                **span_columns(span, history.start_ns),
                 "members": len({e.member for e in history.events}),
                 "namespace": ns,
                 **_zk_fields(zk_load(first, last, namespace=ns)),
