@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ZK_JAR := /usr/share/java/zookeeper.jar
 
-.PHONY: setup system-deps test test-fast demo lint clean
+.PHONY: setup system-deps java test test-fast demo lint clean
 
-setup: system-deps $(STAMP)
+setup: system-deps $(STAMP) java
 
 # Debian's ZooKeeper (jars only, no service) and a headless JRE, installed only when missing.
 system-deps:
@@ -19,6 +19,11 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 	    zookeeper default-jre-headless >/dev/null; \
 	fi
+
+# The real-Kafka targets' jars and the Java members (Maven), when Java 17 and Maven are present;
+# java/setup.sh says plainly when they are not, and those targets are then skipped.
+java:
+	@bash java/setup.sh
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
