@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from kafka.protocol.admin import CreateTopicsRequest
+from kafka.protocol.admin import CreateTopicsRequest, DescribeGroupsRequest
 from kafka.protocol.metadata import FindCoordinatorRequest, MetadataRequest
 
 from bench.services.brokers import send_request
@@ -383,14 +383,15 @@ class KafkaCluster:
                 return b
         raise KeyError(f"no broker {broker_id}")
 
-    def metadata(self, topics: list[str] | None) -> Any:
-        """Metadata (v4) from a running broker: brokers, controller, ``topics`` (None: all)."""
+    def metadata(self, topics: list[str] | None, broker: KafkaBroker | None = None) -> Any:
+        """Metadata (v4) from ``broker`` (default: a running one): brokers, controller, ``topics``
+        (None: all)."""
         request = MetadataRequest(
             version=4,
             topics=None if topics is None else [MetadataRequest.MetadataRequestTopic(name=t) for t in topics],
             allow_auto_topic_creation=False,
         )
-        return send_request(self.running_address(), request)
+        return send_request(self.running_address() if broker is None else broker.address, request)
 
     def _find_coordinator(self, group: str) -> int:
         request = FindCoordinatorRequest(version=2, key=group, key_type=0)
@@ -405,6 +406,11 @@ class KafkaCluster:
             return self.broker(self._find_coordinator(group))
         except (OSError, RuntimeError):
             return None
+
+    def describe_group(self, coordinator: KafkaBroker, group: str) -> Any:
+        """DescribeGroups (v5) for ``group``, asked of ``coordinator``."""
+        response = send_request(coordinator.address, DescribeGroupsRequest(version=5, groups=[group]))
+        return response.groups[0]
 
     def log_tails(self, lines: int = 30) -> str:
         return "\n".join(f"--- kafka broker {b.id} ---\n{b.log_tail(lines)}" for b in self.brokers)
