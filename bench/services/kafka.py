@@ -280,7 +280,13 @@ class KafkaCluster:
         """``kafka-storage.sh format`` (``kafka.tools.StorageTool``): a KRaft broker's log directory
         must hold ``meta.properties`` with the cluster id before the broker starts."""
         command = self._java_command(
-            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), log_config=log_config
+            "kafka.tools.StorageTool",
+            "format",
+            # one argument: a random id may begin with "-", which the tool would take for an option
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(config),
+            log_config=log_config,
         )
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
