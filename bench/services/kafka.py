@@ -211,7 +211,6 @@ class KafkaCluster:
             command.append(f"-Dlog4j2.configurationFile={log_config}")
         else:
             command.append(f"-Dlog4j.configuration=file:{log_config}")
-        command.append(f"-Dkafka.logs.dir={log_config.parent}")
         if jolokia_port is not None:
             agent = java_module("jolokia")
             jar = agent.jar("jolokia-agent-jvm")

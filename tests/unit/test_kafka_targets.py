@@ -75,6 +75,7 @@ def test_kraft_brokers_are_combined_voters_with_the_targets_protocols() -> None:
     assert "CONTROLLER://127.0.0.1:9102" in p["listeners"]
     assert p["group.coordinator.rebalance.protocols"] == "classic,consumer"
     assert props("4.0-classic")["group.coordinator.rebalance.protocols"] == "classic"
+    assert p["broker.session.timeout.ms"] == str(KafkaSettings().zk_session_timeout_ms)
     assert "zookeeper.connect" not in p
 
 
