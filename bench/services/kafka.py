@@ -355,12 +355,25 @@ class KafkaCluster:
 
     def stop(self) -> None:
         """Stop every broker (SIGTERM, then SIGKILL); idempotent."""
-        # SIGTERM to all at once: stopped one after another, the last KRaft brokers would wait for a
-        # controller quorum that is already gone (a controlled shutdown needs the active controller).
-        for broker in self.brokers:
-            broker.signal_stop()
-        for broker in self.brokers:
+        # A controlled shutdown needs the active controller. KRaft: SIGTERM to all at once, or the
+        # last brokers would wait for a quorum already gone. ZooKeeper mode: the controller last, or
+        # every other broker's ControlledShutdown fails over to a new one and retries after 5 s.
+        if self.target.kraft:
+            for broker in self.brokers:
+                broker.signal_stop()
+            order = self.brokers
+        else:
+            controller = self._zk_controller()
+            order = sorted(self.brokers, key=lambda b: b.id == controller)
+        for broker in order:
             broker.stop()
+
+    def _zk_controller(self) -> int | None:
+        """The controller's id, as Metadata says (None when no broker answers)."""
+        try:
+            return int(self.metadata(None).controller_id)
+        except (OSError, RuntimeError):
+            return None
 
     def __enter__(self) -> KafkaCluster:
         return self.start()
