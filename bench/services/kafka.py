@@ -38,6 +38,7 @@ from bench.services.kafka_config import (
     ZK_CHROOT_BASE,
     KafkaSettings,
     KafkaTarget,
+    kafka_target,
     render,
     server_properties,
 )
@@ -75,6 +76,16 @@ appender.console.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = info
 rootLogger.appenderRef.stdout.ref = STDOUT
 """
+
+
+def unavailable(target: str) -> str | None:
+    """Why the real-Kafka target ``target`` cannot run here (its jars or the Jolokia agent not
+    built: no Java 17 or Maven), or None."""
+    for name in (kafka_target(target).module, "jolokia"):
+        module = java_module(name)
+        if not module.available:
+            return module.reason
+    return None
 
 
 def _cluster_id() -> str:
@@ -220,10 +231,9 @@ class KafkaCluster:
     def start(self, timeout: float = 120.0) -> KafkaCluster:
         """Spawn every broker, wait until all answer Metadata, then create the topics and the offsets
         topic (Kafka creates it on the first FindCoordinator)."""
-        for name in (self.target.module, "jolokia"):
-            module = java_module(name)
-            if not module.available:
-                raise JavaUnavailable(module.reason)
+        reason = unavailable(self.target.name)
+        if reason is not None:
+            raise JavaUnavailable(reason)
         self.base_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._create()

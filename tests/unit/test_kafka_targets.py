@@ -160,3 +160,17 @@ def test_a_coordinator_kill_on_kraft_needs_a_quorum_that_survives_it(tmp_path: P
     with pytest.raises(ScenarioError, match="needs cluster.brokers >= 3"):
         scenario(tmp_path, modes=kraft)
     assert scenario(tmp_path, modes=kraft, cluster={"zk_nodes": 1, "brokers": 3}).cluster.brokers == 3
+
+
+def test_run_leaves_out_unbuilt_kafka_targets_saying_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench.experiment.runner import without_unbuilt_kafka
+
+    monkeypatch.setenv("REBALANCE_LAB_JAVA_CACHE", str(tmp_path / "empty"))
+    s = scenario(tmp_path, modes=[{"mode": "kafka", "variant": "3.9-classic"}, {"mode": "coordinator"}])
+    said: list[str] = []
+    plan = without_unbuilt_kafka([(s, [("kafka", "3.9-classic"), ("coordinator", "classic")])], said.append)
+    assert plan == [(s, [("coordinator", "classic")])]
+    assert len(said) == 1 and said[0].startswith("skipping probe [kafka/3.9-classic]: ")
+    assert without_unbuilt_kafka([(s, [("kafka", "3.9-classic")])], said.append) == []
