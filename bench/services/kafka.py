@@ -1,4 +1,4 @@
-"""A launcher for a cluster of real Apache Kafka brokers on loopback: start, kill, pause, stop.
+"""A launcher for a cluster of real Apache Kafka brokers on loopback: start, kill, stop.
 
 The reference targets of :mod:`bench.services.kafka_config`: Kafka 3.9 in ZooKeeper mode on one of
 our ensembles (its own chroot below ``/realkafka``), or Kafka 4.0 in KRaft combined mode (every
@@ -95,7 +95,7 @@ def _cluster_id() -> str:
 
 @dataclass
 class KafkaBroker:
-    """One real Kafka broker process; ``kill``/``stop``/``pause`` act on it alone."""
+    """One real Kafka broker process; ``kill``/``stop``/``start`` act on it alone."""
 
     id: int
     port: int  # the clients' listener
@@ -152,12 +152,6 @@ class KafkaBroker:
         """SIGTERM (a controlled shutdown), SIGKILL after ``grace``."""
         self._child.terminate(grace, wake=False)
         self._close_log()
-
-    def pause(self) -> None:
-        self._child.pause()
-
-    def resume(self) -> None:
-        self._child.resume()
 
     def _close_log(self) -> None:
         if self._log is not None:
