@@ -37,6 +37,7 @@ from bench.experiment.scenario import (
     Cluster,
     Groups,
     ModeSpec,
+    Offsets,
     Profile,
     Scenario,
     ScenarioError,
@@ -63,6 +64,7 @@ _TOP_KEYS = (
     "profile",
     "overrides",
     "repetitions",
+    "offsets",
     "timeline",
     "sweep",
     "sweep_point",  # written by expand(): which sweep this scenario is a point of
@@ -402,6 +404,17 @@ def _timeline(r: _Reader, timeline: Any, profile: Profile, parts: dict[str, Any]
     return tuple(steps) if len(steps) == len(timeline) else None
 
 
+def _offsets(r: _Reader, raw: Any, steps: tuple[Step, ...] | None) -> Offsets:
+    if raw not in {o.value for o in Offsets}:
+        raise r.fail("offsets", f"expected {' or '.join(o.value for o in Offsets)}, got {fmt_value(raw)}")
+    offsets = Offsets(raw)
+    if offsets is Offsets.NONE:
+        for i, step in enumerate(steps or ()):
+            if step.wait.kind in (WaitKind.OFFSETS_COMMITTED, WaitKind.OFFSETS_FETCHED):
+                raise r.fail(f"timeline[{i}].wait", f"{step.wait.kind} never comes with offsets: none")
+    return offsets
+
+
 def _parse(raw: Any, source: str) -> Scenario:
     """The scenario ``raw`` describes, or one ScenarioError carrying every error found in it."""
     r = _Reader(source)
@@ -423,6 +436,7 @@ def _parse(raw: Any, source: str) -> Scenario:
     profile, overrides = profiled or (PROFILES["kafka-defaults"], ())
     steps = r.attempt(_timeline, r, raw["timeline"], profile, parts) if "timeline" in raw else None
     repetitions = r.value(raw, "repetitions", "repetitions", positive_int, 1)
+    offsets = r.attempt(_offsets, r, raw.get("offsets", Offsets.COMMIT.value), steps)
     sweep = r.attempt(_sweep, r, raw.get("sweep"))
     point = r.attempt(_sweep_point, r, raw)
     if r.errors:
@@ -436,6 +450,7 @@ def _parse(raw: Any, source: str) -> Scenario:
         overrides=overrides,
         repetitions=repetitions,
         timeline=steps,
+        offsets=offsets,
         sweep=sweep,
         **point,
         raw=copy.deepcopy(raw),
