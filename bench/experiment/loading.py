@@ -228,7 +228,32 @@ def _profile(r: _Reader, name: Any, overrides: Any) -> tuple[Profile, tuple[tupl
             changes[key] = checked
     if base is None or len(changes) != len(overrides):
         return None
-    return replace(base, **changes), tuple(changes.items())
+    profile = replace(base, **changes)
+    _check_sessions(r, profile)
+    return profile, tuple(changes.items())
+
+
+def _check_sessions(r: _Reader, profile: Profile) -> None:
+    """Sessions the servers would not grant as asked: the brokers refuse a session below
+    ``group.min.session.timeout.ms`` (the members would fail), ZooKeeper silently negotiates one
+    outside its bounds to the nearest (the run would not be the one its timing says)."""
+    from bench.services.zookeeper import DEFAULT_CFG  # the bounds our ZooKeeper launcher sets
+    from coordinator_mode.group.config import CoordinatorConfig
+
+    broker_min = CoordinatorConfig.min_session_timeout_ms
+    if profile.coordinator_session_timeout_ms < broker_min:
+        r.record(
+            "overrides.coordinator_session_timeout_ms",
+            f"expected at least the brokers' group.min.session.timeout.ms ({broker_min}), "
+            f"got {profile.coordinator_session_timeout_ms}",
+        )
+    low, high = 2 * int(DEFAULT_CFG["tickTime"]), int(DEFAULT_CFG["maxSessionTimeout"])
+    if not low <= profile.zk_session_timeout_ms <= high:
+        r.record(
+            "overrides.zk_session_timeout_ms",
+            f"expected {low}..{high} (ZooKeeper's session bounds: 2 ticks to maxSessionTimeout), "
+            f"got {profile.zk_session_timeout_ms}",
+        )
 
 
 def _wait(r: _Reader, raw: dict, path: str, profile: Profile) -> Wait:

@@ -446,3 +446,11 @@ def test_scenarios_command_lists_the_library() -> None:
     for name in library():
         assert name in result.output
     assert "modes: " in result.output
+
+
+def test_sessions_the_servers_would_not_grant_are_refused(tmp_path: Path) -> None:
+    low = error_of(tmp_path, changed(overrides={"coordinator_session_timeout_ms": 3000}))
+    assert "group.min.session.timeout.ms (6000)" in str(low)
+    for value in (500, 90_000):
+        error = error_of(tmp_path, changed(overrides={"zk_session_timeout_ms": value}))
+        assert "overrides.zk_session_timeout_ms: expected 1000..60000" in str(error)
