@@ -58,7 +58,7 @@ extras name the leader by its client id (see :func:`client_id_of`) and ``leader_
 keeps the raw id; ``assignment_computed`` is keyed by the coordinator's ids, which are unique even
 when real clients share a client id.
 
-This module is longer than the others (about 750 lines) on purpose: the coordination, offsets and
+This module is longer than the others (about 830 lines) on purpose: the coordination, offsets and
 heartbeat routines of one member share its generation, ownership and coordinator and hand over to
 one another through the error handling at the end, so they stay one class, as kafka-python keeps
 them in ``BaseCoordinator`` / ``ConsumerCoordinator``. Its settings and backoff are in
@@ -101,7 +101,14 @@ from .connection import (
     RequestStats,
 )
 from .heartbeat import Heartbeat
-from .rebalance import NO_GENERATION, Generation, GroupRebalance, JoinOutcome, SyncOutcome
+from .rebalance import (
+    JOIN_TIMEOUT_SLACK_S,
+    NO_GENERATION,
+    Generation,
+    GroupRebalance,
+    JoinOutcome,
+    SyncOutcome,
+)
 from .settings import Backoff, CoordinatorSettings, client_id_of
 
 log = logging.getLogger(__name__)
@@ -617,10 +624,14 @@ class CoordinatorMember(GroupMember):
         )
         sent_at = self._heartbeat.sent()
         syncing = self._awaiting_sync
+        # The broker answers one request per connection at a time (as Kafka's does), so a heartbeat
+        # sent while our SyncGroup is parked is answered after it: give it the SyncGroup's timeout,
+        # lest its timeout close the connection under the SyncGroup.
+        timeout = self.settings.rebalance_timeout_ms / 1000 + JOIN_TIMEOUT_SLACK_S if syncing else None
         error: Errors.KafkaError | None
         try:
             conn = await self._client.connection(coordinator)
-            response = await conn.send(request)
+            response = await conn.send(request, timeout=timeout)
             error = None if response.error_code == 0 else Errors.for_code(response.error_code)()
         except Errors.KafkaError as exc:
             error = exc
