@@ -1,6 +1,13 @@
 """The shared consumer interface: standard library only, the one thing both modes import."""
 
-from .config import ASSIGNOR_NAMES, DEFAULT_SESSION_TIMEOUT_MS, ConfigError, MemberConfig
+from .config import (
+    ASSIGNOR_NAMES,
+    DEFAULT_AUTO_COMMIT_INTERVAL_MS,
+    DEFAULT_SESSION_TIMEOUT_MS,
+    CommitSettings,
+    ConfigError,
+    MemberConfig,
+)
 from .events import (
     OFFSET_EVENTS,
     Event,
@@ -16,9 +23,11 @@ from .member import LEAVE_BOUND_S, Assignment, GroupMember, MemberState
 
 __all__ = [
     "ASSIGNOR_NAMES",
+    "DEFAULT_AUTO_COMMIT_INTERVAL_MS",
     "LEAVE_BOUND_S",
     "DEFAULT_SESSION_TIMEOUT_MS",
     "Assignment",
+    "CommitSettings",
     "ConfigError",
     "Event",
     "EventKind",

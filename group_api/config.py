@@ -17,6 +17,10 @@ ASSIGNOR_NAMES = ("range", "roundrobin", "sticky")
 #: Kafka 0.8's ``zookeeper.session.timeout.ms`` and the modern consumer's ``session.timeout.ms``.
 DEFAULT_SESSION_TIMEOUT_MS = {"zk": 6_000, "coordinator": 45_000}
 
+#: ``auto.commit.interval.ms``: the Java consumer's default (Kafka 0.8's ZooKeeper consumer had
+#: 60 s; both modes use this one value so their commit payloads compare).
+DEFAULT_AUTO_COMMIT_INTERVAL_MS = 5_000
+
 _GROUP_RE = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 
@@ -113,3 +117,37 @@ class MemberConfig:
     def with_(self, **changes: Any) -> MemberConfig:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
+
+
+_TRUE = {True, "true", "yes", "on"}  # 1 == True, 0 == False: the CLI passes 0/1 as ints
+_FALSE = {False, "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class CommitSettings:
+    """Auto-commit, as both modes read it from ``MemberConfig.options``.
+
+    ``enable_auto_commit`` (default true, the Java consumer's ``enable.auto.commit`` and Kafka 0.8's
+    ``auto.commit.enable``) and ``auto_commit_interval_ms`` (:data:`DEFAULT_AUTO_COMMIT_INTERVAL_MS`).
+    A scenario's ``offsets: none`` sets ``enable_auto_commit=false`` for both modes.
+    """
+
+    enabled: bool = True
+    interval_ms: int = DEFAULT_AUTO_COMMIT_INTERVAL_MS
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> CommitSettings:
+        raw_enabled = options.get("enable_auto_commit", True)
+        key = raw_enabled.lower() if isinstance(raw_enabled, str) else raw_enabled
+        if key in _TRUE:
+            enabled = True
+        elif key in _FALSE:
+            enabled = False
+        else:
+            raise ConfigError(f"options.enable_auto_commit: expected true or false, got {raw_enabled!r}")
+        interval = options.get("auto_commit_interval_ms", DEFAULT_AUTO_COMMIT_INTERVAL_MS)
+        if not isinstance(interval, int) or isinstance(interval, bool) or interval <= 0:
+            raise ConfigError(
+                f"options.auto_commit_interval_ms: expected a positive integer, got {interval!r}"
+            )
+        return cls(enabled, interval)

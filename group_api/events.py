@@ -37,10 +37,10 @@ class EventKind(StrEnum):
     REVOKED = "revoked"  # the member stopped owning these partitions
     LEFT = "left"  # graceful leave finished; the member owns nothing
     SESSION_LOST = "session_lost"  # the member's session expired; it owns nothing and will rejoin
-    # Offset bookkeeping (coordinator mode): not reactions to a rebalance, but what the checker
-    # needs to prove that no committed offset is lost across a coordinator failover.
-    OFFSETS_COMMITTED = "offsets_committed"  # the coordinator acknowledged these offsets
-    OFFSETS_FETCHED = "offsets_fetched"  # what the coordinator answered (-1: none stored)
+    # Offset bookkeeping (both modes): not reactions to a rebalance, but what the checker needs to
+    # prove that no committed offset is lost, across a coordinator failover or a change of owner.
+    OFFSETS_COMMITTED = "offsets_committed"  # the coordinator (or ZooKeeper) acknowledged these
+    OFFSETS_FETCHED = "offsets_fetched"  # what the coordinator (or ZooKeeper) answered (-1: none)
 
 
 #: Events a member emits on its own schedule, not in reaction to the group changing.

@@ -243,7 +243,7 @@ class LeaderElectedMember(ZkMember):
         self._apply(generation, target, leader)
 
     def _apply_unannounced(self) -> None:
-        self._revoke(self._owned, reason="rebalance")
+        self._give_up(self._owned, reason="rebalance")
         self._release(self._claims)
         self._target = None
 

@@ -20,6 +20,17 @@ deletes the claims it gives up before announcing nothing else, and a member that
 held sets an ``exists`` watch on it and retries when it is deleted. Cost per moved partition: one
 delete by the old owner and one create by the new one; a collision adds one exists (with a watch),
 one watch notification and one more create.
+
+Offsets, as Kafka 0.8.2's ``ZookeeperConsumerConnector`` with ``auto.commit.enable`` (its default):
+every variant commits the offsets of the partitions it owns to ZooKeeper (:mod:`zk_mode.offsets`)
+every ``auto_commit_interval_ms`` (0.8.2's ``autoCommit`` on its scheduler; here a timer queues a
+``commit`` task for the worker), synchronously before it gives partitions up (0.8.2's
+``ZKRebalancerListener.closeFetchersForQueues`` → ``commitOffsets`` before
+``releasePartitionOwnership``) and on a graceful leave (0.8.2's ``shutdown`` → ``commitOffsets``). A
+new owner reads the stored offsets back once it holds its claims and before it reports the partitions
+``assigned`` (0.8.2's ``rebalance`` → ``fetchOffsets`` before ``reflectPartitionOwnershipDecision``
+reports success). ``enable_auto_commit=false`` (a scenario's ``offsets: none``) turns commits and
+read-backs off.
 """
 
 from __future__ import annotations
@@ -47,6 +58,7 @@ from kazoo.retry import KazooRetry
 from group_api import (
     LEAVE_BOUND_S,
     Assignment,
+    CommitSettings,
     ConfigError,
     EventKind,
     EventSink,
@@ -58,6 +70,7 @@ from group_api.events import TopicPartition
 
 from . import catalog
 from .counting import CountingKazooClient
+from .offsets import ZkOffsets
 from .paths import GroupPaths
 
 log = logging.getLogger(__name__)
@@ -161,6 +174,11 @@ class ZkMember(GroupMember):
         self._target: tuple[int | None, frozenset[TopicPartition], str | None] | None = None
         self._suspended = False
         self._session_lost = False
+        self.commits = CommitSettings.from_options(config.options)
+        self.offsets = ZkOffsets(self.client, self.paths)
+        self._committer = threading.Thread(
+            target=self._commit_timer, name=f"zk-commit-{self.member_id}", daemon=True
+        )
 
     # -- the interface -------------------------------------------------------------------------
 
@@ -181,6 +199,8 @@ class ZkMember(GroupMember):
             raise
         self.state = MemberState.REBALANCING
         self._worker.start()
+        if self.commits.enabled:
+            self._committer.start()
         self.submit("join")
 
     def leave(self) -> None:
@@ -246,6 +266,12 @@ class ZkMember(GroupMember):
             except Exception:
                 log.exception("%s: %s failed", self.member_id, task)
 
+    def _commit_timer(self) -> None:
+        """0.8.2's auto-committer: a ``commit`` task every ``auto_commit_interval_ms``, run by the
+        worker between the group's own tasks."""
+        while not self._stopping.wait(self.commits.interval_ms / 1000):
+            self.submit("commit")
+
     def _on_state(self, state: KazooState) -> None:
         # Called on kazoo's connection thread: only enqueue.
         if not self._stopping.is_set():
@@ -260,6 +286,7 @@ class ZkMember(GroupMember):
             self._suspended = False
             self._session_lost = True
             self._revoke(self._owned, reason="session_lost")
+            self.offsets.forget(set(self.offsets.positions))
             self._claims.clear()
             self._target = None
             self.generation = None
@@ -282,8 +309,14 @@ class ZkMember(GroupMember):
         if self._target is not None:
             self._apply(*self._target)
 
+    def _task_commit(self) -> None:
+        if self.state == MemberState.STABLE and not self._suspended:
+            self._commit(self._owned)
+
     def _task_leave(self) -> None:
         try:
+            if self.client.connected and not self._suspended:
+                self._commit(self._owned)  # 0.8.2's shutdown: commitOffsets before closing
             self._revoke(self._owned, reason="leave")
             if not self.client.connected:
                 # A request now would wait for a reconnection that may never come.
@@ -334,7 +367,7 @@ class ZkMember(GroupMember):
         self._target = (generation, target, leader)
         if self._suspended:
             return False
-        self._revoke(self._owned - target, reason="rebalance")
+        self._give_up(self._owned - target, reason="rebalance")
         self._release(self._claims - target)
         waiting = [tp for tp in sorted(target - self._claims) if not self._claim(tp)]
         if waiting:
@@ -342,12 +375,54 @@ class ZkMember(GroupMember):
             return False
         if self.state == MemberState.STABLE and self.generation == generation and self._owned == target:
             return True  # already announced: one more released claim or resync changes nothing
+        self._take_offsets(target - self._owned, generation)
         self.generation = generation
         self._owned = set(target)
         self._set_assignment(Assignment.of(generation or 0, target, leader, self.member_id))
         self.state = MemberState.STABLE
         self.emit(EventKind.ASSIGNED, generation=generation, partitions=target, leader=leader)
         return True
+
+    # -- offsets -------------------------------------------------------------------------------
+
+    def _commit(self, partitions: Iterable[TopicPartition]) -> None:
+        """Commit the offsets of ``partitions`` that changed (0.8.2's ``commitOffsets``)."""
+        partitions = set(partitions)
+        if not self.commits.enabled or not partitions:
+            return
+        written = self.offsets.commit(partitions)
+        if written:
+            self.emit(
+                EventKind.OFFSETS_COMMITTED,
+                generation=self.generation,
+                offsets=[[t, p, o] for (t, p), o in sorted(written.items())],
+            )
+
+    def _give_up(self, partitions: Iterable[TopicPartition], reason: str) -> None:
+        """Stop owning ``partitions``: commit them first while our claims still stand, so their
+        next owner reads what we consumed (0.8.2 commits before ``releasePartitionOwnership``)."""
+        partitions = set(partitions) & self._owned
+        self._commit(partitions)
+        self._revoke(partitions, reason=reason)
+        self.offsets.forget(partitions)
+
+    def _take_offsets(self, partitions: Iterable[TopicPartition], generation: int | None) -> None:
+        """Read back the stored offsets of newly owned partitions before announcing them."""
+        partitions = set(partitions)
+        if not self.commits.enabled or not partitions:
+            return
+        sent_ns = self._clock()
+        fetched = self.offsets.fetch(partitions)
+        extra: dict[str, Any] = {"unreadable": list(fetched.unreadable)} if fetched.unreadable else {}
+        self.emit(
+            EventKind.OFFSETS_FETCHED,
+            generation=generation,
+            offsets=[[t, p, o] for (t, p), o in sorted(fetched.offsets.items())],
+            request_mono_ns=sent_ns,
+            **extra,
+        )
+
+    # -- claims ----------------------------------------------------------------------------------
 
     def _claim(self, tp: TopicPartition) -> bool:
         path = self.paths.owner(*tp)

@@ -6,8 +6,9 @@ items over the sorted members and takes one kazoo ``Lock`` per item under ``part
 Any party change or connection state change other than LOST moves it to RELEASE: every member drops
 every lock (stop-the-world) and allocates again.
 
-The wrapper only translates states into events: ACQUIRED -> ``assigned``, RELEASE -> ``revoked``
-then ``release_set()``. The recipe has no generation, so the wrapper uses the party's ``cversion``
+The wrapper only translates states into events: ACQUIRED -> read the offsets back, ``assigned``;
+RELEASE -> commit the owned offsets, ``revoked``, then ``release_set()`` (offsets as
+:mod:`zk_mode.member` says, around the recipe: it knows nothing of them). The recipe has no generation, so the wrapper uses the party's ``cversion``
 at acquisition (one ``exists`` per acquisition, counted like every other call).
 """
 
@@ -87,13 +88,15 @@ class SetPartitionerMember(ZkMember):
         if p.failed:
             self._partitioner = None  # the recipe is unusable now; a new session makes a new one
         elif p.release:
-            self._revoke(self._owned, reason="rebalance")
+            # Commit while the locks still stand, as 0.8.2 commits before releasing ownership.
+            self._give_up(self._owned, reason="rebalance")
             self.state = MemberState.REBALANCING
             p.release_set()
         elif p.acquired and self.state != MemberState.STABLE:
             share = sorted(self._items[item] for item in p)
             stat = self.client.exists(f"{self.paths.partitioner}/party")
             generation = stat.cversion if stat else None
+            self._take_offsets(share, generation)
             self.generation = generation
             self._owned = set(share)
             self._set_assignment(Assignment.of(generation or 0, share, None, self.member_id))

@@ -9,6 +9,10 @@
 ``owners/<topic>-<partition>``         EPHEMERAL ownership claim holding the owner's id
 ``partitioner/``                       kazoo SetPartitioner's party and locks
 =====================================  ================================================
+
+Committed offsets live where Kafka 0.8's ZooKeeper consumer kept them (``ZKGroupTopicDirs``), under
+the root rather than the group: ``<root>/consumers/<group>/offsets/<topic>/<partition>``, persistent,
+the offset as a decimal string (:mod:`zk_mode.offsets`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ class GroupPaths:
 
     def owner(self, topic: str, partition: int) -> str:
         return f"{self.owners}/{topic}-{partition}"
+
+    def offset(self, topic: str, partition: int) -> str:
+        """Kafka 0.8's ``ZKGroupTopicDirs.consumerOffsetDir`` + ``/<partition>``, under our root."""
+        return f"{self.root.rstrip('/')}/consumers/{self.group}/offsets/{topic}/{partition}"
 
     @property
     def partitioner(self) -> str:

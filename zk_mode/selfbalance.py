@@ -1,9 +1,9 @@
 """Kafka 0.8's self-balancing consumer: no leader, every member computes the whole assignment.
 
 Each member registers ``members/<member id>`` (EPHEMERAL) and watches the membership children. On
-every change it runs Kafka 0.8's ``syncedRebalance``: release every partition it owns, read every
+every change it runs Kafka 0.8's ``syncedRebalance``: commit and release every partition it owns, read every
 registration, compute the assignment itself with the configured assignor (range by default, as in
-0.8), and claim its share with ephemeral owner znodes. A claim that is still held by its previous
+0.8), and claim its share with ephemeral owner znodes, then read its share's offsets back. A claim that is still held by its previous
 owner fails the attempt: the member deletes what it claimed, sleeps ``rebalance_backoff_ms`` and tries
 again, at most ``rebalance_max_retries`` times (0.8's defaults: 2000 ms and 4).
 
@@ -92,7 +92,7 @@ class SelfBalancingMember(ZkMember):
         children, stat = self.client.get_children(
             self.paths.members, watch=self._members_changed, include_data=True
         )
-        self._revoke(self._owned, reason="rebalance")
+        self._give_up(self._owned, reason="rebalance")  # 0.8.2: commitOffsets, then release
         self._release(self._claims)
         subscriptions: dict[str, list[str]] = {}
         for child in sorted(children):
@@ -117,6 +117,7 @@ class SelfBalancingMember(ZkMember):
                 return False
             self._claims.add(tp)
         generation = stat.cversion
+        self._take_offsets(share, generation)  # 0.8.2: fetchOffsets before reporting ownership
         self.generation = generation
         self._owned = set(share)
         self._set_assignment(Assignment.of(generation, share, None, self.member_id))

@@ -18,7 +18,7 @@ import pandas as pd
 
 from bench.analysis.report.document import write_report
 from bench.analysis.report.load import Results, load_results
-from bench.analysis.report.tables import QUANTITIES, summary_table
+from bench.analysis.report.tables import QUANTITIES, TIMING_HEADER, summary_table
 from bench.experiment.history import RunState
 from bench.experiment.library import resolve
 from bench.experiment.loading import expand, load_scenario
@@ -50,7 +50,9 @@ def headline(res: Results) -> pd.DataFrame:
         "trigger",
         "mode/variant",
         "converged",
+        TIMING_HEADER,
         q["detection_ms"].header,
+        q["detection_sessions"].header,
         f"{q['convergence_ms'].header} [95% CI]",
         *(q[c].header for c in ("unowned_partition_s", "zk_reads", "zk_writes", "broker_requests")),
     ]

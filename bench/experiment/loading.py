@@ -38,6 +38,7 @@ from bench.experiment.scenario import (
     Cluster,
     Groups,
     ModeSpec,
+    Offsets,
     Profile,
     Scenario,
     ScenarioError,
@@ -65,6 +66,7 @@ _TOP_KEYS = (
     "profile",
     "overrides",
     "repetitions",
+    "offsets",
     "timeline",
     "sweep",
     "sweep_point",  # written by expand(): which sweep this scenario is a point of
@@ -251,7 +253,32 @@ def _profile(r: _Reader, name: Any, overrides: Any) -> tuple[Profile, tuple[tupl
             changes[key] = checked
     if base is None or len(changes) != len(overrides):
         return None
-    return replace(base, **changes), tuple(changes.items())
+    profile = replace(base, **changes)
+    _check_sessions(r, profile)
+    return profile, tuple(changes.items())
+
+
+def _check_sessions(r: _Reader, profile: Profile) -> None:
+    """Sessions the servers would not grant as asked: the brokers refuse a session below
+    ``group.min.session.timeout.ms`` (the members would fail), ZooKeeper silently negotiates one
+    outside its bounds to the nearest (the run would not be the one its timing says)."""
+    from bench.services.zookeeper import DEFAULT_CFG  # the bounds our ZooKeeper launcher sets
+    from coordinator_mode.group.config import CoordinatorConfig
+
+    broker_min = CoordinatorConfig.min_session_timeout_ms
+    if profile.coordinator_session_timeout_ms < broker_min:
+        r.record(
+            "overrides.coordinator_session_timeout_ms",
+            f"expected at least the brokers' group.min.session.timeout.ms ({broker_min}), "
+            f"got {profile.coordinator_session_timeout_ms}",
+        )
+    low, high = 2 * int(DEFAULT_CFG["tickTime"]), int(DEFAULT_CFG["maxSessionTimeout"])
+    if not low <= profile.zk_session_timeout_ms <= high:
+        r.record(
+            "overrides.zk_session_timeout_ms",
+            f"expected {low}..{high} (ZooKeeper's session bounds: 2 ticks to maxSessionTimeout), "
+            f"got {profile.zk_session_timeout_ms}",
+        )
 
 
 def _wait(r: _Reader, raw: dict, path: str, profile: Profile) -> Wait:
@@ -442,6 +469,17 @@ def _timeline(r: _Reader, timeline: Any, profile: Profile, parts: dict[str, Any]
     return tuple(steps) if len(steps) == len(timeline) else None
 
 
+def _offsets(r: _Reader, raw: Any, steps: tuple[Step, ...] | None) -> Offsets:
+    if raw not in {o.value for o in Offsets}:
+        raise r.fail("offsets", f"expected {' or '.join(o.value for o in Offsets)}, got {fmt_value(raw)}")
+    offsets = Offsets(raw)
+    if offsets is Offsets.NONE:
+        for i, step in enumerate(steps or ()):
+            if step.wait.kind in (WaitKind.OFFSETS_COMMITTED, WaitKind.OFFSETS_FETCHED):
+                raise r.fail(f"timeline[{i}].wait", f"{step.wait.kind} never comes with offsets: none")
+    return offsets
+
+
 def _parse(raw: Any, source: str) -> Scenario:
     """The scenario ``raw`` describes, or one ScenarioError carrying every error found in it."""
     r = _Reader(source)
@@ -463,6 +501,7 @@ def _parse(raw: Any, source: str) -> Scenario:
     profile, overrides = profiled or (PROFILES["kafka-defaults"], ())
     steps = r.attempt(_timeline, r, raw["timeline"], profile, parts) if "timeline" in raw else None
     repetitions = r.value(raw, "repetitions", "repetitions", positive_int, 1)
+    offsets = r.attempt(_offsets, r, raw.get("offsets", Offsets.COMMIT.value), steps)
     sweep = r.attempt(_sweep, r, raw.get("sweep"))
     point = r.attempt(_sweep_point, r, raw)
     if r.errors:
@@ -476,6 +515,7 @@ def _parse(raw: Any, source: str) -> Scenario:
         overrides=overrides,
         repetitions=repetitions,
         timeline=steps,
+        offsets=offsets,
         sweep=sweep,
         **point,
         raw=copy.deepcopy(raw),

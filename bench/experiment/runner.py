@@ -211,7 +211,7 @@ class Run:
         self.sampler = Sampler(self.topology, self.dir / "samples.jsonl")
         self.sampler.start()
         args = self.topology.member_args(self.mode) + member_flags(
-            self.profile.member_settings(self.mode, self.variant)
+            self.profile.member_settings(self.mode, self.variant, sc.offsets)
         )
         members, variant = member_mode(self.mode, self.variant)
         args += ["--mode", members, "--variant", variant, "--assignor", sc.groups.assignor]
@@ -244,6 +244,7 @@ class Run:
             },
             partitions={g.name: sorted([t, p] for t, p in g.partitions) for g in self.groups},
             settings=asdict(self.profile),
+            timing={**self.profile.timing(self.mode), "offsets": str(sc.offsets)},
         )
         for i, step in enumerate(sc.timeline):
             self._step(i, step)
@@ -330,7 +331,7 @@ class Run:
             reported = {e.member for e in history.snapshot() if e.kind == kind and e.mono_ns >= since_ns}
             return all(set(g.live_ids()) <= reported for g in groups)
 
-        what = f"step {i} ({step.action}): every live member to report {kind} (coordinator mode only)"
+        what = f"step {i} ({step.action}): every live member to report {kind}"
         wait_until(done, step.wait.seconds, interval=0.1, what=what, error=RunError)
 
     @property

@@ -55,9 +55,11 @@ there: ``group_initial_rebalance_delay_ms`` is Kafka's ``group.initial.rebalance
 ``wait`` on a step is ``stable`` (the default: until every group converged at a newer generation,
 at most ``timeout`` or the profile's ``stable_timeout_s`` seconds), ``offsets_committed`` /
 ``offsets_fetched`` (until every live member reported that event after the step began, bounded the
-same way; only coordinator-mode members commit) or a number of seconds. ``hold
+same way) or a number of seconds. ``hold
 (seconds, default 0) then keeps everything still, so the metrics get a steady window in which to
 measure idle ZooKeeper load (they need 1 s to settle plus 2 s).
+``offsets: none`` (default ``commit``) turns offset commits and read-backs off in both modes, to
+isolate the election's own cost; no step may then wait for an offsets event.
 ``sweep: {groups.members: [2, 4, 8]}`` turns one file into the cartesian set of scenarios
 (:func:`expand`); paths are dotted with list indices, e.g. ``timeline[0].rtt_ms``.
 """
@@ -77,7 +79,7 @@ import yaml
 
 from bench.experiment.actions import Action
 from bench.services.kafka_config import KAFKA_MODE, KAFKA_TARGETS
-from group_api import DEFAULT_SESSION_TIMEOUT_MS, MemberConfig
+from group_api import DEFAULT_AUTO_COMMIT_INTERVAL_MS, DEFAULT_SESSION_TIMEOUT_MS, MemberConfig
 
 
 class ScenarioError(ValueError):
@@ -111,7 +113,18 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True)
 class Profile:
-    """Every timing knob a run sets, declared once; a scenario's ``overrides`` replace any of them."""
+    """Every timing knob a run sets, declared once; a scenario's ``overrides`` replace any of them.
+
+    ``kafka-defaults`` gives each design its own real defaults (so its sessions differ: 45 s against
+    Kafka 0.8's 6 s). ``fast`` puts both on the same footing: one session timeout, one heartbeat
+    period and one commit interval for both modes (:meth:`timing`), values both can honour: 6 s is
+    the brokers' ``group.min.session.timeout.ms`` (Kafka's default, the lowest a coordinator
+    accepts) and inside the bounds ZooKeeper negotiates a session into with our launcher
+    (``bench/services/zookeeper.py``: ``tickTime`` 500 ms, so ``minSessionTimeout`` 2 ticks = 1 s,
+    and ``maxSessionTimeout`` 60 s); the heartbeat is a third of it,
+    which is the period at which kazoo pings (a third of the negotiated session) and Kafka's rule of
+    thumb for ``heartbeat.interval.ms``.
+    """
 
     name: str
     #: coordinator mode: ``session.timeout.ms`` (Kafka 3.0+ default 45 s, KIP-735)
@@ -124,6 +137,9 @@ class Profile:
     rebalance_timeout_ms: int
     #: zk mode: the members' ZooKeeper session timeout (Kafka 0.8's ``zookeeper.session.timeout.ms``)
     zk_session_timeout_ms: int
+    #: both modes: ``auto.commit.interval.ms`` (the Java consumer's; Kafka 0.8's ZooKeeper consumer
+    #: committed on the same knob)
+    auto_commit_interval_ms: int
     #: zk selfbalance: Kafka 0.8's ``rebalance.backoff.ms`` and ``rebalance.max.retries``
     rebalance_backoff_ms: int
     rebalance_max_retries: int
@@ -135,16 +151,29 @@ class Profile:
     def session_timeout_ms(self, mode: str) -> int:
         return self.coordinator_session_timeout_ms if mode in BROKER_MODES else self.zk_session_timeout_ms
 
-    def member_settings(self, mode: str, variant: str) -> dict[str, Any]:
-        """Keyword arguments for :class:`group_api.MemberConfig` (``options`` for the variant's knobs)."""
-        options: dict[str, Any] = {}
+    def timing(self, mode: str) -> dict[str, int]:
+        """What a member of ``mode`` runs with: session, heartbeat and commit interval (ms). A zk
+        member's heartbeat is kazoo's ping, a third of its session; it has no knob of its own."""
+        session = self.session_timeout_ms(mode)
+        return {
+            "session_timeout_ms": session,
+            "heartbeat_interval_ms": self.heartbeat_interval_ms if mode == "coordinator" else session // 3,
+            "auto_commit_interval_ms": self.auto_commit_interval_ms,
+        }
+
+    def member_settings(self, mode: str, variant: str, offsets: Offsets | str = "commit") -> dict[str, Any]:
+        """Keyword arguments for :class:`group_api.MemberConfig` (``options`` for the variant's and
+        the commit knobs; ``offsets: none`` turns auto-commit off)."""
+        options: dict[str, Any] = {"auto_commit_interval_ms": self.auto_commit_interval_ms}
+        if offsets == Offsets.NONE:
+            options["enable_auto_commit"] = "false"
         if (mode, variant) == ("zk", "selfbalance"):
-            options = {
+            options |= {
                 "rebalance_backoff_ms": self.rebalance_backoff_ms,
                 "rebalance_max_retries": self.rebalance_max_retries,
             }
         elif (mode, variant) == ("zk", "setpartitioner"):
-            options = {"time_boundary_s": self.time_boundary_s}
+            options |= {"time_boundary_s": self.time_boundary_s}
         return {
             "session_timeout_ms": self.session_timeout_ms(mode),
             "heartbeat_interval_ms": self.heartbeat_interval_ms,
@@ -178,6 +207,7 @@ PROFILES: dict[str, Profile] = {
             heartbeat_interval_ms=MemberConfig.heartbeat_interval_ms,
             rebalance_timeout_ms=MemberConfig.rebalance_timeout_ms,
             zk_session_timeout_ms=DEFAULT_SESSION_TIMEOUT_MS["zk"],
+            auto_commit_interval_ms=DEFAULT_AUTO_COMMIT_INTERVAL_MS,
             # Declared by the modes, which validating a scenario does not import; a test holds them
             # equal to CoordinatorConfig, SelfBalanceOptions and PartitionerOptions.
             group_initial_rebalance_delay_ms=3_000,
@@ -188,11 +218,13 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             name="fast",
-            coordinator_session_timeout_ms=6_000,  # the broker's group.min.session.timeout.ms
-            heartbeat_interval_ms=500,
+            # The same session, heartbeat and commit interval for both modes (see the class).
+            coordinator_session_timeout_ms=6_000,  # the brokers' group.min.session.timeout.ms
+            heartbeat_interval_ms=2_000,  # a third of the session, as kazoo pings
             group_initial_rebalance_delay_ms=0,
             rebalance_timeout_ms=10_000,
-            zk_session_timeout_ms=4_000,  # ZooKeeper's floor with tickTime 2000
+            zk_session_timeout_ms=6_000,  # inside ZooKeeper's [1 s, 60 s] at tickTime 500
+            auto_commit_interval_ms=1_000,  # several commits in a short run, in both modes
             rebalance_backoff_ms=200,
             rebalance_max_retries=4,
             time_boundary_s=0.5,
@@ -203,6 +235,14 @@ PROFILES: dict[str, Profile] = {
 
 
 # -- the scenario's parts --------------------------------------------------------------------------
+
+
+class Offsets(StrEnum):
+    """A scenario's ``offsets``: ``commit`` (default: auto-commit on, as both designs ship) or
+    ``none`` (no member commits or reads back offsets, in either mode: the election's own cost)."""
+
+    COMMIT = "commit"
+    NONE = "none"
 
 
 class WaitKind(StrEnum):
@@ -281,6 +321,7 @@ class Scenario:
     overrides: tuple[tuple[str, Any], ...]
     repetitions: int
     timeline: tuple[Step, ...]
+    offsets: Offsets = Offsets.COMMIT
     sweep: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     #: the values this scenario took in its sweep (empty unless made by :func:`expand`)
     swept: tuple[tuple[str, Any], ...] = ()

@@ -287,6 +287,9 @@ class KafkaClient:
         self.stats = stats
         self.request_timeout = request_timeout
         self.brokers: dict[int, BrokerAddress] = {}
+        #: partition counts of the topics the last Metadata answers named (the Java client's
+        #: ``Metadata`` cache, which the leader assigns from)
+        self.partition_counts: dict[str, int] = {}
         self._connections: dict[tuple[str, int], KafkaConnection] = {}
         self._rotation = itertools.count()
 
@@ -334,12 +337,19 @@ class KafkaClient:
             self.drop(conn.address)
             raise
         self.brokers = {b.node_id: BrokerAddress(b.host, b.port, b.node_id) for b in response.brokers}
+        self.partition_counts.update(
+            {t.name: len(t.partitions) for t in response.topics if t.error_code == 0}
+        )
         return response
 
     async def partitions_per_topic(self, topics: list[str]) -> dict[str, int]:
-        """Partition counts of the topics that exist (unknown topics are left out)."""
-        response = await self.metadata(sorted(set(topics)))
-        return {t.name: len(t.partitions) for t in response.topics if t.error_code == 0}
+        """Partition counts of the topics that exist (unknown topics are left out), from the cache;
+        a Metadata request only when a topic is not in it, as the Java client requests an update
+        for new topics only (``ConsumerCoordinator.updateGroupSubscription``)."""
+        wanted = sorted(set(topics))
+        if any(t not in self.partition_counts for t in wanted):
+            await self.metadata(wanted)
+        return {t: self.partition_counts[t] for t in wanted if t in self.partition_counts}
 
     async def find_coordinator(self, group: str) -> BrokerAddress:
         """FindCoordinator (key_type 0) on any live broker; raises the error Kafka answers with."""

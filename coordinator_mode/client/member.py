@@ -15,14 +15,21 @@ thread, ``maybeLeaveGroup``):
    broker: back off and ask again (100 ms doubling to 1 s, Kafka's ``retry.backoff.ms`` /
    ``retry.backoff.max.ms``).
 2. **Join and sync** (one round is :class:`~coordinator_mode.client.rebalance.GroupRebalance`). Before
-   joining, the member revokes everything it owns (the eager protocol). ``MEMBER_ID_REQUIRED`` on
-   the first join: join again with the id the coordinator gave. The leader runs
-   ``group_api.assignors.assign`` and sends every member's assignment; followers send an empty
-   SyncGroup. The SyncGroup answer is the member's complete new assignment.
-3. **Heartbeats** on their own timer (``heartbeat_interval_ms``) while the generation is stable.
-   The answer steers the member:
+   joining, a member that still holds its generation commits its offsets and waits for the answer
+   when auto-commit is on (the Java consumer's ``ConsumerCoordinator.onJoinPrepare``, bounded by the
+   rebalance timeout as its ``joinPrepareTimer``; a failed commit is logged and the join goes on),
+   then revokes everything it owns (the eager protocol). ``MEMBER_ID_REQUIRED`` on the first join:
+   join again with the id the coordinator gave. The leader runs ``group_api.assignors.assign`` on
+   its cached metadata and sends every member's assignment; followers send an empty SyncGroup. The
+   SyncGroup answer is the member's complete new assignment.
+3. **Heartbeats** on their own timer (``heartbeat_interval_ms``) while the generation is stable,
+   and while the member awaits its SyncGroup answer: the Java client enables its heartbeat thread
+   on entering ``COMPLETING_REBALANCE`` (``AbstractCoordinator.JoinGroupResponseHandler``) and, in
+   that state, ignores ``REBALANCE_IN_PROGRESS`` (``HeartbeatResponseHandler``); the SyncGroup answer
+   steers the member then. The answer in a stable generation steers the member:
 
-   - ``REBALANCE_IN_PROGRESS``: revoke, rejoin with the same member id;
+   - ``REBALANCE_IN_PROGRESS``: commit (the group still accepts our generation), revoke, rejoin
+     with the same member id;
    - ``ILLEGAL_GENERATION``: the group moved on without us; revoke, rejoin with the same id;
    - ``UNKNOWN_MEMBER_ID``: our session expired (e.g. we were paused): emit ``session_lost``,
      forget the member id, join as a new member;
@@ -34,9 +41,12 @@ thread, ``maybeLeaveGroup``):
    Independently, if no request of ours was answered within the session timeout (measured from
    its send time, see :mod:`~coordinator_mode.client.heartbeat`), the member assumes its session is gone,
    emits ``session_lost`` and stops owning anything before it does anything else.
-4. **Leave.** ``leave()`` stops the routines, revokes, sends LeaveGroup (dynamic members only:
-   static members, with ``group_instance_id``, never send it, as KIP-345 specifies) and emits
-   ``left``, within :data:`~group_api.LEAVE_BOUND_S` plus one ``request.timeout.ms``: a routine
+4. **Leave.** ``leave()`` stops the routines, commits when auto-commit is on (the Java client's
+   ``ConsumerCoordinator.close`` → ``maybeAutoCommitOffsetsSync``), revokes, sends LeaveGroup
+   (dynamic members only: static members, with ``group_instance_id``, never send it, as KIP-345
+   specifies) and emits ``left``, within :data:`~group_api.LEAVE_BOUND_S` plus one
+   ``request.timeout.ms``, which the commit and the LeaveGroup share as Java's ``close`` timer
+   covers both: a routine
    that does not stop within a second of its cancellation is left behind (and logged), and a
    LeaveGroup that cannot be sent or is not answered in time is given up, as the Java client's
    ``close()`` gives up after its timer; the coordinator then expires the session.
@@ -48,7 +58,7 @@ extras name the leader by its client id (see :func:`client_id_of`) and ``leader_
 keeps the raw id; ``assignment_computed`` is keyed by the coordinator's ids, which are unique even
 when real clients share a client id.
 
-This module is longer than the others (about 750 lines) on purpose: the coordination, offsets and
+This module is longer than the others (about 830 lines) on purpose: the coordination, offsets and
 heartbeat routines of one member share its generation, ownership and coordinator and hand over to
 one another through the error handling at the end, so they stay one class, as kafka-python keeps
 them in ``BaseCoordinator`` / ``ConsumerCoordinator``. Its settings and backoff are in
@@ -91,7 +101,14 @@ from .connection import (
     RequestStats,
 )
 from .heartbeat import Heartbeat
-from .rebalance import NO_GENERATION, Generation, GroupRebalance
+from .rebalance import (
+    JOIN_TIMEOUT_SLACK_S,
+    NO_GENERATION,
+    Generation,
+    GroupRebalance,
+    JoinOutcome,
+    SyncOutcome,
+)
 from .settings import Backoff, CoordinatorSettings, client_id_of
 
 log = logging.getLogger(__name__)
@@ -157,6 +174,8 @@ class CoordinatorMember(GroupMember):
         self._kafka_member_id = ""  # the coordinator's id for us; survives rebalances
         self._rejoin_needed = True
         self._owned: tuple[TopicPartition, ...] | None = None
+        self._owned_generation: Generation | None = None  # the generation that gave us _owned
+        self._awaiting_sync = False  # between our JoinGroup answer and our SyncGroup answer
         self._last_owned: tuple[TopicPartition, ...] | None = None  # sticky's "previous assignment"
         self._last_generation = -1
         self._positions: dict[TopicPartition, int] = {}  # our consumed position per owned partition
@@ -330,6 +349,8 @@ class CoordinatorMember(GroupMember):
     async def _rebalance(self) -> None:
         """One join + sync round; on success the member owns the partitions SyncGroup gave it."""
         assert self._client is not None and self._coordinator is not None
+        if self._owned and self.settings.enable_auto_commit:
+            await self._commit_before_rejoin()
         self._revoke("rebalance")  # eager protocol: own nothing while the group rebalances
         self.state = MemberState.REBALANCING
         coordinator = self._coordinator
@@ -344,17 +365,15 @@ class CoordinatorMember(GroupMember):
         self._generation = generation
         self._kafka_member_id = generation.member_id
         self._emit_joined(generation, coordinator, join_started_ns)
-        assignment = None
-        if generation.is_leader and not joined.skip_assignment:
-            assignment = await round_.compute_assignment(joined)
-            self.emit(
-                EventKind.ASSIGNMENT_COMPUTED,
-                generation=generation.generation_id,
-                assignment={m: [[t, p] for t, p in parts] for m, parts in sorted(assignment.items())},
-                kafka_member_id=generation.member_id,
-                protocol=generation.protocol,
-            )
-        result = await round_.sync(joined, assignment)
+        # COMPLETING_REBALANCE: heartbeats go on until the SyncGroup answer, from now (Java's
+        # heartbeat thread ``enable()`` resets its timers).
+        self._heartbeat.start_session(self._monotonic())
+        self._awaiting_sync = True
+        self._hb_wakeup.set()
+        try:
+            result = await self._assign_and_sync(round_, joined)
+        finally:
+            self._awaiting_sync = False
         if self._monotonic() > result.sent_at + self.settings.session_timeout_ms / 1000:
             # The answer sat unread for longer than a session (we were paused): the coordinator may
             # have moved on, so do not act on it. Rejoin with our id; if we are still a member the
@@ -366,6 +385,38 @@ class CoordinatorMember(GroupMember):
         self._heartbeat.start_session(result.sent_at)
         self._rejoin_needed = False
         self._own(generation, result.partitions)
+
+    async def _assign_and_sync(self, round_: GroupRebalance, joined: JoinOutcome) -> SyncOutcome:
+        generation = joined.generation
+        assignment = None
+        if generation.is_leader and not joined.skip_assignment:
+            assignment = await round_.compute_assignment(joined)
+            self.emit(
+                EventKind.ASSIGNMENT_COMPUTED,
+                generation=generation.generation_id,
+                assignment={m: [[t, p] for t, p in parts] for m, parts in sorted(assignment.items())},
+                kafka_member_id=generation.member_id,
+                protocol=generation.protocol,
+            )
+        return await round_.sync(joined, assignment)
+
+    async def _commit_before_rejoin(self) -> None:
+        """The Java consumer's ``ConsumerCoordinator.onJoinPrepare`` with auto-commit on: commit the
+        owned partitions and wait for the answer, at most the rebalance timeout (its
+        ``joinPrepareTimer``), before JoinGroup. One attempt where Java retries retriable errors
+        within that timer; a failure is logged and the join goes on, as in Java."""
+        await self._commit_while_owning(self.settings.rebalance_timeout_ms, "rejoining")
+
+    async def _commit_while_owning(self, timeout_ms: int, before: str) -> None:
+        """Commit, at most ``timeout_ms`` and never past the point where the coordinator may have
+        expired our session: we still own the partitions meanwhile, and must not once another
+        member may have been given them."""
+        timeout_s = min(timeout_ms / 1000, self._heartbeat.time_to_session_expiry())
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._commit_offsets()
+        except (Errors.KafkaError, TimeoutError) as exc:
+            log.info("%s: commit before %s failed (%r); going on", self.member_id, before, exc)
 
     def _new_round(self, conn: KafkaConnection) -> GroupRebalance:
         assert self._client is not None
@@ -411,6 +462,7 @@ class CoordinatorMember(GroupMember):
 
     def _own(self, generation: Generation, partitions: tuple[TopicPartition, ...]) -> None:
         self._owned = partitions
+        self._owned_generation = generation
         self._last_owned = partitions
         self._last_generation = generation.generation_id
         with self._lock:
@@ -437,6 +489,8 @@ class CoordinatorMember(GroupMember):
         then OffsetCommit every ``auto.commit.interval.ms``. No records flow in this project, so the
         position advances by one per interval: what matters is that every acknowledged commit
         reads back after a coordinator failover (the checker compares the two event streams)."""
+        if not self.settings.enable_auto_commit:
+            return  # offsets: none; a consumer that keeps its positions elsewhere
         backoff = Backoff(self.settings.retry_backoff_ms, self.settings.retry_backoff_max_ms)
         interval = self.settings.auto_commit_interval_ms / 1000
         while not self._leaving:
@@ -495,10 +549,12 @@ class CoordinatorMember(GroupMember):
         )
 
     async def _commit_offsets(self) -> None:
+        """OffsetCommit of every owned partition, in the generation that assigned them (a rejoin
+        has already reset ``_generation`` when the commit before it goes out)."""
         coordinator = self._coordinator
-        if self._client is None or coordinator is None:
-            return  # lost meanwhile: rediscovery wakes us again
-        generation = self._generation
+        generation = self._owned_generation
+        if self._client is None or coordinator is None or not self._owned or generation is None:
+            return  # lost meanwhile (rediscovery wakes us again), or nothing to commit
         positions = {tp: self._positions.get(tp, 0) + 1 for tp in self._owned or ()}
         by_topic: dict[
             str, list[OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition]
@@ -538,19 +594,22 @@ class CoordinatorMember(GroupMember):
     # -- heartbeats ------------------------------------------------------------------------------
 
     async def _heartbeat_routine(self) -> None:
+        """Heartbeats in a stable generation and while awaiting SyncGroup. Our own session watch
+        runs only when stable: awaiting SyncGroup, its answer (or its timeout) says whether the
+        membership survived, and :meth:`_rebalance` refuses an answer older than a session."""
         hb = self._heartbeat
         while not self._leaving:
             self._hb_wakeup.clear()
-            if self.state is not MemberState.STABLE:
+            stable = self.state is MemberState.STABLE
+            if not stable and not self._awaiting_sync:
                 await self._hb_wakeup.wait()
-            elif hb.session_expired():
+            elif stable and hb.session_expired():
                 self._lose_session("no request answered within the session timeout", forget_member_id=False)
             elif self._coordinator is None:
-                await sleep_unless(self._hb_wakeup, hb.time_to_session_expiry())
+                await sleep_unless(self._hb_wakeup, hb.time_to_session_expiry() if stable else hb.interval)
             elif not hb.should_heartbeat():
-                await sleep_unless(
-                    self._hb_wakeup, min(hb.time_to_next_heartbeat(), hb.time_to_session_expiry())
-                )
+                due = hb.time_to_next_heartbeat()
+                await sleep_unless(self._hb_wakeup, min(due, hb.time_to_session_expiry()) if stable else due)
             else:
                 await self._send_heartbeat()
 
@@ -564,15 +623,29 @@ class CoordinatorMember(GroupMember):
             group_instance_id=self.config.group_instance_id,
         )
         sent_at = self._heartbeat.sent()
+        syncing = self._awaiting_sync
+        # The broker answers one request per connection at a time (as Kafka's does), so a heartbeat
+        # sent while our SyncGroup is parked is answered after it: give it the SyncGroup's timeout,
+        # lest its timeout close the connection under the SyncGroup.
+        timeout = self.settings.rebalance_timeout_ms / 1000 + JOIN_TIMEOUT_SLACK_S if syncing else None
         error: Errors.KafkaError | None
         try:
             conn = await self._client.connection(coordinator)
-            response = await conn.send(request)
+            response = await conn.send(request, timeout=timeout)
             error = None if response.error_code == 0 else Errors.for_code(response.error_code)()
         except Errors.KafkaError as exc:
             error = exc
-        if self._generation != generation or self.state is not MemberState.STABLE:
+        if self._generation != generation or not (self.state is MemberState.STABLE or self._awaiting_sync):
             return  # a rebalance or a leave started meanwhile; this answer is about the past
+        if syncing and error is not None:
+            # Java's HeartbeatResponseHandler outside STABLE: REBALANCE_IN_PROGRESS is ignored; any
+            # other error the SyncGroup answer reports too, and that answer steers the member.
+            if isinstance(error, Errors.RebalanceInProgressError):
+                self._heartbeat.acknowledged(sent_at)
+            else:
+                log.info("%s: heartbeat awaiting SyncGroup answered %r", self.member_id, error)
+                self._heartbeat.fail()
+            return
         if error is None:
             self._heartbeat.acknowledged(sent_at)
             return
@@ -593,7 +666,11 @@ class CoordinatorMember(GroupMember):
             return False
         if isinstance(error, Errors.RebalanceInProgressError | Errors.IllegalGenerationError):
             log.info("%s: %s answered %s; rejoining", self.member_id, during, type(error).__name__)
-            self._request_rejoin(type(error).__name__)
+            # REBALANCE_IN_PROGRESS: our generation is still the group's, so the commit before the
+            # join goes through; ILLEGAL_GENERATION: the group moved on, our partitions are lost.
+            self._request_rejoin(
+                type(error).__name__, keep_owned=isinstance(error, Errors.RebalanceInProgressError)
+            )
             return False
         if isinstance(error, COORDINATOR_LOST_ERRORS):
             self._coordinator_dead(f"{during}: {error!r}")
@@ -631,8 +708,11 @@ class CoordinatorMember(GroupMember):
                 error,
             )
 
-    def _request_rejoin(self, reason: str) -> None:
-        self._revoke(reason)
+    def _request_rejoin(self, reason: str, *, keep_owned: bool = False) -> None:
+        """Rejoin with our member id; ``keep_owned``: own our partitions until the commit before
+        the JoinGroup (:meth:`_rebalance`), as Java revokes only after ``onJoinPrepare``'s commit."""
+        if not keep_owned or not self.settings.enable_auto_commit:
+            self._revoke(reason)
         self._generation = Generation(-1, self._kafka_member_id, None, "")
         self._rejoin_needed = True
         self.state = MemberState.REBALANCING
@@ -650,6 +730,7 @@ class CoordinatorMember(GroupMember):
         had_membership = self._owned is not None or self._generation.generation_id >= 0
         generation = self._generation.generation_id
         self._owned = None
+        self._owned_generation = None
         with self._lock:
             self._assignment = None
         if had_membership:
@@ -672,6 +753,7 @@ class CoordinatorMember(GroupMember):
         if owned is None:
             return
         self._owned = None
+        self._owned_generation = None
         with self._lock:
             self._assignment = None
         if owned:
@@ -695,9 +777,13 @@ class CoordinatorMember(GroupMember):
         self._leaving = True
         await self._cancel_routines()
         generation = self._generation.generation_id
+        assert self._loop is not None
+        deadline = self._loop.time() + self.settings.request_timeout_ms / 1000
+        if self._owned and self.settings.enable_auto_commit:
+            await self._commit_before_leave()
         self._revoke("leave")
         if self.config.group_instance_id is None and self._kafka_member_id:
-            await self._send_leave_group()
+            await self._send_leave_group(max(0.0, deadline - self._loop.time()))
         self._generation = NO_GENERATION
         self.state = MemberState.LEFT
         self.emit(
@@ -706,11 +792,16 @@ class CoordinatorMember(GroupMember):
             kafka_member_id=self._kafka_member_id,
         )
 
-    async def _send_leave_group(self) -> None:
-        """A best-effort LeaveGroup, as the Java client's: one attempt within one request timeout
-        (finding the coordinator included), errors only logged."""
+    async def _commit_before_leave(self) -> None:
+        """The Java consumer's ``ConsumerCoordinator.close`` → ``maybeAutoCommitOffsetsSync`` before
+        ``AbstractCoordinator.close`` sends LeaveGroup: within one request timeout, errors logged."""
+        await self._commit_while_owning(self.settings.request_timeout_ms, "leaving")
+
+    async def _send_leave_group(self, timeout_s: float) -> None:
+        """A best-effort LeaveGroup, as the Java client's: one attempt within what is left of the
+        close's request timeout after the commit (finding the coordinator included), errors only
+        logged."""
         assert self._client is not None
-        timeout_s = self.settings.request_timeout_ms / 1000
         member = self._kafka_member_id
         request = LeaveGroupRequest(
             group_id=self.config.group,

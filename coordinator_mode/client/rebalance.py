@@ -8,8 +8,9 @@ The round, as Kafka's coordinator runs it (``GroupMetadataManager.classicGroupJo
    ``MEMBER_ID_REQUIRED`` and a member id; we join again with it (KIP-394). The coordinator parks
    the join until every member has joined (or the rebalance timeout), then answers every member
    with the new generation and the leader's id; only the leader gets the member list.
-2. **SyncGroup.** The leader runs the shared assignor for the protocol the group chose (by vote)
-   and sends every member's ``ConsumerProtocolAssignment``; followers send an empty SyncGroup and
+2. **SyncGroup.** The leader runs the shared assignor for the protocol the group chose (by vote),
+   on its cached metadata (:meth:`GroupRebalance.compute_assignment`), and sends every member's
+   ``ConsumerProtocolAssignment``; followers send an empty SyncGroup and
    are parked until the leader's arrives. Everyone gets back its own assignment.
 
 Errors are raised as kafka-python's exception classes; the caller (the member) decides between
@@ -152,7 +153,15 @@ class GroupRebalance:
         return JoinOutcome(generation, members, bool(getattr(response, "skip_assignment", False)))
 
     async def compute_assignment(self, joined: JoinOutcome) -> dict[str, list[TopicPartition]]:
-        """The leader's job: the group's chosen assignor over every member's subscription."""
+        """The leader's job: the group's chosen assignor over every member's subscription.
+
+        From cached metadata, as the Java leader assigns from ``metadata.fetch()``
+        (``ConsumerCoordinator.onLeaderElected``): no round trip between JoinGroup and SyncGroup
+        unless a subscribed topic is not in the cache. Then we ask for it and wait, where Java
+        requests the update without waiting, assigns without the topic and rebalances again once
+        the update arrives (``rejoinNeededOrPending``, the metadata snapshot changed); both assign
+        what exists.
+        """
         from group_api.assignors import assign  # helper-owned; imported late so codecs load alone
 
         subscriptions = {member: list(sub.topics) for member, sub in joined.members.items()}

@@ -6,7 +6,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from group_api import ConfigError, MemberConfig
+from group_api import CommitSettings, ConfigError, MemberConfig
 
 from .connection import parse_bootstrap
 
@@ -37,7 +37,8 @@ class CoordinatorSettings:
     retry_backoff_ms: int = 100  # retry.backoff.ms
     retry_backoff_max_ms: int = 1_000  # retry.backoff.max.ms
     request_timeout_ms: int = 30_000  # request.timeout.ms
-    auto_commit_interval_ms: int = 5_000  # auto.commit.interval.ms
+    auto_commit_interval_ms: int = CommitSettings.interval_ms  # auto.commit.interval.ms
+    enable_auto_commit: bool = CommitSettings.enabled  # enable.auto.commit (false: offsets: none)
     #: Not a Java knob: how long the brokers may stay unreachable before the member says so on
     #: stderr (it keeps retrying, as the Java client does, unless ``bootstrap_give_up_ms`` is set).
     bootstrap_warn_ms: int = 10_000
@@ -56,7 +57,6 @@ class CoordinatorSettings:
             "retry_backoff_ms",
             "retry_backoff_max_ms",
             "request_timeout_ms",
-            "auto_commit_interval_ms",
             "bootstrap_warn_ms",
             "bootstrap_give_up_ms",
         ):
@@ -65,8 +65,11 @@ class CoordinatorSettings:
                 if not isinstance(value, int) or value <= 0:
                     raise ConfigError(f"options.{name}: expected a positive integer, got {value!r}")
                 knobs[name] = value
+        commits = CommitSettings.from_options(config.options)  # shared with zk mode
         return cls(
             bootstrap=config.bootstrap,
+            auto_commit_interval_ms=commits.interval_ms,
+            enable_auto_commit=commits.enabled,
             session_timeout_ms=config.session_timeout,
             heartbeat_interval_ms=config.heartbeat_interval_ms,
             rebalance_timeout_ms=config.rebalance_timeout_ms,

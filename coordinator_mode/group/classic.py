@@ -785,7 +785,10 @@ class ClassicGroup:
     def validate_offset_commit(
         self, member_id: str, instance_id: str | None, generation_id: int
     ) -> ErrorCode:
-        """``ClassicGroup.validateOffsetCommit`` for a non-transactional commit."""
+        """``ClassicGroup.validateOffsetCommit`` for a non-transactional commit; an accepted commit of
+        a member extends its session, as Kafka 3.9's ``GroupCoordinator.doCommitOffsets`` calls
+        ``completeAndScheduleNextHeartbeatExpiration`` in Stable and PreparingRebalance before it
+        stores the offsets (so also when the store then fails; [J]: ``OffsetMetadataManager.commitOffset``)."""
         if self.state is ClassicGroupState.DEAD:
             return ErrorCode.COORDINATOR_NOT_AVAILABLE
         if generation_id < 0 and self.state is ClassicGroupState.EMPTY:
@@ -797,6 +800,8 @@ class ClassicGroup:
             return ErrorCode.ILLEGAL_GENERATION
         if self.state is ClassicGroupState.COMPLETING_REBALANCE:
             return ErrorCode.REBALANCE_IN_PROGRESS
+        if self.state in (ClassicGroupState.STABLE, ClassicGroupState.PREPARING_REBALANCE):
+            self._reschedule_heartbeat(self.members[member_id])  # validated: a member of the group
         return ErrorCode.NONE
 
     def _remove_member_and_update_group(self, member: ClassicGroupMember, reason: str) -> None:

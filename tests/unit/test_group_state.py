@@ -308,6 +308,24 @@ def test_heartbeat_pushes_session_deadline(env: Env) -> None:
     assert env.group.state is ClassicGroupState.STABLE
 
 
+def test_an_offset_commit_pushes_the_session_deadline_as_a_heartbeat_does(env: Env) -> None:
+    """Kafka 3.9 GroupCoordinator.doCommitOffsets: completeAndScheduleNextHeartbeatExpiration in
+    Stable and PreparingRebalance. b only commits; a heartbeats. Neither is expired."""
+    a, b = stable_group(env, "a", "b")
+    for _ in range(3):
+        env.advance(SESSION - 1)
+        assert env.coord.heartbeat(GROUP, a, None, 1) is ErrorCode.NONE
+        assert env.coord.commit_offsets(GROUP, b, None, 1, [OffsetCommit("t", 0, 1)])[0][1] is ErrorCode.NONE
+    assert env.group.state is ClassicGroupState.STABLE and b in env.group.members
+    join(env, a, "a")  # PreparingRebalance: b's commit (before its own rejoin) still extends it
+    env.advance(SESSION - 1)
+    assert env.coord.commit_offsets(GROUP, b, None, 1, [OffsetCommit("t", 0, 2)])[0][1] is ErrorCode.NONE
+    env.advance(SESSION - 1)
+    assert b in env.group.members
+    env.advance(2)  # one session after b's last commit, with no heartbeat: b is gone
+    assert b not in env.group.members
+
+
 # -- rebalances from Stable ----------------------------------------------------------------------
 
 

@@ -90,7 +90,7 @@ def test_report_from_canned_runs(tmp_path: Path) -> None:
     assert "- Latency against group size: no scenario family with two or more group sizes" in md
     assert "- Comparison of several result sets: one result directory given" in md
     assert (
-        "| member-crash | member crash | coordinator/classic | 1 | 1 | 1/1 | 45.00 | 45.60 [45.60, 45.60] | 93.10 |"
+        "| member-crash | member crash | coordinator/classic | 1 | 1 | 1/1 | 45 / 3 / 5 | 45.00 | 1.00 | 45.60 [45.60, 45.60] | 93.10 |"
         in md
     )
 
@@ -217,4 +217,18 @@ def test_the_demo_table_speaks_the_report_s_names_and_units(tmp_path: Path) -> N
     assert set(table["trigger"]) == {"cold start", "scale out", "member crash"}
     crash = table[table["trigger"] == "member crash"].iloc[0]
     assert crash["detection (s)"] == "45.00", "seconds, as in the report"
+    # Beside the figures: what the members ran with, and detection in sessions of that timing.
+    assert crash["timing (session / heartbeat / commit s)"] == "45 / 3 / 5"
+    assert crash["detection (× session)"] == "1.00"
+    scale_out = table[table["trigger"] == "scale out"].iloc[0]
+    assert scale_out["timing (session / heartbeat / commit s)"] == "–", "a run that recorded no timing"
     assert "join median / max / span (ms)" in report_columns
+
+
+def test_the_timing_label_says_when_nothing_is_committed() -> None:
+    from bench.analysis.report.load import timing_label
+
+    timing = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 2000, "auto_commit_interval_ms": 1000}
+    assert timing_label(timing) == "6 / 2 / 1"
+    assert timing_label({**timing, "offsets": "none"}) == "6 / 2 / no commits"
+    assert timing_label({}) == "–"

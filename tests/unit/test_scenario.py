@@ -92,7 +92,10 @@ def test_overrides_replace_profile_values(tmp_path: Path) -> None:
     assert s.profile.zk_session_timeout_ms == 9000
     assert s.profile.time_boundary_s == 0
     assert s.profile.heartbeat_interval_ms == PROFILES["fast"].heartbeat_interval_ms
-    assert s.profile.member_settings("zk", "setpartitioner")["options"] == {"time_boundary_s": 0}
+    assert s.profile.member_settings("zk", "setpartitioner")["options"] == {
+        "time_boundary_s": 0,
+        "auto_commit_interval_ms": PROFILES["fast"].auto_commit_interval_ms,
+    }
 
 
 def test_profiles_carry_the_real_defaults() -> None:
@@ -107,8 +110,45 @@ def test_profiles_carry_the_real_defaults() -> None:
     )
     settings = kafka.member_settings("zk", "selfbalance")
     assert settings["session_timeout_ms"] == 6_000
-    assert settings["options"] == {"rebalance_backoff_ms": 2_000, "rebalance_max_retries": 4}
+    assert settings["options"] == {
+        "rebalance_backoff_ms": 2_000,
+        "rebalance_max_retries": 4,
+        "auto_commit_interval_ms": 5_000,
+    }
     assert kafka.member_settings("coordinator", "classic")["session_timeout_ms"] == 45_000
+
+
+def test_fast_gives_both_modes_the_same_timing_that_both_can_honour() -> None:
+    from coordinator_mode.group.config import CoordinatorConfig
+
+    fast = PROFILES["fast"]
+    assert (
+        fast.timing("zk")
+        == fast.timing("coordinator")
+        == {
+            "session_timeout_ms": 6_000,
+            "heartbeat_interval_ms": 2_000,
+            "auto_commit_interval_ms": 1_000,
+        }
+    )
+    # The brokers accept it, and ZooKeeper negotiates it unchanged: [2 ticks, maxSessionTimeout].
+    assert fast.coordinator_session_timeout_ms >= CoordinatorConfig.min_session_timeout_ms
+    from bench.services.zookeeper import DEFAULT_CFG
+
+    tick = int(DEFAULT_CFG["tickTime"])
+    assert 2 * tick <= fast.zk_session_timeout_ms <= int(DEFAULT_CFG["maxSessionTimeout"])
+
+
+def test_offsets_none_turns_commits_off_in_both_modes(tmp_path: Path) -> None:
+    s = load_scenario(write(tmp_path, changed(offsets="none")))
+    assert s.offsets == "none"
+    for mode, variant in (("zk", "chain"), ("coordinator", "classic")):
+        options = s.profile.member_settings(mode, variant, s.offsets)["options"]
+        assert options["enable_auto_commit"] == "false"
+    assert "enable_auto_commit" not in s.profile.member_settings("zk", "chain")["options"]
+    assert load_scenario(write(tmp_path, BASE)).offsets == "commit"
+    with pytest.raises(ScenarioError, match="offsets: expected commit or none"):
+        load_scenario(write(tmp_path, changed(offsets="some")))
 
 
 def test_kafka_defaults_profile_is_what_the_code_declares() -> None:
@@ -406,3 +446,11 @@ def test_scenarios_command_lists_the_library() -> None:
     for name in library():
         assert name in result.output
     assert "modes: " in result.output
+
+
+def test_sessions_the_servers_would_not_grant_are_refused(tmp_path: Path) -> None:
+    low = error_of(tmp_path, changed(overrides={"coordinator_session_timeout_ms": 3000}))
+    assert "group.min.session.timeout.ms (6000)" in str(low)
+    for value in (500, 90_000):
+        error = error_of(tmp_path, changed(overrides={"zk_session_timeout_ms": value}))
+        assert "overrides.zk_session_timeout_ms: expected 1000..60000" in str(error)

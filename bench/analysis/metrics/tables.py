@@ -152,6 +152,8 @@ def analyze(run_dir: str | Path) -> dict[str, Any]:
             }
             for name, g in history.groups.items()
         },
+        # what the members ran with (session, heartbeat, commit interval, offsets); None before runs recorded it
+        "timing": history.info.get("timing"),
         "duration_s": round((history.analysis_end_ns - history.start_ns) / 1e9, 3),
         "episodes": len(builder.episodes),
         "outcomes": {k: int(v) for k, v in outcomes.items()},

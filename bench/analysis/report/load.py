@@ -76,6 +76,17 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
+def timing_label(timing: dict[str, Any]) -> str:
+    """A run's timing as the report prints it beside its figures: session / heartbeat / commit
+    interval in seconds (``no commits`` with ``offsets: none``); "–" for runs that did not record it."""
+    keys = ("session_timeout_ms", "heartbeat_interval_ms", "auto_commit_interval_ms")
+    if not all(isinstance(timing.get(k), int | float) for k in keys):
+        return "–"
+    session, heartbeat, commit = (f"{timing[k] / 1000:g}" for k in keys)
+    commits = "no commits" if timing.get("offsets") == "none" else commit
+    return f"{session} / {heartbeat} / {commits}"
+
+
 def load_results(dirs: Sequence[Path], include_failed: bool = False) -> Results:
     """Every run below ``dirs``, analysed if needed. Runs that failed or were aborted are listed in
     ``incomplete`` and kept out of the tables unless ``include_failed``. ``run_id`` becomes the run
@@ -102,6 +113,10 @@ def load_results(dirs: Sequence[Path], include_failed: bool = False) -> Results:
         ):
             frame = _read_csv(run_dir / name)
             if not frame.empty:
+                if key == "rebalances":
+                    timing = summary.get("timing") or {}
+                    frame["session_timeout_ms"] = timing.get("session_timeout_ms")
+                    frame["timing"] = timing_label(timing)
                 frame["run_id"] = str(run_dir)
                 frame["source"] = str(root)
                 frame["run_state"] = state

@@ -36,6 +36,8 @@ class Quantity:
 #: column: a rebalance's durations in seconds, a member's join in milliseconds.
 QUANTITIES = {
     "detection_ms": Quantity("detection", "s", 1e-3),
+    # detection over the session timeout the run's members had: a crash is noticed after about one
+    "detection_sessions": Quantity("detection", "× session"),
     "convergence_ms": Quantity("convergence", "s", 1e-3),
     "unowned_partition_s": Quantity("unowned", "partition·s"),
     "join_ms": Quantity("join median / max / span", "ms", digits=0),
@@ -43,6 +45,10 @@ QUANTITIES = {
     "zk_writes": Quantity("zk writes", "", digits=0),
     "broker_requests": Quantity("broker requests", "", digits=0),
 }
+
+
+#: The column that names each row's timing profile: what the members of those runs ran with.
+TIMING_HEADER = "timing (session / heartbeat / commit s)"
 
 
 # -- tables ----------------------------------------------------------------------------------------
@@ -78,7 +84,15 @@ def summary_table(res: Results) -> pd.DataFrame:
                 else 0,
                 "episodes": len(frame),
                 "converged": f"{outcomes.get('converged', 0)}/{len(frame)}",
+                TIMING_HEADER: ", ".join(sorted(set(frame["timing"].fillna("–"))))
+                if "timing" in frame
+                else "–",
                 q["detection_ms"].header: _fmt(det.median),
+                q["detection_sessions"].header: q["detection_sessions"].format(
+                    (frame["detection_ms"] / frame["session_timeout_ms"]).median()
+                    if "session_timeout_ms" in frame
+                    else None
+                ),
                 f"{q['convergence_ms'].header} [95% CI]": f"{_fmt(conv.median)} [{_fmt(conv.ci_low)}, "
                 f"{_fmt(conv.ci_high)}]"
                 if conv.n
