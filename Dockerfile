@@ -1,13 +1,13 @@
 # The project image: brokers, members and the bench runner of docker-compose.yml run the same code
 # as the local harness. No JRE: ZooKeeper runs from its own image (docker-compose.yml's ZK_IMAGE).
 #
-# BASE_IMAGE is the official Python image where it can be pulled; docker/setup.sh falls back to a
-# Debian base built here (docker/base/build.sh), whose python3 is the same 3.11.
+# BASE_IMAGE is the official Python image where it can be pulled; compose/setup.sh falls back to a
+# Debian base built here (compose/base-image/build.sh), whose python3 is the same 3.11.
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
 # Only for installing: the build reaches the package indexes the host is configured for, through
-# the CA bundle the host uses (docker/setup.sh passes them when set).
+# the CA bundle the host uses (compose/setup.sh passes them when set).
 ARG PIP_INDEX_URL
 ARG PIP_CERT
 

@@ -21,8 +21,15 @@ Where compose differs from the local backend:
   run to run as in a long-lived Kafka cluster (``docker compose down -v`` resets it). The brokers'
   ``group.initial.rebalance.delay.ms`` is fixed when they start, so a run whose profile wants
   another refuses to start and says how to restart them.
-* Link faults (``set_delay``, ``cut_link``, ``heal_link``) are not supported: members reach the
-  servers straight over the compose network, with no proxy in between.
+* Link faults (``set_delay``, ``cut_link``, ``heal_link``) go through the same proxies as the local
+  backend's (:mod:`bench.services.proxy`), run by the runner in the ``bench`` container: a run with
+  link faults starts a member container as root with ``NET_ADMIN``, whose entry point adds one
+  iptables DNAT rule per server (its address on the project network -> the runner's proxy of it)
+  and then drops to the unprivileged user. Members still name the servers (``zk1:2181``,
+  ``broker1:9092``), and the coordinator a member finds through Metadata is reached through its
+  proxy too, so a fault means what it means locally: the link between members and a server, half
+  the added round trip each way, a blackhole holding bytes, a cut resetting connections. (tc
+  netem is not used: the kernels this runs on are built without ``sch_netem``.)
 * Members stamp events with their container's monotonic clock, which is the host kernel's: every
   container must run on one Docker engine (compose's usual case).
 * Broker counters come from ``broker_stats.json`` on the brokers' shared volume, which ``bench``
@@ -56,6 +63,7 @@ from bench.experiment.history import History
 from bench.services.brokers import placement_settled
 from bench.services.catalog import write_catalogs
 from bench.services.polling import wait_until
+from bench.services.proxy import Proxy
 from bench.services.zookeeper import server_mode
 from coordinator_mode.broker.cli import config_from_args
 from coordinator_mode.broker.config import BrokerConfig
@@ -72,6 +80,8 @@ ONEOFF_LABEL = "com.docker.compose.oneoff"
 READY_TIMEOUT_S = 60.0
 #: How long a SIGKILLed container may take to be gone.
 KILL_TIMEOUT_S = 30.0
+#: The unprivileged user of the project image (Dockerfile) a proxied member's entry point drops to.
+MEMBER_USER = "lab"
 
 
 class ComposeError(TargetError):
@@ -258,11 +268,6 @@ class ComposeBackend:
         layout: ComposeLayout | None = None,
     ) -> None:
         self.layout = layout or ComposeLayout()
-        if spec.proxied:
-            raise ComposeError(
-                "link faults (set_delay, cut_link, heal_link) are not supported on --target compose: "
-                "members reach the servers straight over the compose network; run this scenario with --target local"
-            )
         zk, brokers = len(self.layout.zk_services), len(self.layout.broker_services)
         if spec.zk_nodes > zk or spec.brokers > brokers:
             raise ComposeError(
@@ -283,6 +288,8 @@ class ComposeBackend:
         self._killed_brokers: list[int] = []
         self._members: list[MemberContainer] = []
         self._stats_missing_logged = False
+        #: link name (``zk-<i>``, ``broker-<i>``) -> the proxy members reach that server through
+        self._proxies: dict[str, Proxy] = {}
 
     # -- the project -----------------------------------------------------------------------------
 
@@ -364,6 +371,8 @@ class ComposeBackend:
             write_catalogs(self._zk, self.spec.topics, zk_root=self.spec.zk_root)
             if self.brokers:
                 self._start_brokers()
+            if self.spec.proxied:
+                self._start_proxies()
             self._record()
         except BaseException:
             self.stop()
@@ -407,23 +416,82 @@ class ComposeBackend:
             ComposeError,
         )
 
+    def _servers(self) -> list[tuple[str, str, int]]:
+        """(link name, service, port) of every server members reach: the local backend's link names."""
+        servers = [
+            (f"zk-{i}", service, self.layout.zk_client_port)
+            for i, service in enumerate(self.layout.zk_services)
+        ]
+        for broker_id, config in sorted(self._broker_configs.items()):
+            servers.append((f"broker-{broker_id - 1}", self._broker_services[broker_id], config.port))
+        return servers
+
+    def _start_proxies(self) -> None:
+        """One proxy per server, listening on the runner's address on the project network."""
+        for name, service, port in self._servers():
+            proxy = Proxy((service, port), name=name, listen_host="0.0.0.0")
+            self._proxies[name] = proxy
+            proxy.start()
+
+    def _address(self, container: Any) -> str:
+        """A container's address on the project network."""
+        container.reload()
+        address = container.attrs["NetworkSettings"]["Networks"].get(self.network, {}).get("IPAddress")
+        if not address:
+            raise ComposeError(f"container {container.name} has no address on network {self.network}")
+        return str(address)
+
+    def _redirect_script(self) -> str:
+        """The proxied member's entry point: DNAT each server's address to its proxy, then drop to
+        the unprivileged user and run the member (``"$@"``)."""
+        own = self._own_container()
+        if own is None:
+            raise ComposeError("link faults need the runner's proxies: run through the bench service")
+        runner = self._address(own)
+        rules = []
+        for name, service, port in self._servers():
+            server = self._address(self._container(service))
+            proxy = self._proxies[name].port
+            rules.append(
+                f"iptables -t nat -A OUTPUT -p tcp -d {server} --dport {port} "
+                f"-j DNAT --to-destination {runner}:{proxy}"
+            )
+        drop = f'exec setpriv --reuid={MEMBER_USER} --regid={MEMBER_USER} --init-groups "$@"'
+        return "set -e\n" + "\n".join([*rules, drop])
+
     @property
     def _broker_root(self) -> str:
         return next(iter(self._broker_configs.values())).zk_root
 
     def _record(self) -> None:
         """What the run ran on, next to where the local backend keeps its servers."""
+        self.spec.base_dir.mkdir(parents=True, exist_ok=True)
+        (self.spec.base_dir / "compose.json").write_text(json.dumps(self.describe(), indent=2))
+
+    def describe(self) -> dict[str, Any]:
+        """The run's target for its environment record: the engine, the project, each server's
+        container and image, and the member containers' image."""
         services = [*self.layout.zk_services, *self._broker_services.values()]
-        record = {
+        containers = {}
+        for service in services:
+            container = self._container(service)
+            tags = [] if container.image is None else list(container.image.tags)
+            containers[service] = {"id": container.id, "image": container.attrs.get("Image"), "tags": tags}
+        try:
+            engine = self.client.version().get("Version")
+        except (APIError, AttributeError):
+            engine = None
+        return {
+            "target": "compose",
+            "engine": engine,
             "project": self.project,
-            "containers": {
-                s: {"id": c.id, "image": c.attrs.get("Image")} for s in services for c in [self._container(s)]
-            },
+            "network": self.network,
+            "member_image": self.image,
+            "containers": containers,
             "zk_connect": self.layout.zk_connect,
             "brokers": {b: "{}:{}".format(*c.advertised) for b, c in self._broker_configs.items()},
+            "links": "proxies in the runner, iptables DNAT in members" if self._proxies else None,
         }
-        self.spec.base_dir.mkdir(parents=True, exist_ok=True)
-        (self.spec.base_dir / "compose.json").write_text(json.dumps(record, indent=2))
 
     def stop(self) -> None:
         """Remove the run's member containers and start again whatever the run stopped."""
@@ -433,6 +501,9 @@ class ComposeBackend:
             except Exception:
                 log.exception("removing member container %s", member.pid[:12])
         self._members.clear()
+        for proxy in self._proxies.values():
+            proxy.stop()
+        self._proxies.clear()
         stopped = [self.layout.zk_services[i] for i in self._stopped_zk]
         stopped += [self._broker_services[b] for b in self._killed_brokers]
         for service in stopped:
@@ -464,9 +535,22 @@ class ComposeBackend:
             SERVICE_LABEL: self.layout.member_service,
             ONEOFF_LABEL: "True",
         }
+        options: dict[str, Any] = {}
+        if self._proxies:
+            # root only for the entry point's iptables rules; the member runs as MEMBER_USER
+            options = {
+                "entrypoint": ["sh", "-c", self._redirect_script(), "member"],
+                "user": "root",
+                "cap_add": ["NET_ADMIN"],
+            }
         # init: signals reach the member as they would a process that is not pid 1
         container = self.client.containers.create(
-            self.image, command=["rebalance-lab", *args], network=self.network, labels=labels, init=True
+            self.image,
+            command=["rebalance-lab", *args],
+            network=self.network,
+            labels=labels,
+            init=True,
+            **options,
         )
         try:
             container.start()
@@ -541,19 +625,34 @@ class ComposeBackend:
         self._stopped_zk.remove(index)
         self._wait_for_quorum()
 
-    def _unsupported(self, action: str) -> ComposeError:
-        return ComposeError(
-            f"{action} is not supported on --target compose (no proxies there); use --target local"
-        )
-
     def links(self, target: str) -> list[str]:
-        raise self._unsupported("a link fault")
+        """Names of the member links a target means: ``all``, ``zk``, ``brokers``, ``zk-<i>``, ``broker-<i>``."""
+        return [name for name, _ in self._links(target)]
+
+    def _links(self, target: str) -> list[tuple[str, Proxy]]:
+        if not self._proxies:
+            raise ComposeError("this run has no link proxies: its scenario has no link fault step")
+        zk = [(n, p) for n, p in self._proxies.items() if n.startswith("zk-")]
+        brokers = [(n, p) for n, p in self._proxies.items() if n.startswith("broker-")]
+        if target == "all":
+            return zk + brokers
+        if target == "zk":
+            return zk
+        if target == "brokers":
+            return brokers
+        return [(n, p) for n, p in zk + brokers if n == target]
 
     def set_rtt(self, target: str, rtt_ms: float, jitter_ms: float) -> None:
-        raise self._unsupported("set_delay")
+        for _, proxy in self._links(target):
+            proxy.set_rtt(rtt_ms, jitter_ms)
 
     def cut(self, target: str, reset: bool) -> None:
-        raise self._unsupported("cut_link")
+        for _, proxy in self._links(target):
+            if reset:
+                proxy.cut()
+            else:
+                proxy.blackhole()
 
     def heal(self, target: str) -> None:
-        raise self._unsupported("heal_link")
+        for _, proxy in self._links(target):
+            proxy.heal()

@@ -7,7 +7,7 @@
 # configured for), and its CA bundle goes into the image so that builds on top of it reach the same
 # package indexes through the same certificate chain.
 #
-#   docker/base/build.sh [IMAGE]        (default rebalance-lab-base:bookworm)
+#   compose/base-image/build.sh [IMAGE]        (default rebalance-lab-base:bookworm)
 set -euo pipefail
 IMAGE=${1:-rebalance-lab-base:bookworm}
 SUITE=bookworm

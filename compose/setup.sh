@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # `make compose-setup`: everything a compose run needs, each part only when missing (idempotent).
 #
-#  1. the engine and Compose (docker/engine.sh install), dockerd started unless one answers;
+#  1. the engine and Compose (compose/engine.sh install), dockerd started unless one answers;
 #  2. the images: the official python and zookeeper images when they can be pulled, else a Debian
-#     base built here (docker/base/build.sh) and ZooKeeper from Debian's package on it
-#     (docker/zookeeper); the choice is printed and kept in STATE_DIR/compose.env for docker compose;
+#     base built here (compose/base-image/build.sh) and ZooKeeper from Debian's package on it
+#     (compose/zookeeper); the choice is printed and kept in STATE_DIR/compose.env for docker compose;
 #  3. the project image (Dockerfile) on that base; Docker's layer cache makes a rebuild of unchanged
 #     files take seconds.
 set -euo pipefail
@@ -17,8 +17,8 @@ LOCAL_BASE=rebalance-lab-base:bookworm
 LOCAL_ZK_IMAGE=rebalance-lab-zookeeper:3.8
 PROJECT_IMAGE=rebalance-lab:latest
 
-docker/engine.sh install
-docker/engine.sh start
+compose/engine.sh install
+compose/engine.sh start
 mkdir -p "$STATE_DIR"
 
 # An image that is here, or that a pull brings: 0; no registry reachable: 1 (the pull's error printed).
@@ -34,19 +34,19 @@ if have_or_pull "$PYTHON_IMAGE"; then
   base=$PYTHON_IMAGE
   echo "base image: $base (pulled)"
 else
-  docker/base/build.sh "$LOCAL_BASE"
+  compose/base-image/build.sh "$LOCAL_BASE"
   base=$LOCAL_BASE
-  echo "base image: $base (built here with mmdebstrap, docker/base/build.sh)"
+  echo "base image: $base (built here with mmdebstrap, compose/base-image/build.sh)"
 fi
 
 if have_or_pull "$OFFICIAL_ZK_IMAGE"; then
   zk_image=$OFFICIAL_ZK_IMAGE
   echo "ZooKeeper image: $zk_image (pulled)"
 else
-  docker/base/build.sh "$LOCAL_BASE"
-  docker build -q --network host --build-arg BASE_IMAGE="$LOCAL_BASE" -t "$LOCAL_ZK_IMAGE" docker/zookeeper >/dev/null
+  compose/base-image/build.sh "$LOCAL_BASE"
+  docker build -q --network host --build-arg BASE_IMAGE="$LOCAL_BASE" -t "$LOCAL_ZK_IMAGE" compose/zookeeper >/dev/null
   zk_image=$LOCAL_ZK_IMAGE
-  echo "ZooKeeper image: $zk_image (built here from Debian's zookeeper package, docker/zookeeper)"
+  echo "ZooKeeper image: $zk_image (built here from Debian's zookeeper package, compose/zookeeper)"
 fi
 
 # pip inside the build uses the host's index and CA settings, passed as build arguments (never
@@ -61,7 +61,7 @@ echo "building $PROJECT_IMAGE on $base"
 docker build -q --network host "${build_args[@]}" -t "$PROJECT_IMAGE" . >/dev/null
 
 cat >"$ENV_FILE" <<ENV
-# Written by docker/setup.sh: the images docker-compose.yml runs here.
+# Written by compose/setup.sh: the images docker-compose.yml runs here.
 ZK_IMAGE=$zk_image
 PROJECT_IMAGE=$PROJECT_IMAGE
 ENV
