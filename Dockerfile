@@ -40,10 +40,13 @@ COPY coordinator_mode ./coordinator_mode
 COPY zk_mode ./zk_mode
 RUN pip install -q --no-deps '.[compose]'
 
-# The brokers' volumes and the results mount start out owned by the unprivileged user.
+# The brokers' volumes (docker-compose.yml mounts broker N's at broker-N, the offsets logs' at
+# offsets; a new volume takes the owner of the directory it is mounted on) and the results mount
+# start out owned by the unprivileged user.
 RUN useradd --create-home --uid 1000 lab \
-    && mkdir -p /var/lib/rebalance-lab /results \
-    && chown lab:lab /var/lib/rebalance-lab /results
+    && mkdir -p /var/lib/rebalance-lab/broker-1 /var/lib/rebalance-lab/broker-2 /var/lib/rebalance-lab/broker-3 \
+       /var/lib/rebalance-lab/offsets /results \
+    && chown -R lab:lab /var/lib/rebalance-lab /results
 USER lab
 WORKDIR /home/lab
 CMD ["rebalance-lab", "--help"]

@@ -5,8 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ZK_JAR := /usr/share/java/zookeeper.jar
+# The compose images' choice (compose.env), dockerd's pid file and log.
+STATE_DIR := $(CURDIR)/.state
 
-.PHONY: setup system-deps test test-fast demo lint clean
+.PHONY: setup system-deps test test-fast demo lint clean compose-setup compose-demo compose-down
 
 setup: system-deps $(STAMP)
 
@@ -36,6 +38,18 @@ test-fast: setup
 
 demo: setup
 	$(BIN)/rebalance-lab demo
+
+# Docker experiments (README, "Experiments in docker compose"): the engine, Compose and the images,
+# each only when missing; dockerd is started when none answers and `compose-down` stops only a
+# dockerd that compose-setup started.
+compose-setup: setup
+	STATE_DIR=$(STATE_DIR) compose/setup.sh
+
+compose-demo: compose-setup
+	STATE_DIR=$(STATE_DIR) compose/demo.sh
+
+compose-down:
+	STATE_DIR=$(STATE_DIR) compose/engine.sh stop
 
 lint: setup
 	$(BIN)/ruff check .

@@ -482,7 +482,7 @@ class ComposeBackend:
         except (APIError, AttributeError):
             engine = None
         return {
-            "target": "compose",
+            "name": "compose",
             "engine": engine,
             "project": self.project,
             "network": self.network,

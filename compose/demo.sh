@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# `make compose-demo`: the cluster of docker-compose.yml up, the compose demo's scenarios run by the
+# bench service with --target compose (report and headline table as `make demo` prints them), and
+# everything down again with its volumes, also when a step fails.
+#
+#   COMPOSE_PROJECT   the compose project name (default rebalance-lab)
+#   OUT               the results directory, below results/ (default compose-demo-<time>)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STATE_DIR=${STATE_DIR:-.state}
+PROJECT=${COMPOSE_PROJECT:-rebalance-lab}
+OUT=${OUT:-compose-demo-$(date +%Y%m%d-%H%M%S)}
+SCENARIOS=(compose-demo compose-demo-failover)
+SERVERS=(zk1 zk2 zk3 broker1 broker2 broker3)
+
+read -r -a compose_cmd <<<"$(compose/engine.sh compose)"
+compose=("${compose_cmd[@]}" --env-file "$STATE_DIR/compose.env" -p "$PROJECT")
+# The scenarios' profile (fast) has no initial rebalance delay; the brokers must start with the same.
+export INITIAL_REBALANCE_DELAY_MS=0
+
+down() { "${compose[@]}" --profile bench --profile members down -v --remove-orphans >/dev/null 2>&1 || true; }
+trap down EXIT
+started=$(date +%s)
+mkdir -p results
+echo "compose project $PROJECT: starting ${SERVERS[*]}"
+"${compose[@]}" up -d --quiet-pull --wait "${SERVERS[@]}"
+scenario_args=()
+for s in "${SCENARIOS[@]}"; do scenario_args+=(--scenario "$s"); done
+"${compose[@]}" run --rm bench rebalance-lab demo --target compose "${scenario_args[@]}" --out "/results/$OUT"
+echo "compose demo took $(( $(date +%s) - started )) s (cluster up to down: see results/$OUT)"
