@@ -4,7 +4,8 @@
 # everything down again with its volumes, also when a step fails.
 #
 #   COMPOSE_PROJECT   the compose project name (default rebalance-lab)
-#   OUT               the results directory, below results/ (default compose-demo-<time>)
+#   RESULTS_DIR       where results go (default ./results; mounted into bench as /results)
+#   OUT               the demo's directory below it (default compose-demo-<time>)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE_DIR=${STATE_DIR:-.state}
@@ -21,10 +22,11 @@ export INITIAL_REBALANCE_DELAY_MS=0
 down() { "${compose[@]}" --profile bench --profile members down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap down EXIT
 started=$(date +%s)
-mkdir -p results
+export RESULTS_DIR=${RESULTS_DIR:-$PWD/results}
+mkdir -p "$RESULTS_DIR"
 echo "compose project $PROJECT: starting ${SERVERS[*]}"
 "${compose[@]}" up -d --quiet-pull --wait "${SERVERS[@]}"
 scenario_args=()
 for s in "${SCENARIOS[@]}"; do scenario_args+=(--scenario "$s"); done
 "${compose[@]}" run --rm bench rebalance-lab demo --target compose "${scenario_args[@]}" --out "/results/$OUT"
-echo "compose demo took $(( $(date +%s) - started )) s (cluster up to down: see results/$OUT)"
+echo "compose demo took $(( $(date +%s) - started )) s from cluster up; results in $RESULTS_DIR/$OUT"

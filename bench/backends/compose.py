@@ -475,11 +475,14 @@ class ComposeBackend:
         containers = {}
         for service in services:
             container = self._container(service)
-            tags = [] if container.image is None else list(container.image.tags)
-            containers[service] = {"id": container.id, "image": container.attrs.get("Image"), "tags": tags}
+            containers[service] = {
+                "id": container.id,
+                "image": container.attrs["Config"].get("Image"),  # as the compose file names it
+                "image_id": container.attrs.get("Image"),
+            }
         try:
             engine = self.client.version().get("Version")
-        except (APIError, AttributeError):
+        except APIError:
             engine = None
         return {
             "name": "compose",

@@ -17,9 +17,9 @@ import click
 import pandas as pd
 
 from bench.analysis.report.document import write_report
-from bench.backends import TARGETS, TargetError, backend_for, check_target
 from bench.analysis.report.load import Results, load_results
 from bench.analysis.report.tables import QUANTITIES, summary_table
+from bench.backends import TARGETS, TargetError, backend_for, check_target
 from bench.experiment.history import RunState
 from bench.experiment.library import resolve
 from bench.experiment.loading import expand, load_scenario
