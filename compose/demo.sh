@@ -19,7 +19,11 @@ compose=("${compose_cmd[@]}" --env-file "$STATE_DIR/compose.env" -p "$PROJECT")
 # The scenarios' profile (fast) has no initial rebalance delay; the brokers must start with the same.
 export INITIAL_REBALANCE_DELAY_MS=0
 
-down() { "${compose[@]}" --profile bench --profile members down -v --remove-orphans >/dev/null 2>&1 || true; }
+BENCH=$PROJECT-demo-bench
+down() {
+  docker rm -f "$BENCH" >/dev/null 2>&1 || true
+  "${compose[@]}" --profile bench --profile members down -v --remove-orphans >/dev/null 2>&1 || true
+}
 trap down EXIT
 started=$(date +%s)
 export RESULTS_DIR=${RESULTS_DIR:-$PWD/results}
@@ -28,5 +32,15 @@ echo "compose project $PROJECT: starting ${SERVERS[*]}"
 "${compose[@]}" up -d --quiet-pull --wait "${SERVERS[@]}"
 scenario_args=()
 for s in "${SCENARIOS[@]}"; do scenario_args+=(--scenario "$s"); done
-"${compose[@]}" run --rm bench rebalance-lab demo --target compose "${scenario_args[@]}" --out "/results/$OUT"
+# Detached, then waited for: Compose's `run` reports exit code 0 for any exit of the container
+# against Debian's engine (20.10); `docker wait` returns the real one.
+"${compose[@]}" run -d --name "$BENCH" bench \
+  rebalance-lab demo --target compose "${scenario_args[@]}" --out "/results/$OUT" >/dev/null
+docker logs -f "$BENCH" &
+code=$(docker wait "$BENCH")
+wait
+if [ "$code" != 0 ]; then
+  echo "the compose demo failed (exit $code); results in $RESULTS_DIR/$OUT" >&2
+  exit "$code"
+fi
 echo "compose demo took $(( $(date +%s) - started )) s from cluster up; results in $RESULTS_DIR/$OUT"
