@@ -32,8 +32,9 @@ Where compose differs from the local backend:
   netem is not used: the kernels this runs on are built without ``sch_netem``.)
 * Members stamp events with their container's monotonic clock, which is the host kernel's: every
   container must run on one Docker engine (compose's usual case).
-* Broker counters come from ``broker_stats.json`` on the brokers' shared volume, which ``bench``
-  mounts at the same path; without it a run has no broker samples (logged once).
+* Broker counters come from ``broker_stats.json`` on each broker's own volume, which ``bench``
+  mounts at the path the broker's command names; without it a run has no broker samples (logged
+  once).
 
 Over the ~500-line guide on purpose: the layout, the container member handle and the backend share
 one Docker client, the project's labels and the engine's error handling.
@@ -586,7 +587,9 @@ class ComposeBackend:
             return json.loads(path.read_text())
         except FileNotFoundError:
             if not self._stats_missing_logged:
-                log.warning("no broker counters: %s is not here (mount the brokers' volume into bench)", path)
+                log.warning(
+                    "no broker counters: %s is not here (mount each broker's volume into bench)", path
+                )
                 self._stats_missing_logged = True
         except (OSError, ValueError):
             pass  # being replaced at this moment: the next sample has it
