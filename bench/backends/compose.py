@@ -291,6 +291,8 @@ class ComposeBackend:
         self._stats_missing_logged = False
         #: link name (``zk-<i>``, ``broker-<i>``) -> the proxy members reach that server through
         self._proxies: dict[str, Proxy] = {}
+        #: link name -> the server address members' DNAT rules redirect
+        self._redirected: dict[str, str] = {}
 
     # -- the project -----------------------------------------------------------------------------
 
@@ -430,6 +432,7 @@ class ComposeBackend:
     def _start_proxies(self) -> None:
         """One proxy per server, listening on the runner's address on the project network."""
         for name, service, port in self._servers():
+            self._redirected[name] = self._address(self._container(service))
             proxy = Proxy((service, port), name=name, listen_host="0.0.0.0")
             self._proxies[name] = proxy
             proxy.start()
@@ -449,16 +452,39 @@ class ComposeBackend:
         if own is None:
             raise ComposeError("link faults need the runner's proxies: run through the bench service")
         runner = self._address(own)
-        rules = []
-        for name, service, port in self._servers():
-            server = self._address(self._container(service))
-            proxy = self._proxies[name].port
-            rules.append(
-                f"iptables -t nat -A OUTPUT -p tcp -d {server} --dport {port} "
-                f"-j DNAT --to-destination {runner}:{proxy}"
-            )
+        rules = [" ".join(self._dnat("-A", name, port, runner)) for name, _, port in self._servers()]
         drop = f'exec setpriv --reuid={MEMBER_USER} --regid={MEMBER_USER} --init-groups "$@"'
         return "set -e\n" + "\n".join([*rules, drop])
+
+    def _dnat(self, op: str, name: str, port: int, runner: str) -> list[str]:
+        """The iptables command that adds (``-A``) or deletes (``-D``) link ``name``'s redirection."""
+        return [
+            "iptables", "-t", "nat", op, "OUTPUT", "-p", "tcp", "-d", self._redirected[name],
+            "--dport", str(port), "-j", "DNAT", "--to-destination", f"{runner}:{self._proxies[name].port}",
+        ]  # fmt: skip
+
+    def _follow_address(self, index: int) -> None:
+        """A restarted ZooKeeper container may get another address: move the members' redirection
+        of its link there, or they would reach it past the proxy."""
+        name, service, port = self._servers()[index]
+        address = self._address(self._container(service))
+        if self._redirected[name] == address:
+            return
+        own = self._own_container()
+        assert own is not None  # proxies run only in the bench container
+        runner = self._address(own)
+        delete = self._dnat("-D", name, port, runner)
+        self._redirected[name] = address
+        add = self._dnat("-A", name, port, runner)
+        log.info("%s moved to %s: redirecting the members' link there", service, address)
+        for member in self._members:
+            if member.alive():
+                for command in (delete, add):
+                    code, output = member.container.exec_run(command, user="root")
+                    if code != 0:
+                        raise ComposeError(
+                            f"member container {member.pid[:12]}: {' '.join(command)}: {output!r}"
+                        )
 
     @property
     def _broker_root(self) -> str:
@@ -508,6 +534,7 @@ class ComposeBackend:
         for proxy in self._proxies.values():
             proxy.stop()
         self._proxies.clear()
+        self._redirected.clear()
         stopped = [self.layout.zk_services[i] for i in self._stopped_zk]
         stopped += [self._broker_services[b] for b in self._killed_brokers]
         for service in stopped:
@@ -629,6 +656,8 @@ class ComposeBackend:
     def restart_zk(self, index: int) -> None:
         self._container(self.layout.zk_services[index]).start()
         self._stopped_zk.remove(index)
+        if self._proxies:
+            self._follow_address(index)
         self._wait_for_quorum()
 
     def links(self, target: str) -> list[str]:

@@ -35,7 +35,7 @@ hooks=()
 bundle=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
 if [ -s "$bundle" ]; then
   hooks+=(--customize-hook="upload $bundle /usr/local/share/ca-certificates/host-bundle.crt"
-          --customize-hook='chroot "$1" update-ca-certificates --fresh >/dev/null')
+          --customize-hook='chroot "$1" update-ca-certificates --fresh >/dev/null 2>&1')
 fi
 
 echo "building base image $IMAGE with mmdebstrap (Debian $SUITE: $PACKAGES)"
