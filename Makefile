@@ -40,8 +40,8 @@ demo: setup
 	$(BIN)/rebalance-lab demo
 
 # Docker experiments (README, "Experiments in docker compose"): the engine, Compose and the images,
-# each only when missing; dockerd is started when none answers and `compose-down` stops only a
-# dockerd that compose-setup started.
+# each only when missing; dockerd is started when none answers. `compose-down` brings the demo's
+# project down (with its volumes) and stops dockerd only if compose-setup started it.
 compose-setup: setup
 	STATE_DIR=$(STATE_DIR) compose/setup.sh
 
@@ -49,6 +49,7 @@ compose-demo: compose-setup
 	STATE_DIR=$(STATE_DIR) compose/demo.sh
 
 compose-down:
+	STATE_DIR=$(STATE_DIR) compose/demo.sh down
 	STATE_DIR=$(STATE_DIR) compose/engine.sh stop
 
 lint: setup

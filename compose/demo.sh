@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make compose-demo`: the cluster of docker-compose.yml up, the compose demo's scenarios run by the
 # bench service with --target compose (report and headline table as `make demo` prints them), and
-# everything down again with its volumes, also when a step fails.
+# everything down again with its volumes, also when a step fails. `compose/demo.sh down` only
+# brings the project down (make compose-down).
 #
 #   COMPOSE_PROJECT   the compose project name (default rebalance-lab)
 #   RESULTS_DIR       where results go (default ./results; mounted into bench as /results)
@@ -24,6 +25,10 @@ down() {
   docker rm -f "$BENCH" >/dev/null 2>&1 || true
   "${compose[@]}" --profile bench --profile members down -v --remove-orphans >/dev/null 2>&1 || true
 }
+if [ "${1:-}" = down ]; then
+  if docker info >/dev/null 2>&1; then down; fi
+  exit 0
+fi
 trap down EXIT
 started=$(date +%s)
 export RESULTS_DIR=${RESULTS_DIR:-$PWD/results}
