@@ -44,7 +44,7 @@ if have_or_pull "$OFFICIAL_ZK_IMAGE"; then
   echo "ZooKeeper image: $zk_image (pulled)"
 else
   compose/base-image/build.sh "$LOCAL_BASE"
-  docker build -q --network host --build-arg BASE_IMAGE="$LOCAL_BASE" -t "$LOCAL_ZK_IMAGE" compose/zookeeper >/dev/null
+  docker build -q --force-rm --network host --build-arg BASE_IMAGE="$LOCAL_BASE" -t "$LOCAL_ZK_IMAGE" compose/zookeeper >/dev/null
   zk_image=$LOCAL_ZK_IMAGE
   echo "ZooKeeper image: $zk_image (built here from Debian's zookeeper package, compose/zookeeper)"
 fi
@@ -58,7 +58,7 @@ if [ "$base" = "$LOCAL_BASE" ] && [ -n "${PIP_CERT:-$(.venv/bin/pip config get g
   build_args+=(--build-arg PIP_CERT=/etc/ssl/certs/ca-certificates.crt)
 fi
 echo "building $PROJECT_IMAGE on $base"
-docker build -q --network host "${build_args[@]}" -t "$PROJECT_IMAGE" . >/dev/null
+docker build -q --force-rm --network host "${build_args[@]}" -t "$PROJECT_IMAGE" . >/dev/null
 
 cat >"$ENV_FILE" <<ENV
 # Written by compose/setup.sh: the images docker-compose.yml runs here.
