@@ -567,9 +567,14 @@ class ComposeBackend:
             ONEOFF_LABEL: "True",
         }
         options: dict[str, Any] = {}
+        # the resolver options the compose file gives its services (docker-compose.yml says why)
+        own = self._own_container()
+        dns_options = None if own is None else (own.attrs.get("HostConfig") or {}).get("DnsOptions")
+        if dns_options:
+            options["dns_opt"] = dns_options
         if self._proxies:
             # root only for the entry point's iptables rules; the member runs as MEMBER_USER
-            options = {
+            options |= {
                 "entrypoint": ["sh", "-c", self._redirect_script(), "member"],
                 "user": "root",
                 "cap_add": ["NET_ADMIN"],
