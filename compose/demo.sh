@@ -7,12 +7,13 @@
 #   COMPOSE_PROJECT   the compose project name (default rebalance-lab)
 #   RESULTS_DIR       where results go (default ./results; mounted into bench as /results)
 #   OUT               the demo's directory below it (default compose-demo-<time>)
+#   SCENARIOS         other scenarios instead (library names, or files as bench sees them: /results/...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STATE_DIR=${STATE_DIR:-.state}
 PROJECT=${COMPOSE_PROJECT:-rebalance-lab}
 OUT=${OUT:-compose-demo-$(date +%Y%m%d-%H%M%S)}
-SCENARIOS=(compose-demo compose-demo-failover)
+read -r -a SCENARIOS <<<"${SCENARIOS:-compose-demo compose-demo-failover}"
 SERVERS=(zk1 zk2 zk3 broker1 broker2 broker3)
 
 read -r -a compose_cmd <<<"$(compose/engine.sh compose)"
