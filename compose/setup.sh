@@ -63,6 +63,7 @@ docker build -q --force-rm --network host "${build_args[@]}" -t "$PROJECT_IMAGE"
 cat >"$ENV_FILE" <<ENV
 # Written by compose/setup.sh: the images docker-compose.yml runs here.
 ZK_IMAGE=$zk_image
-PROJECT_IMAGE=$PROJECT_IMAGE
+# The project image's base: what `docker compose build` builds on with this file.
+BASE_IMAGE=$base
 ENV
 echo "compose images ready ($ENV_FILE)"
