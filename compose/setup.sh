@@ -63,7 +63,7 @@ docker build -q --force-rm --network host "${build_args[@]}" -t "$PROJECT_IMAGE"
 cat >"$ENV_FILE" <<ENV
 # Written by compose/setup.sh: the images docker-compose.yml runs here.
 ZK_IMAGE=$zk_image
-# The project image's base: what `docker compose build` builds on with this file.
+# The project image's base, for docker compose build with this file.
 BASE_IMAGE=$base
 ENV
 echo "compose images ready ($ENV_FILE)"
