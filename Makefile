@@ -5,8 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ZK_JAR := /usr/share/java/zookeeper.jar
+# The compose images' choice (compose.env), dockerd's pid file and log.
+STATE_DIR := $(CURDIR)/.state
 
-.PHONY: setup system-deps java test test-fast demo lint clean
+.PHONY: setup system-deps java test test-fast demo lint clean compose-setup compose-demo compose-down
 
 setup: system-deps $(STAMP) java
 
@@ -41,6 +43,19 @@ test-fast: setup
 
 demo: setup
 	$(BIN)/rebalance-lab demo
+
+# Docker experiments (README, "Experiments in docker compose"): the engine, Compose and the images,
+# each only when missing; dockerd is started when none answers. `compose-down` brings the demo's
+# project down (with its volumes) and stops dockerd only if compose-setup started it.
+compose-setup: setup
+	STATE_DIR=$(STATE_DIR) compose/setup.sh
+
+compose-demo: compose-setup
+	STATE_DIR=$(STATE_DIR) compose/demo.sh
+
+compose-down:
+	STATE_DIR=$(STATE_DIR) compose/demo.sh down
+	STATE_DIR=$(STATE_DIR) compose/engine.sh stop
 
 lint: setup
 	$(BIN)/ruff check .

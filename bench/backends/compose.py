@@ -21,12 +21,20 @@ Where compose differs from the local backend:
   run to run as in a long-lived Kafka cluster (``docker compose down -v`` resets it). The brokers'
   ``group.initial.rebalance.delay.ms`` is fixed when they start, so a run whose profile wants
   another refuses to start and says how to restart them.
-* Link faults (``set_delay``, ``cut_link``, ``heal_link``) are not supported: members reach the
-  servers straight over the compose network, with no proxy in between.
+* Link faults (``set_delay``, ``cut_link``, ``heal_link``) go through the same proxies as the local
+  backend's (:mod:`bench.services.proxy`), run by the runner in the ``bench`` container: a run with
+  link faults starts a member container as root with ``NET_ADMIN``, whose entry point adds one
+  iptables DNAT rule per server (its address on the project network -> the runner's proxy of it)
+  and then drops to the unprivileged user. Members still name the servers (``zk1:2181``,
+  ``broker1:9092``), and the coordinator a member finds through Metadata is reached through its
+  proxy too, so a fault means what it means locally: the link between members and a server, half
+  the added round trip each way, a blackhole holding bytes, a cut resetting connections. (tc
+  netem is not used: the kernels this runs on are built without ``sch_netem``.)
 * Members stamp events with their container's monotonic clock, which is the host kernel's: every
   container must run on one Docker engine (compose's usual case).
-* Broker counters come from ``broker_stats.json`` on the brokers' shared volume, which ``bench``
-  mounts at the same path; without it a run has no broker samples (logged once).
+* Broker counters come from ``broker_stats.json`` on each broker's own volume, which ``bench``
+  mounts at the path the broker's command names; without it a run has no broker samples (logged
+  once).
 
 Over the ~500-line guide on purpose: the layout, the container member handle and the backend share
 one Docker client, the project's labels and the engine's error handling.
@@ -56,6 +64,7 @@ from bench.experiment.history import History
 from bench.services.brokers import placement_settled
 from bench.services.catalog import write_catalogs
 from bench.services.polling import wait_until
+from bench.services.proxy import Proxy
 from bench.services.zookeeper import server_mode
 from coordinator_mode.broker.cli import config_from_args
 from coordinator_mode.broker.config import BrokerConfig
@@ -72,6 +81,8 @@ ONEOFF_LABEL = "com.docker.compose.oneoff"
 READY_TIMEOUT_S = 60.0
 #: How long a SIGKILLed container may take to be gone.
 KILL_TIMEOUT_S = 30.0
+#: The unprivileged user of the project image (Dockerfile) a proxied member's entry point drops to.
+MEMBER_USER = "lab"
 
 
 class ComposeError(TargetError):
@@ -258,11 +269,6 @@ class ComposeBackend:
         layout: ComposeLayout | None = None,
     ) -> None:
         self.layout = layout or ComposeLayout()
-        if spec.proxied:
-            raise ComposeError(
-                "link faults (set_delay, cut_link, heal_link) are not supported on --target compose: "
-                "members reach the servers straight over the compose network; run this scenario with --target local"
-            )
         if spec.kafka is not None:
             raise ComposeError(
                 f"the real-Kafka target kafka/{spec.kafka} is not supported on --target compose (the compose "
@@ -288,6 +294,10 @@ class ComposeBackend:
         self._killed_brokers: list[int] = []
         self._members: list[MemberContainer] = []
         self._stats_missing_logged = False
+        #: link name (``zk-<i>``, ``broker-<i>``) -> the proxy members reach that server through
+        self._proxies: dict[str, Proxy] = {}
+        #: link name -> the server address members' DNAT rules redirect
+        self._redirected: dict[str, str] = {}
 
     # -- the project -----------------------------------------------------------------------------
 
@@ -369,6 +379,8 @@ class ComposeBackend:
             write_catalogs(self._zk, self.spec.topics, zk_root=self.spec.zk_root)
             if self.brokers:
                 self._start_brokers()
+            if self.spec.proxied:
+                self._start_proxies()
             self._record()
         except BaseException:
             self.stop()
@@ -412,23 +424,109 @@ class ComposeBackend:
             ComposeError,
         )
 
+    def _servers(self) -> list[tuple[str, str, int]]:
+        """(link name, service, port) of every server members reach: the local backend's link names."""
+        servers = [
+            (f"zk-{i}", service, self.layout.zk_client_port)
+            for i, service in enumerate(self.layout.zk_services)
+        ]
+        for broker_id, config in sorted(self._broker_configs.items()):
+            servers.append((f"broker-{broker_id - 1}", self._broker_services[broker_id], config.port))
+        return servers
+
+    def _start_proxies(self) -> None:
+        """One proxy per server, listening on the runner's address on the project network."""
+        for name, service, port in self._servers():
+            self._redirected[name] = self._address(self._container(service))
+            proxy = Proxy((service, port), name=name, listen_host="0.0.0.0")
+            self._proxies[name] = proxy
+            proxy.start()
+
+    def _address(self, container: Any) -> str:
+        """A container's address on the project network."""
+        container.reload()
+        address = container.attrs["NetworkSettings"]["Networks"].get(self.network, {}).get("IPAddress")
+        if not address:
+            raise ComposeError(f"container {container.name} has no address on network {self.network}")
+        return str(address)
+
+    def _redirect_script(self) -> str:
+        """The proxied member's entry point: DNAT each server's address to its proxy, then drop to
+        the unprivileged user and run the member (``"$@"``)."""
+        own = self._own_container()
+        if own is None:
+            raise ComposeError("link faults need the runner's proxies: run through the bench service")
+        runner = self._address(own)
+        rules = [" ".join(self._dnat("-A", name, port, runner)) for name, _, port in self._servers()]
+        drop = f'exec setpriv --reuid={MEMBER_USER} --regid={MEMBER_USER} --init-groups "$@"'
+        return "set -e\n" + "\n".join([*rules, drop])
+
+    def _dnat(self, op: str, name: str, port: int, runner: str) -> list[str]:
+        """The iptables command that adds (``-A``) or deletes (``-D``) link ``name``'s redirection."""
+        return [
+            "iptables", "-t", "nat", op, "OUTPUT", "-p", "tcp", "-d", self._redirected[name],
+            "--dport", str(port), "-j", "DNAT", "--to-destination", f"{runner}:{self._proxies[name].port}",
+        ]  # fmt: skip
+
+    def _follow_address(self, index: int) -> None:
+        """A restarted ZooKeeper container may get another address: move the members' redirection
+        of its link there, or they would reach it past the proxy."""
+        name, service, port = self._servers()[index]
+        address = self._address(self._container(service))
+        if self._redirected[name] == address:
+            return
+        own = self._own_container()
+        assert own is not None  # proxies run only in the bench container
+        runner = self._address(own)
+        delete = self._dnat("-D", name, port, runner)
+        self._redirected[name] = address
+        add = self._dnat("-A", name, port, runner)
+        log.info("%s moved to %s: redirecting the members' link there", service, address)
+        for member in self._members:
+            if member.alive():
+                for command in (delete, add):
+                    code, output = member.container.exec_run(command, user="root")
+                    if code != 0:
+                        raise ComposeError(
+                            f"member container {member.pid[:12]}: {' '.join(command)}: {output!r}"
+                        )
+
     @property
     def _broker_root(self) -> str:
         return next(iter(self._broker_configs.values())).zk_root
 
     def _record(self) -> None:
         """What the run ran on, next to where the local backend keeps its servers."""
+        self.spec.base_dir.mkdir(parents=True, exist_ok=True)
+        (self.spec.base_dir / "compose.json").write_text(json.dumps(self.describe(), indent=2))
+
+    def describe(self) -> dict[str, Any]:
+        """The run's target for its environment record: the engine, the project, each server's
+        container and image, and the member containers' image."""
         services = [*self.layout.zk_services, *self._broker_services.values()]
-        record = {
+        containers = {}
+        for service in services:
+            container = self._container(service)
+            containers[service] = {
+                "id": container.id,
+                "image": container.attrs["Config"].get("Image"),  # as the compose file names it
+                "image_id": container.attrs.get("Image"),
+            }
+        try:
+            engine = self.client.version().get("Version")
+        except APIError:
+            engine = None
+        return {
+            "name": "compose",
+            "engine": engine,
             "project": self.project,
-            "containers": {
-                s: {"id": c.id, "image": c.attrs.get("Image")} for s in services for c in [self._container(s)]
-            },
+            "network": self.network,
+            "member_image": self.image,
+            "containers": containers,
             "zk_connect": self.layout.zk_connect,
             "brokers": {b: "{}:{}".format(*c.advertised) for b, c in self._broker_configs.items()},
+            "links": "proxies in the runner, iptables DNAT in members" if self._proxies else None,
         }
-        self.spec.base_dir.mkdir(parents=True, exist_ok=True)
-        (self.spec.base_dir / "compose.json").write_text(json.dumps(record, indent=2))
 
     def stop(self) -> None:
         """Remove the run's member containers and start again whatever the run stopped."""
@@ -438,6 +536,10 @@ class ComposeBackend:
             except Exception:
                 log.exception("removing member container %s", member.pid[:12])
         self._members.clear()
+        for proxy in self._proxies.values():
+            proxy.stop()
+        self._proxies.clear()
+        self._redirected.clear()
         stopped = [self.layout.zk_services[i] for i in self._stopped_zk]
         stopped += [self._broker_services[b] for b in self._killed_brokers]
         for service in stopped:
@@ -469,9 +571,27 @@ class ComposeBackend:
             SERVICE_LABEL: self.layout.member_service,
             ONEOFF_LABEL: "True",
         }
+        options: dict[str, Any] = {}
+        # the resolver options the compose file gives its services (docker-compose.yml says why)
+        own = self._own_container()
+        dns_options = None if own is None else (own.attrs.get("HostConfig") or {}).get("DnsOptions")
+        if dns_options:
+            options["dns_opt"] = dns_options
+        if self._proxies:
+            # root only for the entry point's iptables rules; the member runs as MEMBER_USER
+            options |= {
+                "entrypoint": ["sh", "-c", self._redirect_script(), "member"],
+                "user": "root",
+                "cap_add": ["NET_ADMIN"],
+            }
         # init: signals reach the member as they would a process that is not pid 1
         container = self.client.containers.create(
-            self.image, command=["rebalance-lab", *args], network=self.network, labels=labels, init=True
+            self.image,
+            command=["rebalance-lab", *args],
+            network=self.network,
+            labels=labels,
+            init=True,
+            **options,
         )
         try:
             container.start()
@@ -504,7 +624,9 @@ class ComposeBackend:
             return json.loads(path.read_text())
         except FileNotFoundError:
             if not self._stats_missing_logged:
-                log.warning("no broker counters: %s is not here (mount the brokers' volume into bench)", path)
+                log.warning(
+                    "no broker counters: %s is not here (mount each broker's volume into bench)", path
+                )
                 self._stats_missing_logged = True
         except (OSError, ValueError):
             pass  # being replaced at this moment: the next sample has it
@@ -544,21 +666,38 @@ class ComposeBackend:
     def restart_zk(self, index: int) -> None:
         self._container(self.layout.zk_services[index]).start()
         self._stopped_zk.remove(index)
+        if self._proxies:
+            self._follow_address(index)
         self._wait_for_quorum()
 
-    def _unsupported(self, action: str) -> ComposeError:
-        return ComposeError(
-            f"{action} is not supported on --target compose (no proxies there); use --target local"
-        )
-
     def links(self, target: str) -> list[str]:
-        raise self._unsupported("a link fault")
+        """Names of the member links a target means: ``all``, ``zk``, ``brokers``, ``zk-<i>``, ``broker-<i>``."""
+        return [name for name, _ in self._links(target)]
+
+    def _links(self, target: str) -> list[tuple[str, Proxy]]:
+        if not self._proxies:
+            raise ComposeError("this run has no link proxies: its scenario has no link fault step")
+        zk = [(n, p) for n, p in self._proxies.items() if n.startswith("zk-")]
+        brokers = [(n, p) for n, p in self._proxies.items() if n.startswith("broker-")]
+        if target == "all":
+            return zk + brokers
+        if target == "zk":
+            return zk
+        if target == "brokers":
+            return brokers
+        return [(n, p) for n, p in zk + brokers if n == target]
 
     def set_rtt(self, target: str, rtt_ms: float, jitter_ms: float) -> None:
-        raise self._unsupported("set_delay")
+        for _, proxy in self._links(target):
+            proxy.set_rtt(rtt_ms, jitter_ms)
 
     def cut(self, target: str, reset: bool) -> None:
-        raise self._unsupported("cut_link")
+        for _, proxy in self._links(target):
+            if reset:
+                proxy.cut()
+            else:
+                proxy.blackhole()
 
     def heal(self, target: str) -> None:
-        raise self._unsupported("heal_link")
+        for _, proxy in self._links(target):
+            proxy.heal()

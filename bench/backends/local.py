@@ -119,6 +119,14 @@ class LocalTopology:
             self.broker_cluster.stop()
         self.ensemble.stop()
 
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": "local",
+            "zk_connect": self.ensemble.connect_string,
+            "brokers": self.brokers,
+            "proxied": self.proxied,
+        }
+
     # -- what members connect to ---------------------------------------------------------------
 
     @property

@@ -19,6 +19,7 @@ import pandas as pd
 from bench.analysis.report.document import write_report
 from bench.analysis.report.load import Results, load_results
 from bench.analysis.report.tables import QUANTITIES, TIMING_HEADER, summary_table
+from bench.backends import TARGETS, TargetError, backend_for, check_target
 from bench.experiment.history import RunState
 from bench.experiment.library import resolve
 from bench.experiment.loading import expand, load_scenario
@@ -85,17 +86,36 @@ def checks_summary(out: Path) -> list[str]:
     default=None,
     help="Default: results/demo-<time>.",
 )
-def demo(out: Path | None) -> None:
+@click.option(
+    "--scenario",
+    "scenario_names",
+    multiple=True,
+    help="Instead of the demo suite: these scenarios (library names or files), every mode they list.",
+)
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    default="local",
+    show_default=True,
+    help="Where servers and members run (compose: from the bench service, as `run --target compose`).",
+)
+def demo(out: Path | None, scenario_names: tuple[str, ...], target: str) -> None:
     """Both modes and every zk variant through cold start, scale out and crashes; then the report."""
     started = time.monotonic()
     out = out or Path("results") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        check_target(target)
+    except TargetError as exc:
+        raise click.ClickException(str(exc)) from None
+    backend = backend_for(target)
     progress = console_progress()
     failed: list[tuple[str, str]] = []
-    suite = [(expand(load_scenario(resolve(name))), targets) for name, targets in SUITE]
+    chosen = tuple((name, None) for name in scenario_names) or SUITE
+    suite = [(expand(load_scenario(resolve(name))), targets) for name, targets in chosen]
     counter = RunCounter(sum(count_runs(scenarios, 1, targets) for scenarios, targets in suite))
     try:
         for scenarios, targets in suite:
-            _, f = run_scenarios(scenarios, out, 1, progress, targets, counter=counter)
+            _, f = run_scenarios(scenarios, out, 1, progress, targets, backend, counter=counter)
             failed += f
     except RunAborted as abort:
         click.echo(

@@ -177,6 +177,12 @@ class Run:
             self._teardown()
         return self.dir
 
+    def _record_target(self, target: dict[str, Any]) -> None:
+        """Add where the run's servers and members ran (``target``: local processes or compose's
+        containers, with the backend's facts) to ``environment.json``."""
+        path = self.dir / "environment.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "target": target}, indent=2))
+
     def scenario_as_run(self) -> dict[str, Any]:
         """The scenario with what this run ran: its one mode/variant and the repetitions asked for."""
         return {
@@ -208,6 +214,7 @@ class Run:
             + (f" and {self.topology.brokers} broker(s)" if self.topology.brokers else "")
         )
         self.topology.start()
+        self._record_target(self.topology.describe())
         self.sampler = Sampler(self.topology, self.dir / "samples.jsonl")
         self.sampler.start()
         args = self.topology.member_args(self.mode) + member_flags(

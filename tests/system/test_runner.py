@@ -96,6 +96,7 @@ def test_a_failed_run_says_why_and_leaves_nothing_running(tmp_path: Path) -> Non
     env = json.loads((run_dir / "environment.json").read_text())
     assert (env["mode"], env["variant"], env["repetition"]) == ("zk", "chain", 1)
     assert env["run_id"].startswith("e2e/zk-chain/rep-1@") and not (run_dir / "run.json").exists()
+    assert env["target"]["name"] == "local" and env["target"]["zk_connect"]  # where it ran
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"]["state"] == "failed" and summary["run_id"] == env["run_id"]
 

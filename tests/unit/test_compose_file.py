@@ -29,6 +29,8 @@ from coordinator_mode.broker.config import BrokerConfig
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 OUR_IMAGE = "rebalance-lab:latest"
+ZK_IMAGE = "zookeeper:3.8"
+ZK_ENTRYPOINT = ROOT / "compose" / "zookeeper" / "entrypoint.sh"
 _DEFAULTED = re.compile(r"\$\{(\w+):-([^}]*)\}")
 
 
@@ -151,9 +153,10 @@ def brokers() -> dict[str, BrokerConfig]:
 def test_zookeeper_servers_match_the_services_and_their_ids() -> None:
     services = compose()["services"]
     layout = ComposeLayout()
-    zk = {name: s for name, s in services.items() if str(s.get("image", "")).startswith("zookeeper:")}
+    zk = {name: s for name, s in services.items() if ZK_IMAGE in str(s.get("image", ""))}
     assert sorted(zk) == sorted(layout.zk_services)
-    assert {s["image"] for s in zk.values()} == {"zookeeper:3.8"}
+    # The official image unless compose/setup.sh chose the one it built (compose.env's ZK_IMAGE).
+    assert {s["image"] for s in zk.values()} == {"${ZK_IMAGE:-zookeeper:3.8}"}
     ids = {name: int(s["environment"]["ZOO_MY_ID"]) for name, s in zk.items()}
     assert len(set(ids.values())) == len(ids)
     for name, s in zk.items():
@@ -176,33 +179,63 @@ def test_the_four_letter_words_the_harness_reads_are_whitelisted() -> None:
         assert "srvr" in check and "leader|follower" in check
 
 
-def test_brokers_advertise_their_service_and_share_one_log_dir() -> None:
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """A service's named volumes and plain bind mounts: source -> path in the container (a source
+    given by a variable, whose default holds a colon, is left out)."""
+    return {v.split(":")[0]: v.split(":")[1] for v in service.get("volumes", []) if not v.startswith("${")}
+
+
+def test_brokers_advertise_their_service_and_each_has_a_volume_of_its_own() -> None:
     services = compose()["services"]
     configs = brokers()
     layout = ComposeLayout()
     assert sorted(c.broker_id for c in configs.values()) == [1, 2, 3]
+    bench = mounts(services["bench"])
     for name, config in configs.items():
         assert config.host == "0.0.0.0"
         assert config.advertised == (name, config.port)
         assert config.zk_connect == "zk1:2181,zk2:2181,zk3:2181" == layout.zk_connect
         # The healthcheck watches the counters this broker writes.
         assert str(config.stats_dir / "broker_stats.json") in services[name]["healthcheck"]["test"]
-        volume = next(v for v in services[name]["volumes"] if v.startswith("brokers:"))
-        assert config.log_dir.is_relative_to(volume.split(":")[1])
-        assert config.stats_dir.is_relative_to(volume.split(":")[1])
-    assert len({c.log_dir for c in configs.values()}) == 1
-    # bench reads the counters where the brokers write them, and drives faults through the socket.
-    bench_volumes = services["bench"]["volumes"]
-    assert any(v.startswith("brokers:/var/lib/rebalance-lab") for v in bench_volumes)
-    assert "/var/run/docker.sock:/var/run/docker.sock" in bench_volumes
-    assert "./results:/results" in bench_volumes
+        own = mounts(services[name])[name]  # the volume named after the broker
+        assert config.stats_dir.is_relative_to(own)
+        # bench reads the counters at the path the broker's command names (ComposeBackend does).
+        assert bench[name] == own
+        # The offsets logs are on their own volume, the same for every broker until the offsets
+        # topic is replicated (coordinator_mode/broker/offsets_log.py).
+        assert config.log_dir.is_relative_to(mounts(services[name])["offsets"])
+    assert len({mounts(services[n])[n] for n in configs}) == len(configs)
+    assert set(compose()["volumes"]) == {*configs, "offsets"}
+    # bench drives faults through the socket and writes results where compose/demo.sh says.
+    assert bench["/var/run/docker.sock"] == "/var/run/docker.sock"
+    assert "${RESULTS_DIR:-./results}:/results" in services["bench"]["volumes"]
+
+
+def test_services_reach_only_each_other() -> None:
+    """No published port, and the project network has no route out of the machine."""
+    file = compose()
+    assert all("ports" not in s and "network_mode" not in s for s in file["services"].values())
+    assert file["networks"]["default"]["internal"] is True
+    # Without a DNS server outside, a stopped service's name would take Docker's 10 s to fail.
+    assert all(s["dns_opt"] == ["timeout:1", "attempts:1"] for s in file["services"].values())
+
+
+def test_the_local_zookeeper_image_reads_every_zoo_setting_the_file_sets() -> None:
+    """compose/zookeeper/entrypoint.sh writes zoo.cfg from the official image's variables; a
+    variable it does not read would silently fall back to a default there."""
+    read = set(re.findall(r"\$\{?(ZOO_\w+)", ZK_ENTRYPOINT.read_text()))
+    for name in ComposeLayout().zk_services:
+        unread = set(compose()["services"][name]["environment"]) - read
+        assert not unread, f"{name}: the entrypoint ignores {sorted(unread)}"
 
 
 @pytest.mark.parametrize("service", ["member", "bench", "topics"])
 def test_members_and_bench_run_the_brokers_image(service: str) -> None:
     services = compose()["services"]
     assert services[service]["image"] == services["broker1"]["image"] == OUR_IMAGE
-    assert services[service]["build"] == "."
+    assert services[service]["build"]["context"] == "."
+    # The official Python image unless compose/setup.sh builds on the local Debian base.
+    assert services[service]["build"]["args"] == {"BASE_IMAGE": "${BASE_IMAGE:-python:3.11-slim}"}
 
 
 def test_bench_runs_against_compose_and_members_know_every_server() -> None:
