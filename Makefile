@@ -9,15 +9,17 @@ ZK_JAR := /usr/share/java/zookeeper.jar
 .PHONY: setup system-deps test test-fast demo lint clean
 
 setup: system-deps $(STAMP)
+	@bash java/setup.sh
 
-# Debian's ZooKeeper (jars only, no service) and a headless JRE, installed only when missing.
+# Debian's ZooKeeper (jars only, no service), a headless JDK and Maven (the Java members, java/),
+# installed only when missing.
 system-deps:
-	@if [ ! -f "$(ZK_JAR)" ] || ! command -v java >/dev/null 2>&1; then \
-	  echo "installing Debian's zookeeper package and a headless JRE"; \
+	@if [ ! -f "$(ZK_JAR)" ] || ! command -v javac >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then \
+	  echo "installing Debian's zookeeper package, a headless JDK and Maven"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    zookeeper default-jre-headless >/dev/null; \
+	    zookeeper default-jdk-headless maven >/dev/null; \
 	fi
 
 $(STAMP): pyproject.toml

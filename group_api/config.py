@@ -38,7 +38,7 @@ class MemberConfig:
     variant: str | None = field(
         default=None,
         metadata={
-            "help": "The mode's variant: zk: chain (default), herd, selfbalance, setpartitioner; "
+            "help": "The mode's variant: zk: chain (default), herd, selfbalance, setpartitioner, curator (Java); "
             "coordinator: classic."
         },
     )

@@ -38,6 +38,25 @@ def variants(mode: str) -> tuple[str, ...]:
     return tuple(importlib.import_module(module_name).VARIANTS)
 
 
+def runs_in(config: MemberConfig) -> str | None:
+    """The program that runs ``config``'s variant when it is not a Python member (``"java"``), else None.
+
+    A mode's module lists such variants in ``EXTERNAL_VARIANTS`` (name -> program); they are valid
+    variants, but ``variant: all`` leaves them out (:func:`default_variants`)."""
+    if config.mode not in MODES:
+        raise ConfigError(f"mode: expected one of {', '.join(MODES)}, got {config.mode!r}")
+    module = importlib.import_module(MODES[config.mode].partition(":")[0])
+    return getattr(module, "EXTERNAL_VARIANTS", {}).get(config.variant)
+
+
+def default_variants(mode: str) -> tuple[str, ...]:
+    """What ``variant: all`` means: the mode's variants less those another program runs, which need
+    that program installed (Java for ``curator``); a scenario names those explicitly."""
+    module = importlib.import_module(MODES[mode].partition(":")[0]) if mode in MODES else None
+    external = getattr(module, "EXTERNAL_VARIANTS", {})
+    return tuple(v for v in variants(mode) if v not in external)
+
+
 def create_member(config: MemberConfig, sink: EventSink) -> GroupMember:
     """Build the member that ``config.mode`` and ``config.variant`` name (validated here)."""
     names = variants(config.mode)

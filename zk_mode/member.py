@@ -69,11 +69,19 @@ VARIANT_CLASSES = {
     "selfbalance": "zk_mode.selfbalance:SelfBalancingMember",
     "setpartitioner": "zk_mode.partitioner:SetPartitionerMember",
 }
-VARIANTS = tuple(VARIANT_CLASSES)
+#: Variants another program runs: ``curator`` is a Java member on Apache Curator's LeaderLatch
+#: (java/member, CuratorMember) in chain's znode layout; ``rebalance-lab member`` runs it on the JVM.
+EXTERNAL_VARIANTS = {"curator": "java"}
+VARIANTS = (*VARIANT_CLASSES, *EXTERNAL_VARIANTS)
 
 
 def create_member(config: MemberConfig, sink: EventSink) -> ZkMember:
     variant = config.variant or VARIANTS[0]
+    if variant in EXTERNAL_VARIANTS:
+        raise ConfigError(
+            f"variant: {variant} runs on {EXTERNAL_VARIANTS[variant]}, not in this process: start it "
+            "with rebalance-lab member"
+        )
     if variant not in VARIANT_CLASSES:
         raise ConfigError(f"variant: zk mode has variants {', '.join(VARIANTS)}, got {variant!r}")
     if not config.zk_hosts:
