@@ -22,7 +22,7 @@ for pom in java/*/pom.xml; do
   echo "java/setup.sh: building java/$module"
   rm -rf "$out"
   mkdir -p "$out/lib"
-  mvn -q -B -f "$pom" -DskipTests package dependency:copy-dependencies \
+  mvn -q -B -Dstyle.color=never -f "$pom" -DskipTests package dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$PWD/$out/lib"
   if grep -q '<packaging>jar</packaging>' "$pom" && [ -d "java/$module/src" ]; then
     cp "java/$module"/target/*.jar "$out/lib/"

@@ -20,6 +20,7 @@ from bench.analysis.ownership import GroupOwnership
 from bench.backends import MemberHandle
 from bench.experiment.groups import MemberGroup
 from bench.experiment.history import History
+from bench.services.java import java_module
 from bench.services.members import MemberProcess
 from group_api import EventKind
 from tests.conftest import running_brokers, wait_until
@@ -39,9 +40,15 @@ class Target:
     has_leader: bool
     options: tuple[str, ...] = ()
     session_ms: int = SESSION_MS
+    client: str = "python"  # java: Kafka's own consumer (java/member) in coordinator mode
 
     def __str__(self) -> str:
-        return f"{self.mode}-{self.variant}"
+        return f"{self.mode}-{self.variant}" + ("" if self.client == "python" else f"-{self.client}")
+
+
+JAVA = java_module("member")
+#: The targets that run on the JVM skip, saying why, where Java or the built module is missing.
+NEEDS_JAVA = pytest.mark.skipif(not JAVA.available, reason=f"needs the Java members: {JAVA.reason}")
 
 
 TARGETS = [
@@ -51,6 +58,12 @@ TARGETS = [
     Target("zk", "setpartitioner", False, ("time_boundary_s=0.5",)),
     # Kafka's brokers refuse sessions below group.min.session.timeout.ms (6 s).
     Target("coordinator", "classic", True, session_ms=6_000),
+    pytest.param(Target("zk", "curator", True), marks=NEEDS_JAVA, id="zk-curator"),
+    pytest.param(
+        Target("coordinator", "classic", True, session_ms=6_000, client="java"),
+        marks=NEEDS_JAVA,
+        id="coordinator-classic-java",
+    ),
 ]
 
 
@@ -132,6 +145,7 @@ def group(
         *("--session-timeout-ms", str(target.session_ms), "--heartbeat-interval-ms", "500"),
         *connect,
         *(a for o in target.options for a in ("--option", o)),
+        *("--client", target.client),
     ]
     # Each test gets its own group, so coordinator-mode tests sharing one broker never meet.
     name = f"contract-{target.variant}-{uuid.uuid4().hex[:6]}"
