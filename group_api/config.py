@@ -39,7 +39,7 @@ class MemberConfig:
         default=None,
         metadata={
             "help": "The mode's variant: zk: chain (default), herd, selfbalance, setpartitioner, curator (Java); "
-            "coordinator: classic."
+            "coordinator: classic (default), java (Kafka's Java consumer)."
         },
     )
     assignor: str = field(

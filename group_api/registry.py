@@ -38,22 +38,23 @@ def variants(mode: str) -> tuple[str, ...]:
     return tuple(importlib.import_module(module_name).VARIANTS)
 
 
-def runs_in(config: MemberConfig) -> str | None:
-    """The program that runs ``config``'s variant when it is not a Python member (``"java"``), else None.
+def _external_variants(mode: str) -> dict[str, str]:
+    """A mode module's ``EXTERNAL_VARIANTS``: variants another program runs (name -> program, e.g.
+    ``"java"``). They are valid variants, but not Python members, and ``variant: all`` leaves them out."""
+    variants(mode)  # validates the mode
+    module = importlib.import_module(MODES[mode].partition(":")[0])
+    return dict(getattr(module, "EXTERNAL_VARIANTS", {}))
 
-    A mode's module lists such variants in ``EXTERNAL_VARIANTS`` (name -> program); they are valid
-    variants, but ``variant: all`` leaves them out (:func:`default_variants`)."""
-    if config.mode not in MODES:
-        raise ConfigError(f"mode: expected one of {', '.join(MODES)}, got {config.mode!r}")
-    module = importlib.import_module(MODES[config.mode].partition(":")[0])
-    return getattr(module, "EXTERNAL_VARIANTS", {}).get(config.variant)
+
+def runs_in(config: MemberConfig) -> str | None:
+    """The program that runs ``config``'s variant when it is not a Python member, else None."""
+    return _external_variants(config.mode).get(config.variant or "")
 
 
 def default_variants(mode: str) -> tuple[str, ...]:
     """What ``variant: all`` means: the mode's variants less those another program runs, which need
-    that program installed (Java for ``curator``); a scenario names those explicitly."""
-    module = importlib.import_module(MODES[mode].partition(":")[0]) if mode in MODES else None
-    external = getattr(module, "EXTERNAL_VARIANTS", {})
+    that program installed (Java for zk's ``curator``); a scenario names those explicitly."""
+    external = _external_variants(mode)
     return tuple(v for v in variants(mode) if v not in external)
 
 
@@ -65,5 +66,11 @@ def create_member(config: MemberConfig, sink: EventSink) -> GroupMember:
     elif config.variant not in names:
         raise ConfigError(
             f"variant: mode {config.mode!r} has variants {', '.join(names)}, got {config.variant!r}"
+        )
+    program = runs_in(config)
+    if program is not None:
+        raise ConfigError(
+            f"variant: {config.variant} runs on {program}, not in this process: start it with "
+            "rebalance-lab member, which runs it there"
         )
     return factory(config.mode)(config, sink)

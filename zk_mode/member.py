@@ -77,11 +77,6 @@ VARIANTS = (*VARIANT_CLASSES, *EXTERNAL_VARIANTS)
 
 def create_member(config: MemberConfig, sink: EventSink) -> ZkMember:
     variant = config.variant or VARIANTS[0]
-    if variant in EXTERNAL_VARIANTS:
-        raise ConfigError(
-            f"variant: {variant} runs on {EXTERNAL_VARIANTS[variant]}, not in this process: start it "
-            "with rebalance-lab member"
-        )
     if variant not in VARIANT_CLASSES:
         raise ConfigError(f"variant: zk mode has variants {', '.join(VARIANTS)}, got {variant!r}")
     if not config.zk_hosts:

@@ -43,7 +43,9 @@ from bench.analysis.replay import ActionRecord, Replay, RunHistory
 from group_api import EventKind, TopicPartition
 
 #: (mode, variant) pairs in which one member leads each generation.
-LEADER_VARIANTS = frozenset({("zk", "chain"), ("zk", "herd"), ("coordinator", "classic")})
+LEADER_VARIANTS = frozenset(
+    {("zk", "chain"), ("zk", "herd"), ("zk", "curator"), ("coordinator", "classic"), ("coordinator", "java")}
+)
 
 
 class Check(StrEnum):

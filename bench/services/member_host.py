@@ -33,7 +33,7 @@ from group_api import (
     MemberConfig,
     MemberState,
 )
-from group_api.registry import MODES, create_member, runs_in, variants
+from group_api.registry import MODES, create_member, runs_in
 
 #: Every option can come from ``REBALANCE_LAB_<NAME>`` instead (compose's scaled member service).
 ENV_PREFIX = "REBALANCE_LAB_"
@@ -120,13 +120,20 @@ def config_options(command: Callable[..., None]) -> Callable[..., None]:
     default="python",
     envvar=_env("CLIENT"),
     show_envvar=True,
-    help="Who the members are: ours (python) or, in coordinator mode, Kafka's Java consumer (java, "
-    "kafka-clients in java/member). The zk variant curator is always java.",
+    help="Who the members are: ours (python) or, in coordinator mode, Kafka's Java consumer (java: "
+    "kafka-clients in java/member, the variant java). The variants coordinator java and zk curator "
+    "are always java.",
 )
 def member(options: tuple[str, ...], count: int, client: str, **kwargs: object) -> None:
     """Run members of a consumer group until SIGTERM."""
     try:
         config = MemberConfig(**kwargs, options=_parse_options(options))  # type: ignore[arg-type]
+        if client == "java" and config.mode == "coordinator":
+            if config.variant not in (None, "java"):
+                raise ConfigError(
+                    f"variant: --client java is the coordinator variant java, got {config.variant!r}"
+                )
+            config = config.with_(variant="java")
         external = runs_in(config)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
@@ -176,14 +183,7 @@ def java_command(config: MemberConfig, count: int) -> list[str]:
     java = java_binary()
     if not module.available or java is None:
         raise click.ClickException(f"the Java members cannot run here: {module.reason}")
-    if config.mode == "coordinator" and config.variant not in (None, "classic"):
-        raise click.ClickException(
-            f"variant: the Java consumer is coordinator mode classic, got {config.variant!r}"
-        )
-    resolved = dataclasses.asdict(config) | {
-        "session_timeout_ms": config.session_timeout,
-        "variant": config.variant or variants(config.mode)[0],
-    }
+    resolved = dataclasses.asdict(config) | {"session_timeout_ms": config.session_timeout}
     request_timeout_ms = int(config.options.get("request_timeout_ms", 30_000))
     leave_bound_ms = int(LEAVE_BOUND_S * 1000) + (request_timeout_ms if config.mode == "coordinator" else 0)
     spec = {"config": resolved, "count": count, "leave_bound_ms": leave_bound_ms}

@@ -40,10 +40,9 @@ class Target:
     has_leader: bool
     options: tuple[str, ...] = ()
     session_ms: int = SESSION_MS
-    client: str = "python"  # java: Kafka's own consumer (java/member) in coordinator mode
 
     def __str__(self) -> str:
-        return f"{self.mode}-{self.variant}" + ("" if self.client == "python" else f"-{self.client}")
+        return f"{self.mode}-{self.variant}"
 
 
 JAVA = java_module("member")
@@ -60,9 +59,7 @@ TARGETS = [
     Target("coordinator", "classic", True, session_ms=6_000),
     pytest.param(Target("zk", "curator", True), marks=NEEDS_JAVA, id="zk-curator"),
     pytest.param(
-        Target("coordinator", "classic", True, session_ms=6_000, client="java"),
-        marks=NEEDS_JAVA,
-        id="coordinator-classic-java",
+        Target("coordinator", "java", True, session_ms=6_000), marks=NEEDS_JAVA, id="coordinator-java"
     ),
 ]
 
@@ -145,7 +142,6 @@ def group(
         *("--session-timeout-ms", str(target.session_ms), "--heartbeat-interval-ms", "500"),
         *connect,
         *(a for o in target.options for a in ("--option", o)),
-        *("--client", target.client),
     ]
     # Each test gets its own group, so coordinator-mode tests sharing one broker never meet.
     name = f"contract-{target.variant}-{uuid.uuid4().hex[:6]}"

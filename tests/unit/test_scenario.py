@@ -406,3 +406,20 @@ def test_scenarios_command_lists_the_library() -> None:
     for name in library():
         assert name in result.output
     assert "modes: " in result.output
+
+
+def test_variant_all_leaves_out_the_java_variants_which_a_scenario_names(tmp_path: Path) -> None:
+    """``all`` means the Python members (runnable wherever the project is); curator and the Java
+    consumer need Java, so a scenario lists them explicitly."""
+    everything = [{"mode": "zk", "variant": "all"}, {"mode": "coordinator", "variant": "all"}]
+    s = load_scenario(write(tmp_path, changed(modes=everything)))
+    assert [str(m) for m in s.modes] == [
+        "zk/chain",
+        "zk/herd",
+        "zk/selfbalance",
+        "zk/setpartitioner",
+        "coordinator/classic",
+    ]
+    named = [{"mode": "zk", "variant": "curator"}, {"mode": "coordinator", "variant": "java"}]
+    s = load_scenario(write(tmp_path, changed(modes=named)))
+    assert [str(m) for m in s.modes] == ["zk/curator", "coordinator/java"]
