@@ -6,10 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ZK_JAR := /usr/share/java/zookeeper.jar
 
-.PHONY: setup system-deps test test-fast demo lint clean
+.PHONY: setup system-deps java test test-fast demo lint clean
 
-setup: system-deps $(STAMP)
-	@bash java/setup.sh
+setup: system-deps $(STAMP) java
 
 # Debian's ZooKeeper (jars only, no service), a headless JDK and Maven (the Java members, java/),
 # installed only when missing.
@@ -21,6 +20,11 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
 	    zookeeper default-jdk-headless maven >/dev/null; \
 	fi
+
+# The real-Kafka targets' jars and the Java members (Maven), when Java 17 and Maven are present;
+# java/setup.sh says plainly when they are not, and those targets are then skipped.
+java:
+	@bash java/setup.sh
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)

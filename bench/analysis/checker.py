@@ -40,11 +40,14 @@ from typing import Any
 
 from bench.analysis.ownership import GroupOwnership
 from bench.analysis.replay import ActionRecord, Replay, RunHistory
+from bench.services.kafka_config import KAFKA_MODE, KAFKA_TARGETS
 from group_api import EventKind, TopicPartition
 
 #: (mode, variant) pairs in which one member leads each generation.
 LEADER_VARIANTS = frozenset(
     {("zk", "chain"), ("zk", "herd"), ("zk", "curator"), ("coordinator", "classic"), ("coordinator", "java")}
+    # real Kafka serving classic members: the coordinator elects one leader per generation
+    | {(KAFKA_MODE, name) for name, t in KAFKA_TARGETS.items() if t.member_variant == "classic"}
 )
 
 

@@ -33,10 +33,11 @@ from typing import Any
 
 from bench.analysis.ownership import GroupOwnership
 from bench.experiment.actions import KILL_ACTIONS
+from bench.services.kafka_config import KAFKA_MODE, ZK_CHROOT_BASE
 from group_api import Event, EventKind, TopicPartition
 
 #: The ZooKeeper namespace (top-level znode) each mode's load shows up under in ``mntr``.
-ZK_NAMESPACES = {"zk": "zkmode", "coordinator": "kafka"}
+ZK_NAMESPACES = {"zk": "zkmode", "coordinator": "kafka", KAFKA_MODE: ZK_CHROOT_BASE.strip("/")}
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ class ClusterSpec:
     zk_root: str  # zk_mode's root znode (the topic catalog lives below it)
     initial_rebalance_delay_ms: int
     proxied: bool  # members reach servers through our TCP proxies (the scenario injects network faults)
+    #: the brokers are real Apache Kafka of this target (``bench.services.kafka_config``), not ours
+    kafka: str | None = None
 
 
 class MemberHandle(Protocol):

@@ -7,6 +7,10 @@ scenario can add delay and jitter or cut links without root or ``tc``. A broker'
 before the broker, which advertises the proxy's port (``--advertised-port``): the coordinator a
 member finds through Metadata and FindCoordinator is then reached through the proxy too.
 
+With ``spec.kafka`` set the brokers are real Apache Kafka (:mod:`bench.services.kafka`): 3.9 on
+this ensemble under a chroot of its own, 4.0 in KRaft mode; the same proxies, faults and samples
+(read over the Jolokia agent) apply, as the ZooKeeper ensemble's ``mntr`` does.
+
 Link names are ``zk-<i>`` and ``broker-<i>``, ``i`` an index into the servers (broker ``i`` has id
 ``i + 1``), as scenarios name link targets.
 """
@@ -18,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.backends import ClusterSpec, pick_zk
-from bench.backends.samples import broker_sample, zk_sample
+from bench.backends.samples import broker_sample, jolokia_sample, zk_sample
 from bench.experiment.history import History
+from bench.services.kafka_config import KAFKA_MODE, KafkaSettings, kafka_target
 from bench.services.members import MemberProcess
 from bench.services.zookeeper import ZooKeeperEnsemble
 
@@ -35,6 +40,7 @@ class LocalTopology:
         self.zk_root = spec.zk_root
         self.initial_rebalance_delay_ms = spec.initial_rebalance_delay_ms
         self.proxied = spec.proxied
+        self.kafka = None if spec.kafka is None else kafka_target(spec.kafka)
         self.ensemble = ZooKeeperEnsemble(self.zk_nodes, base_dir=self.base_dir / "zk")
         self.broker_cluster: Any = None
         self._zk_proxies: list[Any] = []
@@ -49,7 +55,9 @@ class LocalTopology:
             self._write_catalog()
             if self.proxied:
                 self._start_zk_proxies()
-            if self.brokers:
+            if self.brokers and self.kafka is not None:
+                self._start_kafka()
+            elif self.brokers:
                 from bench.services.brokers import BrokerCluster
 
                 self.broker_cluster = BrokerCluster(
@@ -64,6 +72,21 @@ class LocalTopology:
         except BaseException:
             self.stop()
             raise
+
+    def _start_kafka(self) -> None:
+        from bench.services.kafka import KafkaCluster
+
+        assert self.kafka is not None
+        self.broker_cluster = KafkaCluster(
+            self.kafka,
+            self.brokers,
+            self.base_dir / "kafka",
+            KafkaSettings(initial_rebalance_delay_ms=self.initial_rebalance_delay_ms),
+            zk_connect=None if self.kafka.kraft else self.ensemble.connect_string,
+            topics=self.topics,
+            advertise=self._broker_proxy if self.proxied else None,
+        )
+        self.broker_cluster.start()
 
     def _write_catalog(self) -> None:
         from bench.services.catalog import provision_topics
@@ -114,7 +137,7 @@ class LocalTopology:
         return self.broker_cluster.bootstrap
 
     def member_args(self, mode: str) -> list[str]:
-        if mode == "coordinator":
+        if mode in ("coordinator", KAFKA_MODE):
             return ["--bootstrap", self.bootstrap]
         return ["--zk", self.zk_connect, "--zk-root", self.zk_root]
 
@@ -127,7 +150,11 @@ class LocalTopology:
                 sample = zk_sample("127.0.0.1", server.client_port)
                 if sample is not None:
                     out.append(sample)
-        if self.broker_cluster is not None:
+        if self.kafka is not None and self.broker_cluster is not None:
+            for broker in self.broker_cluster.brokers:
+                if broker.is_running() and (sample := jolokia_sample(broker.id, broker.jolokia_url)):
+                    out.append(sample)
+        elif self.broker_cluster is not None:
             mono, wall = time.monotonic_ns(), time.time()
             for broker_id, stats in self.broker_cluster.stats().items():
                 if stats:

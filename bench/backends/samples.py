@@ -1,11 +1,13 @@
 """The ``samples.jsonl`` records, the same from every backend: a ZooKeeper server's ``mntr`` and a
-broker's counters."""
+broker's counters (ours from ``broker_stats.json``, real Kafka's over Jolokia)."""
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+from bench.services.jolokia import JolokiaUnavailable, read_counters
 from bench.services.mntr import MntrUnavailable, read_mntr
 
 log = logging.getLogger(__name__)
@@ -45,4 +47,24 @@ def broker_sample(broker_id: int, stats: dict[str, Any], mono_ns: int, wall: flo
         "mono_ns": written,
         "stats": stats.get("apis", {}),
         "info": info,
+    }
+
+
+def jolokia_sample(broker_id: int, url: str) -> dict[str, Any] | None:
+    """A real Kafka broker's counters, read over Jolokia now, as a ``samples.jsonl`` record; None if
+    its agent does not answer (the broker is down)."""
+    mono = time.monotonic_ns()
+    try:
+        stats = read_counters(url)
+    except JolokiaUnavailable as exc:
+        log.debug("no Jolokia reading from broker %d: %s", broker_id, exc)
+        return None
+    # Dated halfway through the read: the agent answers from one moment inside it.
+    mono = (mono + time.monotonic_ns()) // 2
+    return {
+        "source": "broker",
+        "broker": broker_id,
+        "mono_ns": mono,
+        "stats": stats,
+        "info": {"via": "jolokia"},
     }

@@ -33,6 +33,7 @@ from bench.experiment.params import (
 )
 from bench.experiment.scenario import (
     BOUNDED_WAITS,
+    BROKER_MODES,
     PROFILES,
     Cluster,
     Groups,
@@ -44,6 +45,7 @@ from bench.experiment.scenario import (
     Wait,
     WaitKind,
 )
+from bench.services.kafka_config import KAFKA_MODE, KAFKA_TARGETS
 from group_api import ASSIGNOR_NAMES
 from group_api.registry import MODES, default_variants, variants
 
@@ -172,13 +174,36 @@ def _groups(r: _Reader, raw: Any) -> Groups | None:
     )
 
 
+def _kafka_item(r: _Reader, variant: Any, path: str) -> tuple[ModeSpec, ...]:
+    """A real-Kafka target; ``all`` is every target our members can run against."""
+    runnable = tuple(name for name, t in KAFKA_TARGETS.items() if t.member_mode is not None)
+    if variant == "all":
+        return tuple(ModeSpec(KAFKA_MODE, v) for v in runnable)
+    if variant in runnable:
+        return (ModeSpec(KAFKA_MODE, variant),)
+    if variant in KAFKA_TARGETS:
+        raise r.fail(
+            f"{path}.variant",
+            f"{KAFKA_MODE}/{variant} needs members that speak KIP-848's consumer protocol, and no member "
+            f"mode of the harness does yet; expected one of {', '.join(runnable)}",
+        )
+    raise r.fail(
+        f"{path}.variant",
+        f"expected one of {', '.join(runnable)} or all for {KAFKA_MODE}, got {fmt_value(variant)}",
+    )
+
+
 def _mode_item(r: _Reader, item: Any, path: str) -> tuple[ModeSpec, ...] | None:
     item = r.mapping(item, path, ("mode", "variant"), required=("mode",))
     if "mode" not in item:
         return None
     mode = item["mode"]
+    if mode == KAFKA_MODE:
+        return _kafka_item(r, item.get("variant", next(iter(KAFKA_TARGETS))), path)
     if mode not in MODES:
-        raise r.fail(f"{path}.mode", f"expected one of {', '.join(MODES)}, got {fmt_value(mode)}")
+        raise r.fail(
+            f"{path}.mode", f"expected one of {', '.join([*MODES, KAFKA_MODE])}, got {fmt_value(mode)}"
+        )
     try:
         known = variants(mode)
     except Exception as exc:  # the mode's package is broken: say so, naming the field
@@ -300,12 +325,20 @@ def _check_step_context(r: _Reader, step: Step, path: str, s: dict[str, Any]) ->
     if params.get("group") is not None and params["group"] >= groups.count:
         raise r.fail(f"{path}.group", f"expected a group index below groups.count={groups.count}")
     if step.action == Action.KILL_COORDINATOR:
-        zk_modes = [str(m) for m in s["modes"] if m.mode != "coordinator"]
+        zk_modes = [str(m) for m in s["modes"] if m.mode not in BROKER_MODES]
         if zk_modes:
             raise r.fail(
-                f"{path}.action", f"kill_coordinator needs coordinator mode only; modes include {zk_modes[0]}"
+                f"{path}.action",
+                f"kill_coordinator needs modes with brokers only (coordinator, kafka); modes include {zk_modes[0]}",
             )
     if step.action in (Action.STOP_ZK, Action.RESTART_ZK):
+        kraft = [str(m) for m in s["modes"] if m.mode == KAFKA_MODE and KAFKA_TARGETS[m.variant].kraft]
+        if kraft:
+            raise r.fail(
+                f"{path}.action",
+                f"{step.action} does not apply to {kraft[0]}: KRaft brokers keep their metadata without "
+                "ZooKeeper, so stopping a ZooKeeper server touches nothing of that run",
+            )
         server = params["server"]
         named = ("leader", "follower") if step.action == Action.STOP_ZK else ("stopped",)
         if server not in named:
@@ -363,7 +396,7 @@ def _sweep_point(r: _Reader, raw: dict[str, Any]) -> dict[str, Any]:
 def _check_brokers(r: _Reader, cluster: Cluster | None, modes: tuple[ModeSpec, ...] | None) -> None:
     if cluster is None or modes is None or cluster.brokers:
         return
-    coordinator = [str(m) for m in modes if m.mode == "coordinator"]
+    coordinator = [str(m) for m in modes if m.mode in BROKER_MODES]
     if coordinator:
         r.record(
             "cluster.brokers",

@@ -52,7 +52,8 @@ from bench.backends.local import LocalTopology
 from bench.experiment.actions import ACTIONS, Pick
 from bench.experiment.groups import MemberGroup, RunError, Sampler
 from bench.experiment.history import History, RunState, RunStatus
-from bench.experiment.scenario import Profile, Scenario, Step, WaitKind
+from bench.experiment.scenario import BROKER_MODES, Profile, Scenario, Step, WaitKind, member_mode
+from bench.services.kafka_config import KAFKA_MODE
 from bench.services.polling import wait_until
 from group_api import OFFSET_EVENTS, EventKind
 
@@ -193,12 +194,13 @@ class Run:
         self.topology = self.backend_factory(
             ClusterSpec(
                 zk_nodes=sc.cluster.zk_nodes,
-                brokers=sc.cluster.brokers if self.mode == "coordinator" else 0,
+                brokers=sc.cluster.brokers if self.mode in BROKER_MODES else 0,
                 base_dir=self.dir / "servers",
                 topics=topics,
                 zk_root=zk_root,
                 initial_rebalance_delay_ms=self.profile.group_initial_rebalance_delay_ms,
                 proxied=any(ACTIONS[step.action].link for step in sc.timeline),
+                kafka=self.variant if self.mode == KAFKA_MODE else None,
             )
         )
         self.progress(
@@ -211,7 +213,8 @@ class Run:
         args = self.topology.member_args(self.mode) + member_flags(
             self.profile.member_settings(self.mode, self.variant)
         )
-        args += ["--mode", self.mode, "--variant", self.variant, "--assignor", sc.groups.assignor]
+        members, variant = member_mode(self.mode, self.variant)
+        args += ["--mode", members, "--variant", variant, "--assignor", sc.groups.assignor]
         args += [a for t in topics for a in ("--topic", t)]
         log_dir = self.dir / "logs"
         log_dir.mkdir(exist_ok=True)
@@ -333,7 +336,7 @@ class Run:
     @property
     def quiet_s(self) -> float:
         """Long enough for a member to notice what the step did: two heartbeats, at least 1 s."""
-        if self.mode == "coordinator":
+        if self.mode in BROKER_MODES:
             return max(1.0, 2 * self.profile.heartbeat_interval_ms / 1000)
         return 1.0
 

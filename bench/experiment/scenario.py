@@ -46,6 +46,12 @@ stop                end the run: the members leave (the last step, required)
 
 Link targets: ``all``, ``zk``, ``brokers``, ``zk-<i>``, ``broker-<i>`` (the members' links to them).
 
+Modes are ``coordinator`` (our brokers), ``zk`` and ``kafka``: real Apache Kafka brokers as the
+reference, variants ``3.9-classic`` (ZooKeeper mode) and ``4.0-classic`` (KRaft), run with our
+coordinator-mode members unchanged (:mod:`bench.services.kafka_config`; ``4.0-consumer`` is refused
+until a member mode speaks KIP-848's consumer protocol). The profile's broker knobs mean the same
+there: ``group_initial_rebalance_delay_ms`` is Kafka's ``group.initial.rebalance.delay.ms``.
+
 ``wait`` on a step is ``stable`` (the default: until every group converged at a newer generation,
 at most ``timeout`` or the profile's ``stable_timeout_s`` seconds), ``offsets_committed`` /
 ``offsets_fetched`` (until every live member reported that event after the step began, bounded the
@@ -70,6 +76,7 @@ from typing import Any
 import yaml
 
 from bench.experiment.actions import Action
+from bench.services.kafka_config import KAFKA_MODE, KAFKA_TARGETS
 from group_api import DEFAULT_SESSION_TIMEOUT_MS, MemberConfig
 
 
@@ -126,7 +133,7 @@ class Profile:
     stable_timeout_s: float
 
     def session_timeout_ms(self, mode: str) -> int:
-        return self.coordinator_session_timeout_ms if mode == "coordinator" else self.zk_session_timeout_ms
+        return self.coordinator_session_timeout_ms if mode in BROKER_MODES else self.zk_session_timeout_ms
 
     def member_settings(self, mode: str, variant: str) -> dict[str, Any]:
         """Keyword arguments for :class:`group_api.MemberConfig` (``options`` for the variant's knobs)."""
@@ -144,6 +151,22 @@ class Profile:
             "rebalance_timeout_ms": self.rebalance_timeout_ms,
             "options": options,
         }
+
+
+#: Scenario modes whose runs start brokers: our coordinator's, or real Kafka's (``kafka``: the
+#: reference targets of :mod:`bench.services.kafka_config`, its variants the targets' names).
+BROKER_MODES = ("coordinator", KAFKA_MODE)
+
+
+def member_mode(mode: str, variant: str) -> tuple[str, str]:
+    """The member implementation (``rebalance-lab member --mode/--variant``) a scenario mode runs:
+    itself, or for a real-Kafka target the harness's members of the protocol it serves."""
+    if mode != KAFKA_MODE:
+        return mode, variant
+    target = KAFKA_TARGETS[variant]
+    if target.member_mode is None or target.member_variant is None:
+        raise ValueError(f"{mode}/{variant}: no member mode of the harness speaks its group protocol")
+    return target.member_mode, target.member_variant
 
 
 PROFILES: dict[str, Profile] = {

@@ -180,9 +180,9 @@ JVM_FLAGS = ("-Xss512k", "-Xmx192m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=
 def java_command(config: MemberConfig, count: int) -> list[str]:
     """The JVM command that hosts ``count`` Java members of ``config`` (``rebalancelab.member.Main``)."""
     module = java_module("member")
-    java = java_binary()
-    if not module.available or java is None:
+    if not module.available:
         raise click.ClickException(f"the Java members cannot run here: {module.reason}")
+    java = java_binary()
     resolved = dataclasses.asdict(config) | {"session_timeout_ms": config.session_timeout}
     request_timeout_ms = int(config.options.get("request_timeout_ms", 30_000))
     leave_bound_ms = int(LEAVE_BOUND_S * 1000) + (request_timeout_ms if config.mode == "coordinator" else 0)
