@@ -161,6 +161,9 @@ final class ConsumerMember implements Member, ConsumerRebalanceListener {
             while (!stopping.get()) {
                 try {
                     c.poll(Duration.ofMillis(200));
+                    if (protocol.equals("consumer")) {
+                        followEpoch(c);
+                    }
                     if (!autoCommit) {
                         maybeCommit(c);
                     }
@@ -231,6 +234,27 @@ final class ConsumerMember implements Member, ConsumerRebalanceListener {
                 .with("kafka_member_id", kafkaMemberId)
                 .emit();
         fetchOffsets(c, owned);
+    }
+
+    /**
+     * KIP-848 bumps a member's epoch to the group's target epoch also when its own partitions stay
+     * the same, and then calls no listener: announce the same set at the new epoch, so every member
+     * of a reconciled group reports one generation, as in the classic protocol.
+     */
+    private void followEpoch(KafkaConsumer<byte[], byte[]> c) {
+        ConsumerGroupMetadata metadata = c.groupMetadata();
+        if (generation == null || metadata.generationId() <= generation) {
+            return;
+        }
+        generation = metadata.generationId();
+        Set<TopicPartition> owned = new TreeSet<>(Partitions.ORDER);
+        owned.addAll(c.assignment());
+        sink.event("assigned", settings.memberId())
+                .generation(generation)
+                .partitions(owned)
+                .with("leader", null)
+                .with("kafka_member_id", kafkaMemberId)
+                .emit();
     }
 
     /** KIP-848 has no assignor on the client: the member epoch is the generation, nobody leads. */
