@@ -60,6 +60,11 @@ final class CuratorMember implements Member {
     private final CountDownLatch left = new CountDownLatch(1);
     private CuratorFramework client;
     private LeaderLatch latch;
+    // One instance each: ZooKeeper keeps a path's watchers in a set, so re-arming a watch with the
+    // same object (Curator's NamespaceWatcher compares the wrapped one) never piles up notifications.
+    private final Watcher membersChanged = (WatchedEvent e) -> submit(this::lead);
+    private final Watcher assignmentChanged = (WatchedEvent e) -> submit(this::followAssignment);
+    private final Watcher claimReleased = (WatchedEvent e) -> submit(this::retryTarget);
 
     // Touched only on the worker thread.
     private Map<String, Integer> partitionsPerTopic = Map.of();
@@ -256,8 +261,7 @@ final class CuratorMember implements Member {
 
     /** The members' registrations, re-watching the membership; only new latch znodes are read. */
     private Map<String, List<String>> currentSubscriptions() throws Exception {
-        Watcher changed = (WatchedEvent e) -> submit(this::lead);
-        List<String> children = client.getChildren().usingWatcher(changed).forPath(paths.members());
+        List<String> children = client.getChildren().usingWatcher(membersChanged).forPath(paths.members());
         registrations.keySet().retainAll(children);
         Map<String, List<String>> subscriptions = new TreeMap<>();
         for (String node : children) {
@@ -326,11 +330,10 @@ final class CuratorMember implements Member {
     // -- every member: follow the published assignment ------------------------------------------
 
     private void followAssignment() throws Exception {
-        Watcher changed = (WatchedEvent e) -> submit(this::followAssignment);
         Stat stat = new Stat();
         byte[] raw;
         try {
-            raw = client.getData().storingStatIn(stat).usingWatcher(changed).forPath(paths.assignment());
+            raw = client.getData().storingStatIn(stat).usingWatcher(assignmentChanged).forPath(paths.assignment());
         } catch (KeeperException.NoNodeException e) {
             return;
         }
@@ -407,8 +410,7 @@ final class CuratorMember implements Member {
                 return true;
             } catch (KeeperException.NodeExistsException e) {
                 // Still held by its previous owner: wait for the delete, then try again.
-                Watcher released = (WatchedEvent ev) -> submit(this::retryTarget);
-                if (client.checkExists().usingWatcher(released).forPath(path) != null) {
+                if (client.checkExists().usingWatcher(claimReleased).forPath(path) != null) {
                     return false;
                 }
             }
