@@ -19,6 +19,11 @@ import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.FencedInstanceIdException;
+import org.apache.kafka.common.errors.GroupAuthorizationException;
+import org.apache.kafka.common.errors.InvalidConfigurationException;
+import org.apache.kafka.common.errors.InvalidGroupIdException;
+import org.apache.kafka.common.errors.UnsupportedVersionException;
 import org.apache.kafka.common.errors.WakeupException;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 
@@ -169,6 +174,9 @@ final class ConsumerMember implements Member, ConsumerRebalanceListener {
                     }
                 } catch (WakeupException e) {
                     // leave() asked us to stop
+                } catch (UnsupportedVersionException | InvalidGroupIdException | GroupAuthorizationException
+                        | FencedInstanceIdException | InvalidConfigurationException e) {
+                    throw e; // retrying cannot help (AbstractCoordinator's fatal errors): give up
                 } catch (RuntimeException e) {
                     if (stopping.get()) {
                         break;
@@ -179,16 +187,16 @@ final class ConsumerMember implements Member, ConsumerRebalanceListener {
             // close(): the auto-commit of the positions, onPartitionsRevoked, then LeaveGroup
             // (ConsumerCoordinator.close -> maybeAutoCommitOffsetsSync, onLeavePrepare, maybeLeaveGroup).
             c.close(Duration.ofMillis(requestTimeoutMs));
+            sink.event("left", settings.memberId())
+                    .generation(generation)
+                    .with("kafka_member_id", kafkaMemberId)
+                    .emit();
         } catch (RuntimeException e) {
             failed.set(true);
             System.err.printf("%s: giving up: %s%n", settings.memberId(), e);
         } finally {
             LeaderNamingAssignor.HOOKS.remove(settings.memberId());
             CommitReporter.LISTENERS.remove(settings.memberId());
-            sink.event("left", settings.memberId())
-                    .generation(generation)
-                    .with("kafka_member_id", kafkaMemberId)
-                    .emit();
             left.countDown();
         }
     }
