@@ -47,7 +47,10 @@ class Target:
 
 JAVA = java_module("member")
 #: The targets that run on the JVM skip, saying why, where Java or the built module is missing.
-NEEDS_JAVA = pytest.mark.skipif(not JAVA.available, reason=f"needs the Java members: {JAVA.reason}")
+NEEDS_JAVA = [
+    pytest.mark.java,
+    pytest.mark.skipif(not JAVA.available, reason=f"needs the Java members: {JAVA.reason}"),
+]
 
 
 TARGETS = [

@@ -32,7 +32,10 @@ from group_api import Event, EventKind
 from tests.conftest import running_brokers, wait_until
 
 JAVA = java_module("member")
-pytestmark = pytest.mark.skipif(not JAVA.available, reason=f"needs the Java members: {JAVA.reason}")
+pytestmark = [
+    pytest.mark.java,
+    pytest.mark.skipif(not JAVA.available, reason=f"needs the Java members: {JAVA.reason}"),
+]
 
 TOPICS = {"orders": 8, "clicks": 4}
 PARTITIONS = {(t, p) for t, n in TOPICS.items() for p in range(n)}

@@ -124,7 +124,9 @@ def group(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Group]:
         g.close()
 
 
-@pytest.mark.parametrize("group", ["kafka39", "kafka39:java"], indirect=True)
+@pytest.mark.parametrize(
+    "group", ["kafka39", pytest.param("kafka39:java", marks=pytest.mark.java)], indirect=True
+)
 def test_members_form_a_group_rebalance_on_a_join_and_survive_the_leaders_sigkill(group: Group) -> None:
     group.members.spawn(3)
     first = group.wait_stable(None, "three members converge")
@@ -212,6 +214,7 @@ def test_our_members_converge_on_kafka_4_0_with_the_classic_protocol(group: Grou
     group.wait_stable(first, "a fourth member joins")
 
 
+@pytest.mark.java
 @pytest.mark.parametrize("group", ["kafka40:java-848"], indirect=True)
 def test_java_members_converge_on_kafka_4_0_with_kip_848s_consumer_protocol(group: Group) -> None:
     """The broker assigns (group.remote.assignor); nobody leads, the member epoch is the generation."""
