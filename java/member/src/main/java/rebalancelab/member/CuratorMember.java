@@ -50,6 +50,10 @@ import org.apache.zookeeper.data.Stat;
  * runs them in order (as ZkMember's worker does). Session handling mirrors ZkMember: SUSPENDED
  * stops acting as owner ({@code revoked}), LOST ({@code session_lost}) forgets every claim, and
  * the latch rejoins with the new session on RECONNECTED (LeaderLatch.handleStateChange).
+ *
+ * <p>One class of some 600 lines, as zk_mode's ZkMember and LeaderElectedMember together: election,
+ * publication, ownership and the session all read and change the worker's one state (claims,
+ * target, generations), which splitting would hand back and forth.
  */
 final class CuratorMember implements Member {
     private final Settings settings;
