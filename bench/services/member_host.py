@@ -135,9 +135,14 @@ def member(options: tuple[str, ...], count: int, client: str, **kwargs: object) 
                 )
             config = config.with_(variant="java")
         external = runs_in(config)
+        if client == "java" and external != "java":
+            raise ConfigError(
+                f"--client java: the Java members are coordinator mode and zk's curator, got "
+                f"{config.mode}/{config.variant or 'default'}"
+            )
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-    if client == "java" or external == "java":
+    if external == "java":
         exec_java(config, count)
     sink = JsonLinesSink(sys.stdout)
     members = []

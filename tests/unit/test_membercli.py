@@ -116,9 +116,14 @@ def test_java_variants_run_in_the_jvm_and_nowhere_else(
             create_member(config, lambda event: None)
 
 
-def test_client_java_is_the_coordinator_variant_java_only() -> None:
-    result = CliRunner().invoke(
-        member,
-        ["--group", "g", "--topic", "t", "--mode", "coordinator", "--variant", "classic", "--client", "java"],
-    )
-    assert result.exit_code == 1 and "--client java is the coordinator variant java" in result.output
+@pytest.mark.parametrize(
+    ("mode", "variant", "says"),
+    [
+        ("coordinator", "classic", "--client java is the coordinator variant java"),
+        ("zk", "chain", "the Java members are coordinator mode and zk's curator, got zk/chain"),
+    ],
+)
+def test_client_java_refuses_what_java_does_not_run(mode: str, variant: str, says: str) -> None:
+    args = ["--group", "g", "--topic", "t", "--mode", mode, "--variant", variant, "--client", "java"]
+    result = CliRunner().invoke(member, args)
+    assert result.exit_code == 1 and says in result.output
