@@ -18,6 +18,7 @@ import pytest
 from hypothesis import settings
 from kazoo.client import KazooClient
 
+from bench.services.kafka import KafkaCluster
 from bench.services.polling import wait_until as wait_until  # tests import it from here
 from bench.services.zookeeper import ZooKeeperEnsemble
 
@@ -106,7 +107,8 @@ def kazoo_client(zk_server: ZooKeeperEnsemble) -> Iterator[KazooClient]:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """When a test that used ZooKeeper fails, attach the tail of each server's log to its report."""
+    """When a test that used ZooKeeper or real Kafka fails, attach the tail of each server's log to
+    its report."""
     outcome = yield
     report = outcome.get_result()
     if not report.failed:
@@ -119,6 +121,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             ensembles.extend(value.ensembles)
     for i, ensemble in enumerate(dict.fromkeys(ensembles)):
         report.sections.append((f"zookeeper logs ({report.when}, ensemble {i})", ensemble.log_tails(30)))
+    for value in getattr(item, "funcargs", {}).values():
+        if isinstance(value, KafkaCluster):
+            report.sections.append((f"kafka logs ({report.when}, {value.target.name})", value.log_tails(30)))
 
 
 @contextlib.contextmanager

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bench.services.java import java_module
+from bench.services.kafka import unavailable
 from bench.services.kafka_config import KafkaTarget
 
 
 def skip_unless_built(target: KafkaTarget) -> None:
     """Skip the calling test (or fixture) unless ``target``'s jars and the Jolokia agent are built."""
-    for name in (target.module, "jolokia"):
-        module = java_module(name)
-        if not module.available:
-            pytest.skip(f"Kafka {target.name}: {module.reason}")
+    reason = unavailable(target.name)
+    if reason is not None:
+        pytest.skip(f"Kafka {target.name}: {reason}")

@@ -263,6 +263,11 @@ class ComposeBackend:
                 "link faults (set_delay, cut_link, heal_link) are not supported on --target compose: "
                 "members reach the servers straight over the compose network; run this scenario with --target local"
             )
+        if spec.kafka is not None:
+            raise ComposeError(
+                f"the real-Kafka target kafka/{spec.kafka} is not supported on --target compose (the compose "
+                "project runs our brokers); run it with --target local"
+            )
         zk, brokers = len(self.layout.zk_services), len(self.layout.broker_services)
         if spec.zk_nodes > zk or spec.brokers > brokers:
             raise ComposeError(

@@ -329,10 +329,17 @@ def _check_step_context(r: _Reader, step: Step, path: str, s: dict[str, Any]) ->
         if zk_modes:
             raise r.fail(
                 f"{path}.action",
-                f"kill_coordinator needs modes with brokers only (coordinator, kafka); modes include {zk_modes[0]}",
+                f"kill_coordinator needs coordinator mode only (our brokers or real Kafka: coordinator, kafka); modes include {zk_modes[0]}",
             )
+    kraft = [str(m) for m in s["modes"] if m.mode == KAFKA_MODE and KAFKA_TARGETS[m.variant].kraft]
+    if step.action == Action.KILL_COORDINATOR and kraft and cluster.brokers < 3:
+        # Every KRaft broker is also a voter: a quorum of 1 or 2 has no majority left after one dies.
+        raise r.fail(
+            f"{path}.action",
+            f"kill_coordinator on {kraft[0]} needs cluster.brokers >= 3: its brokers are the controller "
+            f"quorum's voters, and {cluster.brokers} voter(s) lose their majority with one",
+        )
     if step.action in (Action.STOP_ZK, Action.RESTART_ZK):
-        kraft = [str(m) for m in s["modes"] if m.mode == KAFKA_MODE and KAFKA_TARGETS[m.variant].kraft]
         if kraft:
             raise r.fail(
                 f"{path}.action",

@@ -1,4 +1,4 @@
-"""A launcher for a cluster of real Apache Kafka brokers on loopback: start, kill, pause, stop.
+"""A launcher for a cluster of real Apache Kafka brokers on loopback: start, kill, stop.
 
 The reference targets of :mod:`bench.services.kafka_config`: Kafka 3.9 in ZooKeeper mode on one of
 our ensembles (its own chroot below ``/realkafka``), or Kafka 4.0 in KRaft combined mode (every
@@ -38,6 +38,7 @@ from bench.services.kafka_config import (
     ZK_CHROOT_BASE,
     KafkaSettings,
     KafkaTarget,
+    kafka_target,
     render,
     server_properties,
 )
@@ -77,6 +78,16 @@ rootLogger.appenderRef.stdout.ref = STDOUT
 """
 
 
+def unavailable(target: str) -> str | None:
+    """Why the real-Kafka target ``target`` cannot run here (its jars or the Jolokia agent not
+    built: no Java 17 or Maven), or None."""
+    for name in (kafka_target(target).module, "jolokia"):
+        module = java_module(name)
+        if not module.available:
+            return module.reason
+    return None
+
+
 def _cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (``Uuid.randomUuid``)."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
@@ -84,7 +95,7 @@ def _cluster_id() -> str:
 
 @dataclass
 class KafkaBroker:
-    """One real Kafka broker process; ``kill``/``stop``/``pause`` act on it alone."""
+    """One real Kafka broker process; ``kill``/``stop``/``start`` act on it alone."""
 
     id: int
     port: int  # the clients' listener
@@ -141,12 +152,6 @@ class KafkaBroker:
         """SIGTERM (a controlled shutdown), SIGKILL after ``grace``."""
         self._child.terminate(grace, wake=False)
         self._close_log()
-
-    def pause(self) -> None:
-        self._child.pause()
-
-    def resume(self) -> None:
-        self._child.resume()
 
     def _close_log(self) -> None:
         if self._log is not None:
@@ -211,7 +216,6 @@ class KafkaCluster:
             command.append(f"-Dlog4j2.configurationFile={log_config}")
         else:
             command.append(f"-Dlog4j.configuration=file:{log_config}")
-        command.append(f"-Dkafka.logs.dir={log_config.parent}")
         if jolokia_port is not None:
             agent = java_module("jolokia")
             jar = agent.jar("jolokia-agent-jvm")
@@ -221,10 +225,9 @@ class KafkaCluster:
     def start(self, timeout: float = 120.0) -> KafkaCluster:
         """Spawn every broker, wait until all answer Metadata, then create the topics and the offsets
         topic (Kafka creates it on the first FindCoordinator)."""
-        for name in (self.target.module, "jolokia"):
-            module = java_module(name)
-            if not module.available:
-                raise JavaUnavailable(module.reason)
+        reason = unavailable(self.target.name)
+        if reason is not None:
+            raise JavaUnavailable(reason)
         self.base_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._create()
@@ -280,7 +283,13 @@ class KafkaCluster:
         """``kafka-storage.sh format`` (``kafka.tools.StorageTool``): a KRaft broker's log directory
         must hold ``meta.properties`` with the cluster id before the broker starts."""
         command = self._java_command(
-            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), log_config=log_config
+            "kafka.tools.StorageTool",
+            "format",
+            # one argument: a random id may begin with "-", which the tool would take for an option
+            f"--cluster-id={cluster_id}",
+            "-c",
+            str(config),
+            log_config=log_config,
         )
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
@@ -350,12 +359,25 @@ class KafkaCluster:
 
     def stop(self) -> None:
         """Stop every broker (SIGTERM, then SIGKILL); idempotent."""
-        # SIGTERM to all at once: stopped one after another, the last KRaft brokers would wait for a
-        # controller quorum that is already gone (a controlled shutdown needs the active controller).
-        for broker in self.brokers:
-            broker.signal_stop()
-        for broker in self.brokers:
+        # A controlled shutdown needs the active controller. KRaft: SIGTERM to all at once, or the
+        # last brokers would wait for a quorum already gone. ZooKeeper mode: the controller last, or
+        # every other broker's ControlledShutdown fails over to a new one and retries after 5 s.
+        if self.target.kraft:
+            for broker in self.brokers:
+                broker.signal_stop()
+            order = self.brokers
+        else:
+            controller = self._zk_controller()
+            order = sorted(self.brokers, key=lambda b: b.id == controller)
+        for broker in order:
             broker.stop()
+
+    def _zk_controller(self) -> int | None:
+        """The controller's id, as Metadata says (None when no broker answers)."""
+        try:
+            return int(self.metadata(None).controller_id)
+        except (OSError, RuntimeError):
+            return None
 
     def __enter__(self) -> KafkaCluster:
         return self.start()

@@ -14,7 +14,8 @@ A target names a Kafka release and the group protocol its members speak, as scen
 
 :class:`KafkaSettings` carries the timing knobs a scenario's profile sets on our own brokers
 (``BrokerConfig``), so a profile means the same thing on every target; :func:`server_properties`
-maps them onto Kafka's names. Everything else keeps Kafka's defaults except what one machine of
+maps them onto Kafka's names (``GroupCoordinatorConfig``, ``ZkConfigs``, ``KRaftConfigs`` in
+Kafka's ``server`` module). Everything else keeps Kafka's defaults except what one machine of
 loopback brokers needs (replication factors no larger than the cluster, few threads).
 """
 
@@ -72,7 +73,8 @@ class KafkaSettings:
     #: group.min.session.timeout.ms / group.max.session.timeout.ms (classic groups)
     min_session_timeout_ms: int = BrokerConfig.min_session_timeout_ms
     max_session_timeout_ms: int = BrokerConfig.max_session_timeout_ms
-    #: zookeeper.session.timeout.ms (3.9): how fast a dead broker is noticed, as ours
+    #: how fast a dead broker is noticed, as ours: zookeeper.session.timeout.ms (3.9),
+    #: broker.session.timeout.ms (KRaft)
     zk_session_timeout_ms: int = BrokerConfig.zk_session_timeout_ms
     #: offsets.topic.num.partitions
     offsets_partitions: int = DEFAULT_OFFSETS_PARTITIONS
@@ -133,6 +135,9 @@ def server_properties(
             "listeners": f"{listeners},CONTROLLER://127.0.0.1:{controller_ports[broker_id]}",
             "listener.security.protocol.map": f"{protocol_map},CONTROLLER:PLAINTEXT",
             "group.coordinator.rebalance.protocols": ",".join(target.protocols),
+            # KRaft's counterpart of the ZooKeeper session: how long the controller waits for a
+            # silent broker's heartbeat before fencing it and moving its leaders (KRaftConfigs).
+            "broker.session.timeout.ms": str(settings.zk_session_timeout_ms),
         }
     else:
         if zk_connect is None:
@@ -140,6 +145,9 @@ def server_properties(
         props |= {
             "zookeeper.connect": zk_connect,
             "zookeeper.session.timeout.ms": str(settings.zk_session_timeout_ms),
+            # Only the harness's final SIGTERMs shut brokers down: the last one has nowhere to move
+            # its leaders and would retry ControlledShutdown three times 5 s apart.
+            "controlled.shutdown.retry.backoff.ms": "500",
             "listeners": listeners,
             "listener.security.protocol.map": protocol_map,
         }

@@ -27,6 +27,8 @@ from bench.services.members import MemberProcess
 from bench.services.zookeeper import ZooKeeperEnsemble
 from group_api import EventKind
 from tests.conftest import wait_until
+from tests.integration import test_interop as interop
+from tests.integration.test_coordinator_member import TOPICS as INTEROP_TOPICS
 from tests.kafka_targets import skip_unless_built
 
 pytestmark = pytest.mark.kafka
@@ -62,7 +64,7 @@ def kafka39(zk_server: ZooKeeperEnsemble, tmp_path_factory: pytest.TempPathFacto
         tmp_path_factory.mktemp("kafka39"),
         SETTINGS,
         zk_connect=zk_server.connect_string,
-        topics=TOPICS,
+        topics=TOPICS | INTEROP_TOPICS,
     )
     try:
         cluster.start()
@@ -181,6 +183,12 @@ def test_the_group_survives_a_sigkill_of_its_coordinators_broker(kafka39: KafkaC
     finally:
         coordinator.start()
         kafka39.wait_ready()
+
+
+def test_our_members_kafka_python_and_librdkafka_share_a_group_on_kafka_3_9(kafka39: KafkaCluster) -> None:
+    """The interop acceptance test of our brokers, unchanged, on real Kafka: one complete, disjoint
+    assignment of a mixed group, and again after each real client leaves."""
+    interop.test_mixed_group_of_our_members_kafka_python_and_librdkafka(kafka39)
 
 
 def test_jolokia_request_counts_grow_with_the_requests_sent(kafka39: KafkaCluster) -> None:

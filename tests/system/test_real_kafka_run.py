@@ -1,0 +1,47 @@
+"""``rebalance-lab run`` of the library's kafka-reference scenario against real Kafka 3.9: the run
+completes, every check passes, and the broker tables hold what the Jolokia sampler read."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.services.jolokia import OFFSETS_ROW
+from bench.services.kafka_config import kafka_target
+from tests.kafka_targets import skip_unless_built
+
+pytestmark = pytest.mark.kafka
+
+
+def test_a_library_scenario_runs_on_kafka_3_9_with_every_check_passing(tmp_path: Path) -> None:
+    skip_unless_built(kafka_target("3.9-classic"))
+    out = tmp_path / "out"
+    env = {**os.environ, "REBALANCE_LAB_STATE_DIR": str(tmp_path / "state")}
+    command = [sys.executable, "-m", "bench", "run", "kafka-reference", "--only", "kafka/3.9-classic"]
+    done = subprocess.run([*command, "--out", str(out)], env=env, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run_dir,) = [p.parent for p in out.rglob("summary.json")]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"]["state"] == "completed"
+    assert summary["checks"]["passed"], summary["checks"]["failures"]
+    assert summary["checks"]["examined"]["offset_fetches"] > 0
+
+    samples = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    from_brokers = [s for s in samples if s["source"] == "broker"]
+    assert from_brokers and all(s["info"] == {"via": "jolokia"} for s in from_brokers)
+
+    load = pd.read_csv(run_dir / "broker_load.csv")
+    episodes = load[load["kind"] == "episode"]
+    joins = episodes[(episodes["action"] == "start_members") & (episodes["api"] == "JoinGroup")]
+    assert joins["requests"].sum() >= 3  # three members joined, each with at least one JoinGroup
+    assert (episodes["api"] == "Heartbeat").any()
+    # The coordinator appended the group's metadata and the members' commits to its offsets log.
+    assert episodes.loc[episodes["api"] == OFFSETS_ROW, "requests"].sum() > 0
+    zk = pd.read_csv(run_dir / "zk_load.csv")
+    assert set(zk["namespace"]) == {"realkafka"}
