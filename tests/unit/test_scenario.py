@@ -211,7 +211,7 @@ def test_unknown_keys_are_errors_that_say_what_is_allowed(tmp_path: Path) -> Non
         ({"action": "pause_member"}, "timeline[1]", "exactly one of seconds or sessions"),
         ({"action": "pause_member", "seconds": 3, "sessions": 1}, "timeline[1]", "exactly one"),
         ({"action": "kill_member", "pick": "eldest"}, "timeline[1].pick", "newest, oldest"),
-        ({"action": "kill_coordinator"}, "timeline[1].action", "modes with brokers only"),
+        ({"action": "kill_coordinator"}, "timeline[1].action", "coordinator mode only"),
         ({"action": "stop_zk", "server": 3}, "timeline[1].server", "zk_nodes=3"),
         ({"action": "cut_link", "target": "broker-4"}, "timeline[1].target", "brokers=1"),
         ({"action": "cut_link", "target": "everything"}, "timeline[1].target", "zk-<i>"),
