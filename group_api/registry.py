@@ -38,7 +38,7 @@ def variants(mode: str) -> tuple[str, ...]:
     return tuple(importlib.import_module(module_name).VARIANTS)
 
 
-def _external_variants(mode: str) -> dict[str, str]:
+def external_variants(mode: str) -> dict[str, str]:
     """A mode module's ``EXTERNAL_VARIANTS``: variants another program runs (name -> program, e.g.
     ``"java"``). They are valid variants, but not Python members, and ``variant: all`` leaves them out."""
     variants(mode)  # validates the mode
@@ -48,13 +48,13 @@ def _external_variants(mode: str) -> dict[str, str]:
 
 def runs_in(config: MemberConfig) -> str | None:
     """The program that runs ``config``'s variant when it is not a Python member, else None."""
-    return _external_variants(config.mode).get(config.variant or "")
+    return external_variants(config.mode).get(config.variant or "")
 
 
 def default_variants(mode: str) -> tuple[str, ...]:
     """What ``variant: all`` means: the mode's variants less those another program runs, which need
     that program installed (Java for zk's ``curator``); a scenario names those explicitly."""
-    external = _external_variants(mode)
+    external = external_variants(mode)
     return tuple(v for v in variants(mode) if v not in external)
 
 

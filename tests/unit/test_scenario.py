@@ -423,3 +423,21 @@ def test_variant_all_leaves_out_the_java_variants_which_a_scenario_names(tmp_pat
     named = [{"mode": "zk", "variant": "curator"}, {"mode": "coordinator", "variant": "java"}]
     s = load_scenario(write(tmp_path, changed(modes=named)))
     assert [str(m) for m in s.modes] == ["zk/curator", "coordinator/java"]
+
+
+def test_run_leaves_out_the_java_variants_where_java_member_is_not_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench.experiment.runner import without_unbuilt_java_members
+
+    monkeypatch.setenv("REBALANCE_LAB_JAVA_CACHE", str(tmp_path / "empty"))
+    named = [{"mode": "zk", "variant": "curator"}, {"mode": "coordinator", "variant": "java"}]
+    s = load_scenario(write(tmp_path, changed(modes=[*named, {"mode": "zk", "variant": "chain"}])))
+    said: list[str] = []
+    targets = [("zk", "curator"), ("coordinator", "java"), ("zk", "chain")]
+    assert without_unbuilt_java_members([(s, targets)], said.append) == [(s, [("zk", "chain")])]
+    assert [line.split(":")[0] for line in said] == [
+        "skipping probe [zk/curator]",
+        "skipping probe [coordinator/java]",
+    ]
+    assert without_unbuilt_java_members([(s, targets[:2])], said.append) == []
