@@ -12,14 +12,15 @@ STATE_DIR := $(CURDIR)/.state
 
 setup: system-deps $(STAMP) java
 
-# Debian's ZooKeeper (jars only, no service) and a headless JRE, installed only when missing.
+# Debian's ZooKeeper (jars only, no service), a headless JDK and Maven (the Java members, java/),
+# installed only when missing.
 system-deps:
-	@if [ ! -f "$(ZK_JAR)" ] || ! command -v java >/dev/null 2>&1; then \
-	  echo "installing Debian's zookeeper package and a headless JRE"; \
+	@if [ ! -f "$(ZK_JAR)" ] || ! command -v javac >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then \
+	  echo "installing Debian's zookeeper package, a headless JDK and Maven"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    zookeeper default-jre-headless >/dev/null; \
+	    zookeeper default-jdk-headless maven >/dev/null; \
 	fi
 
 # The real-Kafka targets' jars and the Java members (Maven), when Java 17 and Maven are present;

@@ -42,8 +42,8 @@ class MemberConfig:
     variant: str | None = field(
         default=None,
         metadata={
-            "help": "The mode's variant: zk: chain (default), herd, selfbalance, setpartitioner; "
-            "coordinator: classic."
+            "help": "The mode's variant: zk: chain (default), herd, selfbalance, setpartitioner, curator (Java); "
+            "coordinator: classic (default), java (Kafka's Java consumer)."
         },
     )
     assignor: str = field(

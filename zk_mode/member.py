@@ -82,7 +82,10 @@ VARIANT_CLASSES = {
     "selfbalance": "zk_mode.selfbalance:SelfBalancingMember",
     "setpartitioner": "zk_mode.partitioner:SetPartitionerMember",
 }
-VARIANTS = tuple(VARIANT_CLASSES)
+#: Variants another program runs: ``curator`` is a Java member on Apache Curator's LeaderLatch
+#: (java/member, CuratorMember) in chain's znode layout; ``rebalance-lab member`` runs it on the JVM.
+EXTERNAL_VARIANTS = {"curator": "java"}
+VARIANTS = (*VARIANT_CLASSES, *EXTERNAL_VARIANTS)
 
 
 def create_member(config: MemberConfig, sink: EventSink) -> ZkMember:

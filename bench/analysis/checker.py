@@ -45,7 +45,7 @@ from group_api import EventKind, TopicPartition
 
 #: (mode, variant) pairs in which one member leads each generation.
 LEADER_VARIANTS = frozenset(
-    {("zk", "chain"), ("zk", "herd"), ("coordinator", "classic")}
+    {("zk", "chain"), ("zk", "herd"), ("zk", "curator"), ("coordinator", "classic"), ("coordinator", "java")}
     # real Kafka serving classic members: the coordinator elects one leader per generation
     | {(KAFKA_MODE, name) for name, t in KAFKA_TARGETS.items() if t.member_variant == "classic"}
 )

@@ -48,7 +48,7 @@ from bench.experiment.scenario import (
 )
 from bench.services.kafka_config import KAFKA_MODE, KAFKA_TARGETS
 from group_api import ASSIGNOR_NAMES
-from group_api.registry import MODES, variants
+from group_api.registry import MODES, default_variants, variants
 
 _T = TypeVar("_T")
 
@@ -212,7 +212,7 @@ def _mode_item(r: _Reader, item: Any, path: str) -> tuple[ModeSpec, ...] | None:
         raise r.fail(f"{path}.mode", f"cannot load mode {mode!r} to check its variants: {exc!r}") from None
     variant = item.get("variant", known[0])
     if variant == "all":
-        return tuple(ModeSpec(mode, v) for v in known)
+        return tuple(ModeSpec(mode, v) for v in default_variants(mode))
     if variant in known:
         return (ModeSpec(mode, variant),)
     raise r.fail(

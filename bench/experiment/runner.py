@@ -56,6 +56,7 @@ from bench.experiment.scenario import BROKER_MODES, Profile, Scenario, Step, Wai
 from bench.services.kafka_config import KAFKA_MODE
 from bench.services.polling import wait_until
 from group_api import OFFSET_EVENTS, EventKind
+from group_api.registry import MODES, external_variants
 
 log = logging.getLogger(__name__)
 
@@ -571,6 +572,28 @@ def without_unbuilt_kafka(
     return kept
 
 
+def without_unbuilt_java_members(
+    plan: list[tuple[Scenario, list[tuple[str, str]]]], say: Callable[[str], None]
+) -> list[tuple[Scenario, list[tuple[str, str]]]]:
+    """The plan less the variants the JVM runs (zk/curator, coordinator/java) where java/member is
+    not built (no Java 17 or Maven); ``say`` names each one left out, with the reason."""
+    from bench.services.java import java_module
+
+    module = java_module("member")
+    kept = []
+    for sc, targets in plan:
+        runnable = []
+        for mode, variant in targets:
+            program = external_variants(mode).get(variant) if mode in MODES else None
+            if program == "java" and not module.available:
+                say(f"skipping {sc.name} [{mode}/{variant}]: {module.reason}")
+            else:
+                runnable.append((mode, variant))
+        if runnable:
+            kept.append((sc, runnable))
+    return kept
+
+
 @click.command("run")
 @click.argument("scenario_names", metavar="SCENARIO...", nargs=-1, required=True)
 @click.option(
@@ -599,7 +622,11 @@ def run(
         scenarios = [s for name in scenario_names for s in expand(load_scenario(resolve(name)))]
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from None
-    plan = without_unbuilt_kafka(select_targets(scenarios, only), lambda line: click.echo(line, err=True))
+
+    def say(line: str) -> None:
+        click.echo(line, err=True)
+
+    plan = without_unbuilt_java_members(without_unbuilt_kafka(select_targets(scenarios, only), say), say)
     try:
         check_target(target)
     except TargetError as exc:

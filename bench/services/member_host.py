@@ -3,11 +3,17 @@
 One process may host many members (``--count``), each with its own session, so hundreds of members
 fit on one machine; a fault aimed at a member hits its whole process. SIGTERM (and Ctrl-C) make
 every member leave gracefully and the process exit 0.
+
+``--client java`` (and the zk variant ``curator``, which only Java runs) replaces this process with
+the JVM of ``java/member`` (:func:`exec_java`), which hosts the members the same way and prints the
+same events, so whoever started the process (the runner, a test) cannot tell the difference.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import signal
 import sys
 import threading
@@ -18,11 +24,23 @@ from typing import Any
 
 import click
 
-from group_api import ASSIGNOR_NAMES, ConfigError, JsonLinesSink, MemberConfig, MemberState
-from group_api.registry import MODES, create_member
+from bench.services.java import java_binary, java_module
+from group_api import (
+    ASSIGNOR_NAMES,
+    LEAVE_BOUND_S,
+    ConfigError,
+    JsonLinesSink,
+    MemberConfig,
+    MemberState,
+)
+from group_api.registry import MODES, create_member, runs_in
 
 #: Every option can come from ``REBALANCE_LAB_<NAME>`` instead (compose's scaled member service).
 ENV_PREFIX = "REBALANCE_LAB_"
+
+
+#: ``--client`` values: our members, or Kafka's Java consumer (java/member).
+CLIENTS = ("python", "java")
 
 
 def _env(name: str) -> str:
@@ -96,8 +114,36 @@ def config_options(command: Callable[..., None]) -> Callable[..., None]:
     show_envvar=True,
     help="Members in this process.",
 )
-def member(options: tuple[str, ...], count: int, **kwargs: object) -> None:
+@click.option(
+    "--client",
+    type=click.Choice(CLIENTS),
+    default="python",
+    envvar=_env("CLIENT"),
+    show_envvar=True,
+    help="Who the members are: ours (python) or, in coordinator mode, Kafka's Java consumer (java: "
+    "kafka-clients in java/member, the variant java). The variants coordinator java and zk curator "
+    "are always java.",
+)
+def member(options: tuple[str, ...], count: int, client: str, **kwargs: object) -> None:
     """Run members of a consumer group until SIGTERM."""
+    try:
+        config = MemberConfig(**kwargs, options=_parse_options(options))  # type: ignore[arg-type]
+        if client == "java" and config.mode == "coordinator":
+            if config.variant not in (None, "java"):
+                raise ConfigError(
+                    f"variant: --client java is the coordinator variant java, got {config.variant!r}"
+                )
+            config = config.with_(variant="java")
+        external = runs_in(config)
+        if client == "java" and external != "java":
+            raise ConfigError(
+                f"--client java: the Java members are coordinator mode and zk's curator, got "
+                f"{config.mode}/{config.variant or 'default'}"
+            )
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if external == "java":
+        exec_java(config, count)
     sink = JsonLinesSink(sys.stdout)
     members = []
     # Before the first member starts: a SIGTERM that arrives while the others are still starting
@@ -106,7 +152,6 @@ def member(options: tuple[str, ...], count: int, **kwargs: object) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     try:
-        config = MemberConfig(**kwargs, options=_parse_options(options))  # type: ignore[arg-type]
         for i in range(count):
             name = config.member_name if count == 1 else f"{config.member_name or 'm'}.{i}"
             members.append(create_member(config.with_(member_name=name), sink))
@@ -130,6 +175,32 @@ def member(options: tuple[str, ...], count: int, **kwargs: object) -> None:
         thread.join()
     for group_member in members:
         group_member.close()
+
+
+#: The JVM's flags: members are small and many share two cores, so a small heap, the serial
+#: collector and the quick C1 compiler (a faster start than C2's for a program this short-lived).
+JVM_FLAGS = ("-Xss512k", "-Xmx192m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData")
+
+
+def java_command(config: MemberConfig, count: int) -> list[str]:
+    """The JVM command that hosts ``count`` Java members of ``config`` (``rebalancelab.member.Main``)."""
+    module = java_module("member")
+    if not module.available:
+        raise click.ClickException(f"the Java members cannot run here: {module.reason}")
+    java = java_binary()
+    resolved = dataclasses.asdict(config) | {"session_timeout_ms": config.session_timeout}
+    request_timeout_ms = int(config.options.get("request_timeout_ms", 30_000))
+    leave_bound_ms = int(LEAVE_BOUND_S * 1000) + (request_timeout_ms if config.mode == "coordinator" else 0)
+    spec = {"config": resolved, "count": count, "leave_bound_ms": leave_bound_ms}
+    return [java, *JVM_FLAGS, "-cp", module.classpath, "rebalancelab.member.Main", json.dumps(spec)]
+
+
+def exec_java(config: MemberConfig, count: int) -> None:
+    """Become the JVM: same pid, stdout and stderr, so signals and events reach it unchanged."""
+    command = java_command(config, count)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(command[0], command)
 
 
 def _parse_options(pairs: tuple[str, ...]) -> dict[str, object]:

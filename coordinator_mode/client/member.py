@@ -113,8 +113,11 @@ from .settings import Backoff, CoordinatorSettings, client_id_of
 
 log = logging.getLogger(__name__)
 
+#: Variants another program runs: ``java`` is Kafka's own consumer (kafka-clients, java/member's
+#: ConsumerMember) in the same groups on the same brokers; ``rebalance-lab member`` runs it on the JVM.
+EXTERNAL_VARIANTS = {"java": "java"}
 #: Variants of this mode; the first is the default.
-VARIANTS = ("classic",)
+VARIANTS = ("classic", *EXTERNAL_VARIANTS)
 
 #: Errors after which retrying cannot help (AbstractCoordinator's fatal JoinGroup errors, plus a
 #: broker that does not speak a version we need).

@@ -20,6 +20,7 @@ from bench.analysis.ownership import GroupOwnership
 from bench.backends import MemberHandle
 from bench.experiment.groups import MemberGroup
 from bench.experiment.history import History
+from bench.services.java import java_module
 from bench.services.members import MemberProcess
 from group_api import EventKind
 from tests.conftest import running_brokers, wait_until
@@ -44,6 +45,14 @@ class Target:
         return f"{self.mode}-{self.variant}"
 
 
+JAVA = java_module("member")
+#: The targets that run on the JVM skip, saying why, where Java or the built module is missing.
+NEEDS_JAVA = [
+    pytest.mark.java,
+    pytest.mark.skipif(not JAVA.available, reason=f"needs the Java members: {JAVA.reason}"),
+]
+
+
 TARGETS = [
     Target("zk", "chain", True),
     Target("zk", "herd", True),
@@ -51,6 +60,10 @@ TARGETS = [
     Target("zk", "setpartitioner", False, ("time_boundary_s=0.5",)),
     # Kafka's brokers refuse sessions below group.min.session.timeout.ms (6 s).
     Target("coordinator", "classic", True, session_ms=6_000),
+    pytest.param(Target("zk", "curator", True), marks=NEEDS_JAVA, id="zk-curator"),
+    pytest.param(
+        Target("coordinator", "java", True, session_ms=6_000), marks=NEEDS_JAVA, id="coordinator-java"
+    ),
 ]
 
 

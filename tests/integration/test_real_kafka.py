@@ -19,6 +19,7 @@ from confluent_kafka import Consumer
 
 from bench.experiment.groups import MemberGroup
 from bench.experiment.history import History
+from bench.services.java import java_module
 from bench.services.jolokia import read_counters
 from bench.services.kafka import KafkaCluster
 from bench.services.kafka_config import KafkaSettings, kafka_target
@@ -75,13 +76,13 @@ def kafka39(zk_server: ZooKeeperEnsemble, tmp_path_factory: pytest.TempPathFacto
 class Group:
     """A :class:`MemberGroup` of member processes on ``bootstrap``; every process killed at the end."""
 
-    def __init__(self, bootstrap: str, log_dir: Path) -> None:
+    def __init__(self, bootstrap: str, log_dir: Path, client_args: tuple[str, ...] = ()) -> None:
         self.history = History()
         self.members = MemberGroup(
             f"g-{uuid.uuid4().hex[:6]}",
             TOPICS,
             1,
-            ["--bootstrap", bootstrap, *MEMBER_ARGS],
+            ["--bootstrap", bootstrap, *MEMBER_ARGS, *client_args],
             self.history,
             log_dir,
             MemberProcess,
@@ -100,17 +101,34 @@ class Group:
             proc.close()
 
 
+#: The members a ``group`` parameter names after its cluster: ours, or Kafka's Java consumer
+#: (java/member) with the classic protocol or KIP-848's.
+CLIENTS = {
+    "": (),
+    "java": ("--client", "java"),
+    "java-848": ("--client", "java", "--option", "protocol=consumer"),
+}
+
+
 @pytest.fixture
 def group(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Group]:
-    cluster = request.getfixturevalue(request.param)
-    g = Group(cluster.bootstrap, tmp_path)
+    """``request.param``: a cluster fixture's name, then ``:`` and a :data:`CLIENTS` key for Java members."""
+    name, _, client = request.param.partition(":")
+    if client:
+        module = java_module("member")
+        if not module.available:
+            pytest.skip(f"the Java members: {module.reason}")
+    cluster = request.getfixturevalue(name)
+    g = Group(cluster.bootstrap, tmp_path, CLIENTS[client])
     try:
         yield g
     finally:
         g.close()
 
 
-@pytest.mark.parametrize("group", ["kafka39"], indirect=True)
+@pytest.mark.parametrize(
+    "group", ["kafka39", pytest.param("kafka39:java", marks=pytest.mark.java)], indirect=True
+)
 def test_members_form_a_group_rebalance_on_a_join_and_survive_the_leaders_sigkill(group: Group) -> None:
     group.members.spawn(3)
     first = group.wait_stable(None, "three members converge")
@@ -202,6 +220,19 @@ def test_our_members_converge_on_kafka_4_0_with_the_classic_protocol(group: Grou
     first = group.wait_stable(None, "three members converge")
     group.members.spawn(1)
     group.wait_stable(first, "a fourth member joins")
+
+
+@pytest.mark.java
+@pytest.mark.parametrize("group", ["kafka40:java-848"], indirect=True)
+def test_java_members_converge_on_kafka_4_0_with_kip_848s_consumer_protocol(group: Group) -> None:
+    """The broker assigns (group.remote.assignor); nobody leads, the member epoch is the generation."""
+    group.members.spawn(2)
+    wait_until(lambda: group.members.stable(None), STABLE_S, 0.1, "two Java members converge")
+    first = group.members.generation()
+    assert first is not None
+    group.members.spawn(1)
+    wait_until(lambda: group.members.stable(first), STABLE_S, 0.1, "a third Java member joins")
+    assert group.members.view().leaders(group.members.live_ids()) == {None}
 
 
 def test_a_librdkafka_consumer_joins_with_kip_848s_consumer_protocol(kafka40: KafkaCluster) -> None:

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from bench.services.member_host import _parse_options, member
-from group_api import ASSIGNOR_NAMES, MemberConfig
-from group_api.registry import MODES
+from group_api import ASSIGNOR_NAMES, ConfigError, MemberConfig
+from group_api.registry import MODES, create_member, runs_in
 
 #: The options' names and variables as scripts, compose and the runner use them (they must not move).
 OPTIONS = {
@@ -50,9 +50,12 @@ def test_every_config_field_has_an_option_with_its_default_and_help(field: datac
         assert param.required
 
 
-def test_the_options_are_exactly_the_config_fields_and_count() -> None:
-    assert {p.name for p in member.params} == {f.name for f in dataclasses.fields(MemberConfig)} | {"count"}
+def test_the_options_are_exactly_the_config_fields_count_and_client() -> None:
+    own = {"count", "client"}
+    assert {p.name for p in member.params} == {f.name for f in dataclasses.fields(MemberConfig)} | own
     assert (option("count").envvar, option("count").default) == ("REBALANCE_LAB_COUNT", 1)
+    assert (option("client").envvar, option("client").default) == ("REBALANCE_LAB_CLIENT", "python")
+    assert tuple(option("client").type.choices) == ("python", "java")
 
 
 def test_types_choices_and_bounds() -> None:
@@ -71,6 +74,7 @@ def params(args: list[str]) -> dict[str, object]:
 def test_flags_parse_into_config_fields() -> None:
     p = params(["--group", "g", "--topic", "a,b", "--topic", "c", "--zk", "h:1", "--name", "n"])
     p.pop("count")
+    p.pop("client")
     config = MemberConfig(**{**p, "options": _parse_options(p["options"])})  # type: ignore[arg-type]
     assert config == MemberConfig(group="g", topics=("a", "b", "c"), zk_hosts="h:1", member_name="n")
     assert _parse_options(("time_boundary_s=2", "x=1.5", "k=v")) == {"time_boundary_s": 2, "x": 1.5, "k": "v"}
@@ -91,3 +95,35 @@ def test_help_names_every_option_its_variable_and_default() -> None:
         assert flag in result.output and env in result.output
     assert "default: /zkmode" in result.output and "default: 300000" in result.output
     assert "Variant knob KEY=VALUE" in result.output
+
+
+@pytest.mark.parametrize(
+    ("mode", "variant", "program"),
+    [
+        ("zk", "curator", "java"),
+        ("coordinator", "java", "java"),
+        ("zk", "chain", None),
+        ("coordinator", None, None),
+    ],
+)
+def test_java_variants_run_in_the_jvm_and_nowhere_else(
+    mode: str, variant: str | None, program: str | None
+) -> None:
+    config = MemberConfig(group="g", topics=("t",), mode=mode, variant=variant)
+    assert runs_in(config) == program
+    if program is not None:
+        with pytest.raises(ConfigError, match=f"{variant} runs on java"):
+            create_member(config, lambda event: None)
+
+
+@pytest.mark.parametrize(
+    ("mode", "variant", "says"),
+    [
+        ("coordinator", "classic", "--client java is the coordinator variant java"),
+        ("zk", "chain", "the Java members are coordinator mode and zk's curator, got zk/chain"),
+    ],
+)
+def test_client_java_refuses_what_java_does_not_run(mode: str, variant: str, says: str) -> None:
+    args = ["--group", "g", "--topic", "t", "--mode", mode, "--variant", variant, "--client", "java"]
+    result = CliRunner().invoke(member, args)
+    assert result.exit_code == 1 and says in result.output

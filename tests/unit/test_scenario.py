@@ -454,3 +454,38 @@ def test_sessions_the_servers_would_not_grant_are_refused(tmp_path: Path) -> Non
     for value in (500, 90_000):
         error = error_of(tmp_path, changed(overrides={"zk_session_timeout_ms": value}))
         assert "overrides.zk_session_timeout_ms: expected 1000..60000" in str(error)
+
+
+def test_variant_all_leaves_out_the_java_variants_which_a_scenario_names(tmp_path: Path) -> None:
+    """``all`` means the Python members (runnable wherever the project is); curator and the Java
+    consumer need Java, so a scenario lists them explicitly."""
+    everything = [{"mode": "zk", "variant": "all"}, {"mode": "coordinator", "variant": "all"}]
+    s = load_scenario(write(tmp_path, changed(modes=everything)))
+    assert [str(m) for m in s.modes] == [
+        "zk/chain",
+        "zk/herd",
+        "zk/selfbalance",
+        "zk/setpartitioner",
+        "coordinator/classic",
+    ]
+    named = [{"mode": "zk", "variant": "curator"}, {"mode": "coordinator", "variant": "java"}]
+    s = load_scenario(write(tmp_path, changed(modes=named)))
+    assert [str(m) for m in s.modes] == ["zk/curator", "coordinator/java"]
+
+
+def test_run_leaves_out_the_java_variants_where_java_member_is_not_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench.experiment.runner import without_unbuilt_java_members
+
+    monkeypatch.setenv("REBALANCE_LAB_JAVA_CACHE", str(tmp_path / "empty"))
+    named = [{"mode": "zk", "variant": "curator"}, {"mode": "coordinator", "variant": "java"}]
+    s = load_scenario(write(tmp_path, changed(modes=[*named, {"mode": "zk", "variant": "chain"}])))
+    said: list[str] = []
+    targets = [("zk", "curator"), ("coordinator", "java"), ("zk", "chain")]
+    assert without_unbuilt_java_members([(s, targets)], said.append) == [(s, [("zk", "chain")])]
+    assert [line.split(":")[0] for line in said] == [
+        "skipping probe [zk/curator]",
+        "skipping probe [coordinator/java]",
+    ]
+    assert without_unbuilt_java_members([(s, targets[:2])], said.append) == []
