@@ -367,6 +367,10 @@ class Broker:
                 p for p in self._led if self.coordinator.partition_state(p) is PartitionState.LOADING
             ),
             groups=len(self.coordinator.groups),
+            # How the offsets topic is made durable, for the report (Kafka: replication, no fsync per append).
+            offsets_replication_factor=self._zk.offsets_replication_factor if self._zk is not None else None,
+            log_flush_interval_messages=self.config.log_flush_interval_messages,
+            offsets_partitions_following=sorted(self.replicas.following),
         )
         return d
 
