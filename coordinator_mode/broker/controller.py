@@ -7,29 +7,45 @@ Layout under the root (default ``/kafka``)::
     /controller_epoch                   "<n>"                         bumped by each new controller
     /topics/<name>                      {"partitions": N}            the topic catalog
     /brokers/topics/<name>              {"partitions": {"<p>": {"leader": id, "leader_epoch": e}},
-                                         "controller_epoch": n}      written by the controller only
+                                         "controller_epoch": n}      a data topic's leaders
+    /brokers/topics/__consumer_offsets  {"version": 2, "partitions": {"<p>": [replica ids]}}
+    /brokers/topics/__consumer_offsets/partitions/<p>/state
+                                        {"controller_epoch", "leader", "version": 1,
+                                         "leader_epoch", "isr": [ids]}   Kafka's partition state
 
-The offsets topic ``__consumer_offsets`` is in the catalog like any topic; the first broker creates
-its entry with its ``--offsets-partitions`` and every broker then uses the count found there.
+The offsets topic ``__consumer_offsets`` is in the catalog like any topic (with its
+``replication_factor``); the first broker creates its entry with its ``--offsets-partitions`` and
+every broker then uses the count found there. It is the one replicated topic, in Kafka's layout:
+the replica assignment in the topic znode, each partition's leader, leader epoch and ISR in its
+state znode, written by the controller and, for ISR changes, by the partition's leader
+(:meth:`BrokerZk.update_isr`). Data topics carry no records, so they keep one leader per partition
+and no replicas.
 
 * **Registration.** A broker creates its ephemeral id znode; after a SIGKILL the old znode lingers
   until its session expires, so a restarted broker waits for it to go.
 * **Election.** Every broker watches ``/controller``; when it is absent each tries to create it and
   one wins (Kafka's ``KafkaController.elect``). The winner bumps ``/controller_epoch``.
-* **The controller's duty.** It watches ``/brokers/ids`` and ``/topics``. On any change (debounced)
-  it recomputes every topic's partition leaders over the live brokers: leaders that are alive stay
-  put unless their broker leads more than its share; partitions of dead brokers, and the surplus of
-  overloaded ones, go to the least loaded live brokers (so a broker that joins gets a share, like
-  Kafka's preferred-leader rebalance). A changed leader gets ``leader_epoch + 1``. Writes go through
-  a ZooKeeper transaction that checks the controller epoch's version, so a deposed controller cannot
-  overwrite its successor.
+* **The controller's duty.** It watches ``/brokers/ids`` and ``/topics``. On any change (debounced),
+  and every ``leader.imbalance.check.interval.seconds``:
+
+  - ``__consumer_offsets`` (:func:`plan_offsets_states`): created with its replica assignment once
+    ``offsets.topic.replication.factor`` brokers are alive; then dead replicas leave the ISR, a
+    partition without a live leader gets the first live replica in its ISR (or none: offline), and
+    only the periodic check moves leaders back to their preferred replica, per broker above the
+    10 % imbalance threshold — a broker joining moves nothing.
+  - data topics: leaders that are alive stay put unless their broker leads more than its share;
+    partitions of dead brokers, and the surplus of overloaded ones, go to the least loaded live
+    brokers. They hold no data, so moving them costs nothing.
+
+  A changed leader gets ``leader_epoch + 1``. Writes go through a ZooKeeper transaction that checks
+  the controller epoch's version, so a deposed controller cannot overwrite its successor.
 * **Brokers learn leadership from watches** on ``/brokers/topics/<name>`` (not from the controller's
   LeaderAndIsr requests, as Kafka does): every change reaches :class:`BrokerZk`'s ``on_view`` callback
   as a fresh :class:`ClusterView`.
 
 Consumers never touch ZooKeeper in this mode; only brokers do.
 
-This module is longer than most (about 580 lines) because the layout, the parsers of its znodes and
+This module is longer than most (about 890 lines) because the layout, the parsers of its znodes and
 the agent that reads and writes them belong together: the launcher (:mod:`bench.services.brokers`) and the
 tests read the same znodes with :func:`read_view` and the same parsers the agent uses.
 """
@@ -45,7 +61,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from kazoo.client import KazooClient, KazooState
+from kazoo.client import KazooClient, KazooState, TransactionRequest
 from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 from kazoo.protocol.states import ZnodeStat
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
@@ -801,29 +817,14 @@ class BrokerZk:
         assignment = _parse_assignment(raw)
         tx = self.client.transaction()
         tx.check(self.paths.controller_epoch, self._controller_epoch_version)
-        topic_path = self.paths.topic_state(OFFSETS_TOPIC)
         if not assignment:
             rf = self.offsets_replication_factor
             if len(live) < rf:
                 log.info("controller: %s waits for %d live brokers (has %d)", OFFSETS_TOPIC, rf, len(live))
                 return
-            assignment = assign_replicas(partitions, live, rf)
-            if stat is None:
-                tx.create(topic_path, _encode_assignment(assignment))
-            else:
-                tx.set_data(topic_path, _encode_assignment(assignment), version=stat.version)
-            if self.client.exists(f"{topic_path}/partitions") is None:
-                tx.create(f"{topic_path}/partitions", b"")
-            for p, replicas in assignment.items():
-                state = PartitionLeader(replicas[0], 0, replicas, replicas)
-                if self.client.exists(f"{topic_path}/partitions/{p}") is None:
-                    tx.create(f"{topic_path}/partitions/{p}", b"")
-                tx.create(
-                    self.paths.partition_state(OFFSETS_TOPIC, p),
-                    encode_partition_state(state, self._controller_epoch),
-                )
+            changes = self._create_offsets_topic(tx, assign_replicas(partitions, live, rf), stat)
+            for state in changes.values():
                 load[state.leader] += 1
-            changes = {p: PartitionLeader(r[0], 0, r, r) for p, r in assignment.items()}
         else:
             current: dict[int, PartitionLeader] = {}
             for p, replicas in assignment.items():
@@ -861,6 +862,29 @@ class BrokerZk:
             " (preferred-leader check)" if preferred else "",
             sorted(changes) if len(changes) < 20 else f"{len(changes)} partitions",
         )
+
+    def _create_offsets_topic(
+        self, tx: TransactionRequest, assignment: dict[int, tuple[int, ...]], stat: ZnodeStat | None
+    ) -> dict[int, PartitionLeader]:
+        """Add the topic's assignment and every partition's first state (the preferred replica leads,
+        the ISR is every replica) to ``tx``; the states."""
+        topic_path = self.paths.topic_state(OFFSETS_TOPIC)
+        if stat is None:
+            tx.create(topic_path, _encode_assignment(assignment))
+        else:
+            tx.set_data(topic_path, _encode_assignment(assignment), version=stat.version)
+        if self.client.exists(f"{topic_path}/partitions") is None:
+            tx.create(f"{topic_path}/partitions", b"")
+        states = {}
+        for p, replicas in assignment.items():
+            states[p] = PartitionLeader(replicas[0], 0, replicas, replicas)
+            if self.client.exists(f"{topic_path}/partitions/{p}") is None:
+                tx.create(f"{topic_path}/partitions/{p}", b"")
+            tx.create(
+                self.paths.partition_state(OFFSETS_TOPIC, p),
+                encode_partition_state(states[p], self._controller_epoch),
+            )
+        return states
 
     def _get_with_stat(self, path: str) -> tuple[bytes | None, ZnodeStat | None]:
         try:

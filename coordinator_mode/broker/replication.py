@@ -229,9 +229,10 @@ class ReplicaManager:
         records = (
             self.log.read_from(partition, fetch_offset, max_bytes) if fetch_offset < led.end_offset else b""
         )
-        counter = self.stats.partition(partition)
-        counter.fetches_served += 1
-        counter.fetch_bytes_out += len(records)
+        if records:
+            counter = self.stats.partition(partition)
+            counter.fetches_served += 1
+            counter.fetch_bytes_out += len(records)
         return FetchedPartition(ErrorCode.NONE, led.high_watermark, 0, records)
 
     async def wait_for_data(self, partitions: list[int], seconds: float) -> None:
@@ -293,10 +294,12 @@ class ReplicaManager:
         """A fetch answer from the leader we follow at ``state``: append, then take its high watermark."""
         if self.following.get(partition) != state:
             return  # the role changed while the fetch was in flight
-        end = self.log.append_lines(partition, data) if data else self.log.end_offset(partition)
-        counter = self.stats.partition(partition)
-        counter.fetches_sent += 1
-        counter.fetch_bytes_in += len(data)
+        end = self.log.end_offset(partition)
+        if data:
+            end = self.log.append_lines(partition, data)
+            counter = self.stats.partition(partition)
+            counter.fetches_received += 1
+            counter.fetch_bytes_in += len(data)
         self.high_watermarks[partition] = max(self.high_watermarks.get(partition, 0), min(end, leader_hw))
 
     def fetch_offset(self, partition: int) -> int:

@@ -39,9 +39,12 @@ class PartitionCounter:
     leader_records: int = 0
     leader_bytes: int = 0
     fsyncs: int = 0
-    fetches_served: int = 0  # replica Fetch partitions answered as leader
+    # Replication: a follower's Fetch answered with records for this partition, as leader
+    # (``fetches_served``, ``fetch_bytes_out``) or received as follower (``fetches_received``,
+    # ``fetch_bytes_in``). Fetches that found nothing new are only counted per API (FetchFollower).
+    fetches_served: int = 0
     fetch_bytes_out: int = 0
-    fetches_sent: int = 0  # replica Fetch partitions asked as follower
+    fetches_received: int = 0
     fetch_bytes_in: int = 0
 
     def appended(self, record: Record, size: int, as_leader: bool) -> None:

@@ -32,8 +32,8 @@ The columns, for each service:
     see ``log_flush`` in the run's environment).
 ``replication_messages`` / ``replication_bytes``
     ZooKeeper: proposals the followers received (``zk_learner_proposal_received_count``, summed;
-    ensemble-wide; 0 for a standalone server), bytes not counted; the replicas: partitions answered
-    to followers' fetches and the record bytes sent.
+    ensemble-wide; 0 for a standalone server), bytes not counted; the replicas: fetch answers that
+    carried records of a partition to a follower, and those record bytes.
 """
 
 from __future__ import annotations
