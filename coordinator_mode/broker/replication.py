@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from ..group.errors import ErrorCode, PersistError
 from ..group.records import Record
-from ..waiting import wait_within
+from ..waiting import sleep_unless, wait_within
 from .controller import PartitionLeader
 from .offsets_log import OffsetsLog
 from .partition import LeaderPartition
@@ -200,8 +200,11 @@ class ReplicaManager:
             left = deadline - time.monotonic()
             if left <= 0:
                 return ErrorCode.REQUEST_TIMED_OUT
-            event = self._event(partition)
-            await wait_within(asyncio.ensure_future(event.wait()), left)
+            waiter = asyncio.ensure_future(self._event(partition).wait())
+            try:
+                await wait_within(waiter, left)
+            finally:
+                waiter.cancel()
 
     # -- the leader's side of replica Fetch -------------------------------------------------------
 
@@ -283,9 +286,7 @@ class ReplicaManager:
     async def run_isr_checks(self, stopping: asyncio.Event) -> None:
         """Shrink every ``replica.lag.time.max.ms / 2``, as Kafka schedules ``isr-expiration``."""
         while not stopping.is_set():
-            await wait_within(
-                asyncio.ensure_future(stopping.wait()), self.config.replica_lag_time_max_ms / 2000
-            )
+            await sleep_unless(stopping, self.config.replica_lag_time_max_ms / 2000)
             self.shrink_isr()
 
     # -- the follower's side ---------------------------------------------------------------------
