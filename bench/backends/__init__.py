@@ -45,6 +45,7 @@ class ClusterSpec:
     zk_root: str  # zk_mode's root znode (the topic catalog lives below it)
     initial_rebalance_delay_ms: int
     proxied: bool  # members reach servers through our TCP proxies (the scenario injects network faults)
+    broker_zk_session_timeout_ms: int = 18_000  # the brokers' zookeeper.session.timeout.ms
 
 
 class MemberHandle(Protocol):

@@ -117,6 +117,8 @@ class Profile:
     rebalance_timeout_ms: int
     #: zk mode: the members' ZooKeeper session timeout (Kafka 0.8's ``zookeeper.session.timeout.ms``)
     zk_session_timeout_ms: int
+    #: coordinator mode, brokers: their ZooKeeper session (Kafka's ``zookeeper.session.timeout.ms``, 18 s)
+    broker_zk_session_timeout_ms: int
     #: zk selfbalance: Kafka 0.8's ``rebalance.backoff.ms`` and ``rebalance.max.retries``
     rebalance_backoff_ms: int
     rebalance_max_retries: int
@@ -155,6 +157,7 @@ PROFILES: dict[str, Profile] = {
             heartbeat_interval_ms=MemberConfig.heartbeat_interval_ms,
             rebalance_timeout_ms=MemberConfig.rebalance_timeout_ms,
             zk_session_timeout_ms=DEFAULT_SESSION_TIMEOUT_MS["zk"],
+            broker_zk_session_timeout_ms=18_000,
             # Declared by the modes, which validating a scenario does not import; a test holds them
             # equal to CoordinatorConfig, SelfBalanceOptions and PartitionerOptions.
             group_initial_rebalance_delay_ms=3_000,
@@ -170,6 +173,7 @@ PROFILES: dict[str, Profile] = {
             group_initial_rebalance_delay_ms=0,
             rebalance_timeout_ms=10_000,
             zk_session_timeout_ms=4_000,  # ZooKeeper's floor with tickTime 2000
+            broker_zk_session_timeout_ms=6_000,
             rebalance_backoff_ms=200,
             rebalance_max_retries=4,
             time_boundary_s=0.5,
