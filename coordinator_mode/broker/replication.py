@@ -8,7 +8,11 @@ It follows Kafka 3.9's ``kafka.server.ReplicaManager`` in ZooKeeper mode:
   a follower truncates its replica to its high watermark and fetches from the leader
   (:mod:`.fetcher`; ``makeFollowers`` → ``ReplicaFetcherManager.addFetcherForPartitions``). Kafka 3.9
   truncates by leader epoch (KIP-101/KIP-279); truncating to the high watermark is the older rule and
-  keeps every acknowledged record, since the new leader was in the ISR.
+  keeps every acknowledged record, since the new leader was in the ISR. The follower's high
+  watermark is kept in memory only (Kafka checkpoints it in ``replication-offset-checkpoint``), so
+  a restarted follower fetches its replica again from offset 0; it is out of the ISR by then (the
+  controller removed it when its registration expired) unless it was the last ISR member, and then
+  it leads and keeps its log.
 * **Appends** (``appendRecords`` with ``requiredAcks = -1``, ``origin = Coordinator``): the leader
   appends to its own replica at once, and the request that caused the write is answered only once
   the ISR has it (``DelayedProduce`` / ``Partition.checkEnoughReplicasReachOffset``) or after
