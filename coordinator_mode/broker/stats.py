@@ -34,7 +34,7 @@ class PartitionCounter:
 
     group_metadata_records: int = 0
     offset_commit_records: int = 0
-    other_records: int = 0
+    other_records: int = 0  # none here; on a real broker e.g. transaction markers
     bytes_appended: int = 0
     leader_records: int = 0
     leader_bytes: int = 0

@@ -70,7 +70,9 @@ class GroupCoordinator:
 
     Args:
         partition_for: maps a group id to its offsets partition.
-        persist: ``persist(partition, records)`` appends durably or raises :class:`PersistError`.
+        persist: ``persist(partition, records)`` appends or raises :class:`PersistError`; on a
+            replicated log the caller answers only once the write is replicated, and a commit's
+            offsets are served only from :meth:`complete_offsets` on.
         config: settings (Kafka's defaults).
         clock: milliseconds, monotonic; drives every timer.
         wall_clock: seconds since the epoch, for commit timestamps only.
