@@ -342,18 +342,25 @@ def fig_ledger(res: Results) -> Figure | Skipped:
     ledger = res.ledger
     if ledger.empty or "service" not in ledger:
         return Skipped(title, "no coordination_load.csv rows in the runs")
-    keys = ["series", "run_id", "kind", "start_s", "members"]
-    totals = (
-        ledger.assign(members=ledger["members"].fillna(0))
-        .groupby(keys, dropna=False)[["requests", "durable_writes", "duration_s"]]
-        .agg({"requests": "sum", "durable_writes": "sum", "duration_s": "max"})
+    # Each service has its own reading span, so the rows of one episode or window are matched by what
+    # they measure: the episode (run, group, step, phase), or the n-th steady window of the run.
+    ledger = ledger.assign(members=ledger["members"].fillna(0))
+    episodes = (
+        ledger[ledger["kind"] == "episode"]
+        .groupby(["series", "run_id", "group", "step", "phase", "members"])[["requests", "durable_writes"]]
+        .sum()
         .reset_index()
     )
-    episodes = totals[totals["kind"] == "episode"]
-    steady = totals[(totals["kind"] == "steady") & (totals["duration_s"] > 0)]
+    steady = ledger[(ledger["kind"] == "steady") & (ledger["duration_s"] > 0)]
     steady = steady.assign(
+        window=steady.groupby(["run_id", "service"])["start_s"].rank(method="first"),
         requests=steady["requests"] / steady["duration_s"],
         durable_writes=steady["durable_writes"] / steady["duration_s"],
+    )
+    steady = (
+        steady.groupby(["series", "run_id", "window", "members"])[["requests", "durable_writes"]]
+        .sum()
+        .reset_index()
     )
     fig, axes = new_canvas(2, 2, figsize=(12, 8), squeeze=False)
     drawn: list[str] = []
