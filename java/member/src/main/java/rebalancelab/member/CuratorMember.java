@@ -84,9 +84,9 @@ final class CuratorMember implements Member {
     private ZkOffsets offsets;
     // One instance each: ZooKeeper keeps a path's watchers in a set, so re-arming a watch with the
     // same object (Curator's NamespaceWatcher compares the wrapped one) never piles up notifications.
-    private final Watcher membersChanged = (WatchedEvent e) -> submit(this::lead);
-    private final Watcher assignmentChanged = (WatchedEvent e) -> submit(this::followAssignment);
-    private final Watcher claimReleased = (WatchedEvent e) -> submit(this::retryTarget);
+    private final Watcher membersChanged = onChange(this::lead);
+    private final Watcher assignmentChanged = onChange(this::followAssignment);
+    private final Watcher claimReleased = onChange(this::retryTarget);
 
     // Touched only on the worker thread.
     private Map<String, Integer> partitionsPerTopic = Map.of();
@@ -136,7 +136,7 @@ final class CuratorMember implements Member {
                 .build();
         client.getConnectionStateListenable().addListener((c, state) -> submit(() -> onState(state)));
         client.start();
-        offsets = new ZkOffsets(client, paths, this::log);
+        offsets = new ZkOffsets(paths, this::log);
         try {
             if (!client.blockUntilConnected(Math.max(10_000, session), TimeUnit.MILLISECONDS)) {
                 client.close();
@@ -191,6 +191,19 @@ final class CuratorMember implements Member {
                 log("interrupted by " + e.getClass().getSimpleName());
             } catch (Exception e) {
                 log("task failed, retrying on the next change: " + e);
+            }
+        };
+    }
+
+    /**
+     * A watcher that runs {@code task} when its znode changes. ZooKeeper also hands watchers the
+     * connection's changes (type None: Disconnected, Expired); those are the state listener's, and
+     * acting on them would run ahead of its SUSPENDED and LOST, on a session about to be replaced.
+     */
+    private Watcher onChange(Task task) {
+        return (WatchedEvent e) -> {
+            if (e.getType() != Watcher.Event.EventType.None) {
+                submit(task);
             }
         };
     }
@@ -522,7 +535,8 @@ final class CuratorMember implements Member {
             return;
         }
         long sentNs = System.nanoTime();
-        ZkOffsets.Fetched fetched = offsets.fetch(partitions);
+        // The handle of the session that holds our claims now: commits stay on it (ZkOffsets).
+        ZkOffsets.Fetched fetched = offsets.fetch(client.getZookeeperClient().getZooKeeper(), partitions);
         EventSink.Event event = sink.event("offsets_fetched", settings.memberId()).generation(generation)
                 .with("offsets", rows(fetched.offsets())).with("request_mono_ns", sentNs);
         if (!fetched.unreadable().isEmpty()) {

@@ -11,9 +11,12 @@ import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.function.Consumer;
 import java.util.regex.Pattern;
-import org.apache.curator.framework.CuratorFramework;
+import org.apache.curator.utils.ZKPaths;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.zookeeper.CreateMode;
 import org.apache.zookeeper.KeeperException;
+import org.apache.zookeeper.ZooDefs;
+import org.apache.zookeeper.ZooKeeper;
 
 /**
  * Offsets in ZooKeeper as Kafka 0.8.2's {@code ZookeeperConsumerConnector} kept them, the Curator
@@ -33,6 +36,11 @@ import org.apache.zookeeper.KeeperException;
  * Garbage in an offset znode is logged and read as "none stored" (-1), listed as unreadable, so the
  * checker names the partition instead of the member failing on it. When to commit and fetch is
  * CuratorMember's business; this class keeps the checkpoint and makes the calls (worker thread only).
+ *
+ * <p>The calls go through the raw handle of the session that read the offsets back (the one holding
+ * our claims), not Curator's client: Curator retries an operation across a session expiry on a new
+ * session, so a commit queued before a pause would land after our claims died, possibly over the
+ * next owner's newer offset. On a dead handle the call fails instead, as kazoo's and 0.8.2's do.
  */
 final class ZkOffsets {
     /** What a fetch reports for a partition with no (readable) stored offset, as Kafka's OffsetFetch. */
@@ -43,16 +51,16 @@ final class ZkOffsets {
     /** One read-back: the offset per partition (-1: none stored) and the znodes holding garbage. */
     record Fetched(Map<TopicPartition, Long> offsets, List<String> unreadable) {}
 
-    private final CuratorFramework client;
     private final GroupPaths paths;
     private final Consumer<String> log;
     /** The next offset to commit per owned partition (the position, in Kafka's words). */
     private final Map<TopicPartition, Long> positions = new HashMap<>();
     /** 0.8.2's {@code checkpointedZkOffsets}: the last offset written or read per partition. */
     private final Map<TopicPartition, Long> checkpointed = new HashMap<>();
+    /** The session that last read offsets back; commits never outlive it. */
+    private ZooKeeper session;
 
-    ZkOffsets(CuratorFramework client, GroupPaths paths, Consumer<String> log) {
-        this.client = client;
+    ZkOffsets(GroupPaths paths, Consumer<String> log) {
         this.paths = paths;
         this.log = log;
     }
@@ -70,15 +78,19 @@ final class ZkOffsets {
         }
     }
 
-    /** Read the stored offsets of {@code partitions} (one getData each) and resume from them. */
-    Fetched fetch(Collection<TopicPartition> partitions) throws Exception {
+    /**
+     * Read the stored offsets of {@code partitions} (one getData each) on {@code session}, the one
+     * holding their claims, and resume from them.
+     */
+    Fetched fetch(ZooKeeper session, Collection<TopicPartition> partitions) throws Exception {
+        this.session = session;
         Map<TopicPartition, Long> offsets = new TreeMap<>(Partitions.ORDER);
         List<String> unreadable = new ArrayList<>();
         for (TopicPartition tp : sorted(partitions)) {
             String path = paths.offset(tp.topic(), tp.partition());
             byte[] raw;
             try {
-                raw = client.getData().forPath(path);
+                raw = session.getData(path, false, null);
             } catch (KeeperException.NoNodeException e) {
                 offsets.put(tp, NO_OFFSET);
                 continue;
@@ -105,6 +117,9 @@ final class ZkOffsets {
      */
     Map<TopicPartition, Long> commit(Collection<TopicPartition> partitions) throws Exception {
         Map<TopicPartition, Long> written = new TreeMap<>(Partitions.ORDER);
+        if (session == null) {
+            return written; // nothing read back yet, so nothing owned
+        }
         for (TopicPartition tp : sorted(partitions)) {
             long offset = positions.getOrDefault(tp, 0L) + 1;
             if (Long.valueOf(offset).equals(checkpointed.get(tp))) {
@@ -131,17 +146,19 @@ final class ZkOffsets {
     void forgetAll() {
         positions.clear();
         checkpointed.clear();
+        session = null;
     }
 
     /** 0.8's {@code ZkUtils.updatePersistentPath}: set, or create with the parents if missing. */
     private void write(String path, byte[] data) throws Exception {
         try {
-            client.setData().forPath(path, data);
+            session.setData(path, data, -1);
         } catch (KeeperException.NoNodeException e) {
+            ZKPaths.mkdirs(session, path, false);
             try {
-                client.create().creatingParentsIfNeeded().forPath(path, data);
+                session.create(path, data, ZooDefs.Ids.OPEN_ACL_UNSAFE, CreateMode.PERSISTENT);
             } catch (KeeperException.NodeExistsException raced) {
-                client.setData().forPath(path, data); // created meanwhile (a previous owner)
+                session.setData(path, data, -1); // created meanwhile (a previous owner)
             }
         }
     }
