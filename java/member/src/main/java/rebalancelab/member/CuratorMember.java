@@ -13,8 +13,8 @@ import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import org.apache.curator.framework.CuratorFramework;
@@ -51,24 +51,42 @@ import org.apache.zookeeper.data.Stat;
  * stops acting as owner ({@code revoked}), LOST ({@code session_lost}) forgets every claim, and
  * the latch rejoins with the new session on RECONNECTED (LeaderLatch.handleStateChange).
  *
- * <p>One class of some 600 lines, as zk_mode's ZkMember and LeaderElectedMember together: election,
- * publication, ownership and the session all read and change the worker's one state (claims,
- * target, generations), which splitting would hand back and forth.
+ * <p>Offsets, as zk_mode's ZkMember and Kafka 0.8.2's {@code ZookeeperConsumerConnector} with
+ * {@code auto.commit.enable} (its default), in {@link ZkOffsets}: the offsets of the owned partitions
+ * are committed every {@code auto_commit_interval_ms} (0.8.2's {@code autoCommit} on its scheduler;
+ * here a periodic task on the worker), synchronously before partitions are given up (0.8.2's
+ * {@code ZKRebalancerListener.closeFetchersForQueues} calls {@code commitOffsets} before
+ * {@code releasePartitionOwnership}) and on a graceful leave (0.8.2's {@code shutdown} calls
+ * {@code commitOffsets}). A new owner reads them back once it holds its claims and before it reports
+ * the partitions {@code assigned} (0.8.2's {@code rebalance} calls {@code fetchOffsets} before
+ * {@code reflectPartitionOwnershipDecision}). {@code enable_auto_commit=false} (a scenario's
+ * {@code offsets: none}) turns commits and read-backs off.
+ *
+ * <p>One class of some 700 lines (the offsets' ZooKeeper calls apart, in ZkOffsets), as zk_mode's
+ * ZkMember and LeaderElectedMember together: election, publication, ownership, offsets and the
+ * session all read and change the worker's one state (claims, target, generations), which splitting
+ * would hand back and forth.
  */
 final class CuratorMember implements Member {
+    /** group_api's DEFAULT_AUTO_COMMIT_INTERVAL_MS (Kafka's auto.commit.interval.ms default too). */
+    private static final int DEFAULT_COMMIT_INTERVAL_MS = 5_000;
+
     private final Settings settings;
     private final EventSink sink;
     private final GroupPaths paths;
-    private final ExecutorService worker;
+    private final ScheduledExecutorService worker;
+    private final boolean commitsEnabled;
+    private final int commitIntervalMs;
     private final AtomicBoolean failed = new AtomicBoolean();
     private final CountDownLatch left = new CountDownLatch(1);
     private CuratorFramework client;
     private LeaderLatch latch;
+    private ZkOffsets offsets;
     // One instance each: ZooKeeper keeps a path's watchers in a set, so re-arming a watch with the
     // same object (Curator's NamespaceWatcher compares the wrapped one) never piles up notifications.
-    private final Watcher membersChanged = (WatchedEvent e) -> submit(this::lead);
-    private final Watcher assignmentChanged = (WatchedEvent e) -> submit(this::followAssignment);
-    private final Watcher claimReleased = (WatchedEvent e) -> submit(this::retryTarget);
+    private final Watcher membersChanged = onChange(this::lead);
+    private final Watcher assignmentChanged = onChange(this::followAssignment);
+    private final Watcher claimReleased = onChange(this::retryTarget);
 
     // Touched only on the worker thread.
     private Map<String, Integer> partitionsPerTopic = Map.of();
@@ -96,7 +114,9 @@ final class CuratorMember implements Member {
         this.settings = settings;
         this.sink = sink;
         this.paths = new GroupPaths(settings.zkRoot(), settings.group());
-        this.worker = Executors.newSingleThreadExecutor(r -> new Thread(r, "curator-" + settings.memberId()));
+        this.commitsEnabled = settings.autoCommitEnabled();
+        this.commitIntervalMs = settings.intOption("auto_commit_interval_ms", DEFAULT_COMMIT_INTERVAL_MS);
+        this.worker = Executors.newSingleThreadScheduledExecutor(r -> new Thread(r, "curator-" + settings.memberId()));
     }
 
     @Override
@@ -116,6 +136,7 @@ final class CuratorMember implements Member {
                 .build();
         client.getConnectionStateListenable().addListener((c, state) -> submit(() -> onState(state)));
         client.start();
+        offsets = new ZkOffsets(paths, this::log);
         try {
             if (!client.blockUntilConnected(Math.max(10_000, session), TimeUnit.MILLISECONDS)) {
                 client.close();
@@ -133,6 +154,11 @@ final class CuratorMember implements Member {
             throw new IllegalStateException("cannot read the topic catalog: " + e, e);
         }
         submit(this::join);
+        if (commitsEnabled) {
+            // A periodic task of the worker's own: it runs between the group's tasks, never beside them.
+            worker.scheduleWithFixedDelay(guarded(this::commitOwned), commitIntervalMs, commitIntervalMs,
+                    TimeUnit.MILLISECONDS);
+        }
     }
 
     // -- the worker ------------------------------------------------------------------------------
@@ -146,22 +172,40 @@ final class CuratorMember implements Member {
             return;
         }
         try {
-            worker.execute(() -> {
-                if (leaving && left.getCount() == 0) {
-                    return;
-                }
-                try {
-                    task.run();
-                } catch (KeeperException.ConnectionLossException | KeeperException.SessionExpiredException e) {
-                    // The state listener queues the recovery (resync or rejoin).
-                    log("interrupted by " + e.getClass().getSimpleName());
-                } catch (Exception e) {
-                    log("task failed, retrying on the next change: " + e);
-                }
-            });
+            worker.execute(guarded(task));
         } catch (java.util.concurrent.RejectedExecutionException e) {
             // shut down meanwhile: nothing more to do
         }
+    }
+
+    /** A task as the worker runs it: nothing once we left, and no exception ends the worker. */
+    private Runnable guarded(Task task) {
+        return () -> {
+            if (leaving && left.getCount() == 0) {
+                return;
+            }
+            try {
+                task.run();
+            } catch (KeeperException.ConnectionLossException | KeeperException.SessionExpiredException e) {
+                // The state listener queues the recovery (resync or rejoin).
+                log("interrupted by " + e.getClass().getSimpleName());
+            } catch (Exception e) {
+                log("task failed, retrying on the next change: " + e);
+            }
+        };
+    }
+
+    /**
+     * A watcher that runs {@code task} when its znode changes. ZooKeeper also hands watchers the
+     * connection's changes (type None: Disconnected, Expired); those are the state listener's, and
+     * acting on them would run ahead of its SUSPENDED and LOST, on a session about to be replaced.
+     */
+    private Watcher onChange(Task task) {
+        return (WatchedEvent e) -> {
+            if (e.getType() != Watcher.Event.EventType.None) {
+                submit(task);
+            }
+        };
     }
 
     private void log(String message) {
@@ -354,7 +398,7 @@ final class CuratorMember implements Member {
         JsonNode share = decision.get("members").get(settings.memberId());
         if (share == null) {
             // Not part of this generation (we joined after it was computed): hold nothing.
-            revoke(owned, "rebalance");
+            giveUp(owned, "rebalance");
             release(claims);
             target = null;
             return;
@@ -378,9 +422,9 @@ final class CuratorMember implements Member {
         if (suspended) {
             return;
         }
-        Set<TopicPartition> giveUp = new HashSet<>(owned);
-        giveUp.removeAll(next.partitions());
-        revoke(giveUp, "rebalance");
+        Set<TopicPartition> moving = new HashSet<>(owned);
+        moving.removeAll(next.partitions());
+        giveUp(moving, "rebalance");
         Set<TopicPartition> unclaim = new HashSet<>(claims);
         unclaim.removeAll(next.partitions());
         release(unclaim);
@@ -397,6 +441,9 @@ final class CuratorMember implements Member {
         if (Integer.valueOf(next.generation()).equals(generation) && owned.equals(next.partitions())) {
             return; // already announced
         }
+        Set<TopicPartition> taken = new HashSet<>(next.partitions());
+        taken.removeAll(owned);
+        takeOffsets(taken, next.generation());
         generation = next.generation();
         owned.clear();
         owned.addAll(next.partitions());
@@ -449,6 +496,62 @@ final class CuratorMember implements Member {
                 .with("reason", reason).emit();
     }
 
+    // -- offsets (ZkMember._commit, _give_up, _take_offsets) --------------------------------------
+
+    /** The periodic commit: only while we own what we announced, not while the session is in doubt. */
+    private void commitOwned() throws Exception {
+        if (!suspended && generation != null) {
+            commit(owned);
+        }
+    }
+
+    /** Commit the offsets of {@code partitions} that changed (0.8.2's {@code commitOffsets}). */
+    private void commit(Set<TopicPartition> partitions) throws Exception {
+        if (!commitsEnabled || partitions.isEmpty()) {
+            return;
+        }
+        Map<TopicPartition, Long> written = offsets.commit(partitions);
+        if (!written.isEmpty()) {
+            sink.event("offsets_committed", settings.memberId()).generation(generation)
+                    .with("offsets", rows(written)).emit();
+        }
+    }
+
+    /**
+     * Stop owning {@code partitions}: commit them first while our claims still stand, so their next
+     * owner reads what we consumed (0.8.2 commits before {@code releasePartitionOwnership}).
+     */
+    private void giveUp(Set<TopicPartition> partitions, String reason) throws Exception {
+        Set<TopicPartition> ours = new HashSet<>(partitions);
+        ours.retainAll(owned);
+        commit(ours);
+        revoke(ours, reason);
+        offsets.forget(ours);
+    }
+
+    /** Read back the stored offsets of newly owned partitions before announcing them. */
+    private void takeOffsets(Set<TopicPartition> partitions, int generation) throws Exception {
+        if (!commitsEnabled || partitions.isEmpty()) {
+            return;
+        }
+        long sentNs = System.nanoTime();
+        // The handle of the session that holds our claims now: commits stay on it (ZkOffsets).
+        ZkOffsets.Fetched fetched = offsets.fetch(client.getZookeeperClient().getZooKeeper(), partitions);
+        EventSink.Event event = sink.event("offsets_fetched", settings.memberId()).generation(generation)
+                .with("offsets", rows(fetched.offsets())).with("request_mono_ns", sentNs);
+        if (!fetched.unreadable().isEmpty()) {
+            event.with("unreadable", fetched.unreadable());
+        }
+        event.emit();
+    }
+
+    /** Offsets as [[topic, partition, offset], ...], sorted, as the Python members write them. */
+    private static List<List<Object>> rows(Map<TopicPartition, Long> offsets) {
+        List<List<Object>> out = new ArrayList<>();
+        offsets.forEach((tp, offset) -> out.add(List.of(tp.topic(), tp.partition(), offset)));
+        return out;
+    }
+
     // -- the session -----------------------------------------------------------------------------
 
     private void onState(ConnectionState state) throws Exception {
@@ -464,6 +567,7 @@ final class CuratorMember implements Member {
                 suspended = false;
                 sessionLost = true;
                 revoke(owned, "session_lost");
+                offsets.forgetAll();
                 claims.clear();
                 target = null;
                 generation = null;
@@ -512,6 +616,9 @@ final class CuratorMember implements Member {
     private void leaveGroup() {
         leaving = true;
         try {
+            if (client.getZookeeperClient().isConnected() && !suspended) {
+                commit(owned); // 0.8.2's shutdown: commitOffsets before closing
+            }
             revoke(owned, "leave");
             if (client.getZookeeperClient().isConnected()) {
                 release(claims);

@@ -3,6 +3,7 @@ package rebalancelab.member;
 import com.fasterxml.jackson.databind.JsonNode;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Locale;
 
 /**
  * One member's configuration: group_api's MemberConfig as the Python host serialised it (the
@@ -53,6 +54,31 @@ record Settings(
     String option(String key, String otherwise) {
         JsonNode value = options.get(key);
         return value == null || value.isNull() ? otherwise : value.asText();
+    }
+
+    /**
+     * group_api's CommitSettings: {@code enable_auto_commit} (default true; a scenario's
+     * {@code offsets: none} sets it false), spelled as the Python members accept it.
+     */
+    boolean autoCommitEnabled() {
+        JsonNode value = options.get("enable_auto_commit");
+        if (value == null || value.isNull()) {
+            return true;
+        }
+        if (value.isBoolean()) {
+            return value.asBoolean();
+        }
+        if (value.isNumber() && (value.asDouble() == 1 || value.asDouble() == 0)) {
+            return value.asDouble() == 1; // the CLI passes 0/1 as numbers
+        }
+        String key = value.isTextual() ? value.asText().toLowerCase(Locale.ROOT) : "";
+        if (List.of("true", "yes", "on").contains(key)) {
+            return true;
+        }
+        if (List.of("false", "no", "off").contains(key)) {
+            return false;
+        }
+        throw new IllegalArgumentException("options.enable_auto_commit: expected true or false, got " + value);
     }
 
     /** A positive integer {@code --option}, or the default; anything else is a configuration error. */
