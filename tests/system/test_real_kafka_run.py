@@ -45,3 +45,35 @@ def test_a_library_scenario_runs_on_kafka_3_9_with_every_check_passing(tmp_path:
     assert episodes.loc[episodes["api"] == OFFSETS_ROW, "requests"].sum() > 0
     zk = pd.read_csv(run_dir / "zk_load.csv")
     assert set(zk["namespace"]) == {"realkafka"}
+
+
+@pytest.mark.java
+def test_kafka_4_0_consumer_runs_the_java_consumer_with_kip_848s_protocol(tmp_path: Path) -> None:
+    """The 4.0-consumer target is a runnable scenario mode: its members (the Java consumer with
+    group.protocol=consumer) converge, the broker assigns (no leader), and every check passes."""
+    skip_unless_built(kafka_target("4.0-consumer"))  # also the Java members
+    scenario = tmp_path / "consumer-protocol.yaml"
+    scenario.write_text(
+        "name: consumer-protocol\n"
+        "cluster: {zk_nodes: 1, brokers: 1}\n"
+        "groups: {count: 1, members: 2, topics: {orders: 6}, members_per_process: 2}\n"
+        "modes: [{mode: kafka, variant: 4.0-consumer}]\n"
+        "profile: fast\n"
+        "repetitions: 1\n"
+        "timeline: [{action: start_members}, {action: add_members, count: 1}, {action: stop}]\n"
+    )
+    out = tmp_path / "out"
+    env = {**os.environ, "REBALANCE_LAB_STATE_DIR": str(tmp_path / "state")}
+    command = [sys.executable, "-m", "bench", "run", str(scenario), "--out", str(out)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run_dir,) = [p.parent for p in out.rglob("summary.json")]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"]["state"] == "completed"
+    assert summary["checks"]["passed"], summary["checks"]["failures"]
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assigned = [e for e in events if e.get("event") == "assigned"]
+    assert assigned and all(e.get("leader") is None for e in assigned)
+    load = pd.read_csv(run_dir / "broker_load.csv")
+    # KIP-848's members heartbeat with ConsumerGroupHeartbeat, not JoinGroup
+    assert "ConsumerGroupHeartbeat" in set(load["api"]) and "JoinGroup" not in set(load["api"])
