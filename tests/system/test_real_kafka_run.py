@@ -77,3 +77,36 @@ def test_kafka_4_0_consumer_runs_the_java_consumer_with_kip_848s_protocol(tmp_pa
     load = pd.read_csv(run_dir / "broker_load.csv")
     # KIP-848's members heartbeat with ConsumerGroupHeartbeat, not JoinGroup
     assert "ConsumerGroupHeartbeat" in set(load["api"]) and "JoinGroup" not in set(load["api"])
+
+
+def test_validation_writes_the_table_with_ours_beside_kafka_3_9(tmp_path: Path) -> None:
+    """``rebalance-lab validation`` on one situation, one size, one repetition: the table holds the
+    pair of our members on our brokers and on Kafka 3.9, each figure with both sides."""
+    skip_unless_built(kafka_target("3.9-classic"))
+    scenario = tmp_path / "tiny.yaml"
+    scenario.write_text(
+        "name: tiny\n"
+        "cluster: {zk_nodes: 1, brokers: 1}\n"
+        "groups: {count: 1, members: 2, topics: {orders: 4}, members_per_process: 2}\n"
+        "modes: [{mode: coordinator, variant: classic}, {mode: kafka, variant: 3.9-classic}]\n"
+        "profile: fast\n"
+        "repetitions: 1\n"
+        "timeline: [{action: start_members}, {action: stop}]\n"
+    )
+    out = tmp_path / "out"
+    env = {**os.environ, "REBALANCE_LAB_STATE_DIR": str(tmp_path / "state")}
+    command = [sys.executable, "-m", "bench", "validation", "--scenario", str(scenario), "--out", str(out)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=200)
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = pd.read_csv(out / "validation.csv")
+    assert set(table["clients"]) == {"classic"} and set(table["situation"]) == {"start_members"}
+    by_metric = table.set_index("metric")
+    for metric in ("detection_s", "convergence_s"):
+        assert by_metric.loc[metric, "ours"] > 0 and by_metric.loc[metric, "real"] > 0, metric
+    # request counts on both sides (a sample may fall after a short episode's end, so not > 0)
+    assert by_metric.loc["JoinGroup", ["ours", "real"]].notna().all()
+    assert by_metric.loc["JoinGroup", ["ours", "real"]].sum() > 0
+    # Kafka 3.9 counts its offsets-topic appends; our brokers do not (yet)
+    appended = by_metric.loc["offsets records appended"]
+    assert pd.notna(appended["real"]) and pd.isna(appended["ours"])
+    assert "| start_members | 2 | classic | JoinGroup |" in (out / "validation.md").read_text()
