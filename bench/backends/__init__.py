@@ -47,6 +47,7 @@ class ClusterSpec:
     proxied: bool  # members reach servers through our TCP proxies (the scenario injects network faults)
     #: the brokers are real Apache Kafka of this target (``bench.services.kafka_config``), not ours
     kafka: str | None = None
+    broker_zk_session_timeout_ms: int = 18_000  # the brokers' zookeeper.session.timeout.ms
 
 
 class MemberHandle(Protocol):

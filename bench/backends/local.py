@@ -39,6 +39,7 @@ class LocalTopology:
         self.topics = spec.topics
         self.zk_root = spec.zk_root
         self.initial_rebalance_delay_ms = spec.initial_rebalance_delay_ms
+        self.broker_zk_session_timeout_ms = spec.broker_zk_session_timeout_ms
         self.proxied = spec.proxied
         self.kafka = None if spec.kafka is None else kafka_target(spec.kafka)
         self.ensemble = ZooKeeperEnsemble(self.zk_nodes, base_dir=self.base_dir / "zk")
@@ -66,6 +67,7 @@ class LocalTopology:
                     self.base_dir / "brokers",
                     topics=self.topics,
                     initial_rebalance_delay_ms=self.initial_rebalance_delay_ms,
+                    zk_session_timeout_ms=self.broker_zk_session_timeout_ms,
                     advertise=self._broker_proxy if self.proxied else None,
                 )
                 self.broker_cluster.start()

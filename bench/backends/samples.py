@@ -1,5 +1,6 @@
 """The ``samples.jsonl`` records, the same from every backend: a ZooKeeper server's ``mntr`` and a
-broker's counters (ours from ``broker_stats.json``, real Kafka's over Jolokia)."""
+broker's counters (ours from ``broker_stats.json``, per API and per partition of ``__consumer_offsets``;
+real Kafka's over Jolokia)."""
 
 from __future__ import annotations
 
@@ -39,13 +40,22 @@ def broker_sample(broker_id: int, stats: dict[str, Any], mono_ns: int, wall: flo
     info = {
         k: v
         for k, v in stats.items()
-        if k not in ("apis", "offsets_partitions_led", "offsets_partitions_loading")
+        if k
+        not in (
+            "apis",
+            "partitions",
+            "offsets_partitions_led",
+            "offsets_partitions_loading",
+            "offsets_partitions_following",
+        )
     }
     return {
         "source": "broker",
         "broker": broker_id,
         "mono_ns": written,
         "stats": stats.get("apis", {}),
+        # Per offsets partition: records and bytes appended, fsyncs, replica fetches (coordinator/stats.py).
+        "partitions": stats.get("partitions", {}),
         "info": info,
     }
 

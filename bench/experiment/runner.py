@@ -206,6 +206,7 @@ class Run:
                 topics=topics,
                 zk_root=zk_root,
                 initial_rebalance_delay_ms=self.profile.group_initial_rebalance_delay_ms,
+                broker_zk_session_timeout_ms=self.profile.broker_zk_session_timeout_ms,
                 proxied=any(ACTIONS[step.action].link for step in sc.timeline),
                 kafka=self.variant if self.mode == KAFKA_MODE else None,
             )

@@ -141,6 +141,8 @@ class Profile:
     #: both modes: ``auto.commit.interval.ms`` (the Java consumer's; Kafka 0.8's ZooKeeper consumer
     #: committed on the same knob)
     auto_commit_interval_ms: int
+    #: coordinator mode, brokers: their ZooKeeper session (Kafka's ``zookeeper.session.timeout.ms``, 18 s)
+    broker_zk_session_timeout_ms: int
     #: zk selfbalance: Kafka 0.8's ``rebalance.backoff.ms`` and ``rebalance.max.retries``
     rebalance_backoff_ms: int
     rebalance_max_retries: int
@@ -209,6 +211,7 @@ PROFILES: dict[str, Profile] = {
             rebalance_timeout_ms=MemberConfig.rebalance_timeout_ms,
             zk_session_timeout_ms=DEFAULT_SESSION_TIMEOUT_MS["zk"],
             auto_commit_interval_ms=DEFAULT_AUTO_COMMIT_INTERVAL_MS,
+            broker_zk_session_timeout_ms=18_000,
             # Declared by the modes, which validating a scenario does not import; a test holds them
             # equal to CoordinatorConfig, SelfBalanceOptions and PartitionerOptions.
             group_initial_rebalance_delay_ms=3_000,
@@ -226,6 +229,7 @@ PROFILES: dict[str, Profile] = {
             rebalance_timeout_ms=10_000,
             zk_session_timeout_ms=6_000,  # inside ZooKeeper's [1 s, 60 s] at tickTime 500
             auto_commit_interval_ms=1_000,  # several commits in a short run, in both modes
+            broker_zk_session_timeout_ms=6_000,
             rebalance_backoff_ms=200,
             rebalance_max_retries=4,
             time_boundary_s=0.5,

@@ -1,8 +1,10 @@
 """A launcher for a cluster of broker processes on loopback: start, kill, pause, restart, stop.
 
 Each broker is ``python -m bench -v broker ...`` in its own session (``start_new_session``), on a free
-port, with its state (stdout log, ``broker_stats.json``) in ``<base_dir>/broker-<id>/`` and the
-offsets logs in ``<base_dir>/logs/`` shared by all of them. The brokers' ids, ports and pids are
+port, with its state (stdout log, ``broker_stats.json``) in ``<base_dir>/broker-<id>/`` and its own
+log directory, its replicas of ``__consumer_offsets``, in ``<base_dir>/broker-<id>/logs/`` (no
+directory is shared: the offsets topic is replicated between the brokers, with replication factor
+``min(3, size)``). The brokers' ids, ports and pids are
 recorded in ``<base_dir>/brokers.json`` so another process can stop them later
 (:func:`stop_recorded`, used by ``rebalance-lab cluster down``).
 
@@ -62,6 +64,11 @@ class BrokerProcess:
 
     def __post_init__(self) -> None:
         self._child = ChildProcess(f"broker {self.id}")
+
+    @property
+    def log_dir(self) -> Path:
+        """The broker's own log directory (its replicas of the offsets partitions)."""
+        return self.state_dir / "logs"
 
     @property
     def proc(self) -> subprocess.Popen[bytes] | None:
@@ -163,8 +170,9 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
 
 def placement_settled(view: ClusterView, running: Iterable[int], topics: Iterable[str]) -> bool:
     """Every running broker registered; every partition of ``topics`` and the offsets topic led by
-    a live broker, and the controller has spread each topic evenly over the running brokers (a
-    broker that registered late gets its share a moment later)."""
+    a live broker; every offsets partition's replicas all in its ISR (replication caught up); and the
+    controller has spread each data topic evenly over the running brokers (a broker that registered
+    late gets its share a moment later)."""
     running = set(running)
     if not running <= set(view.brokers):
         return False
@@ -172,6 +180,11 @@ def placement_settled(view: ClusterView, running: Iterable[int], topics: Iterabl
         n = view.topics.get(topic)
         if n is None or any(view.live_leader(topic, p) is None for p in range(n)):
             return False
+        if topic == OFFSETS_TOPIC:
+            states = view.leaders.get(topic, {})
+            if any((set(states[p].replicas) & running) - set(states[p].isr) for p in range(n)):
+                return False
+            continue
         counts = Counter(s.leader for s in view.leaders.get(topic, {}).values())
         if max(counts[b] for b in running) - min(counts[b] for b in running) > 1:
             return False
@@ -179,7 +192,7 @@ def placement_settled(view: ClusterView, running: Iterable[int], topics: Iterabl
 
 
 class BrokerCluster:
-    """``size`` brokers sharing ZooKeeper ``zk_connect`` under ``zk_root`` and one log directory.
+    """``size`` brokers sharing ZooKeeper ``zk_connect`` under ``zk_root``, each with its own log directory.
 
     Args:
         zk_connect: ZooKeeper connect string.
@@ -220,7 +233,6 @@ class BrokerCluster:
         self.zk_session_timeout_ms = zk_session_timeout_ms
         self.extra_args = tuple(extra_args)
         self.advertise = advertise
-        self.log_dir = self.base_dir / "logs"
         self.brokers: list[BrokerProcess] = []
         self._zk: KazooClient | None = None
 
@@ -243,7 +255,9 @@ class BrokerCluster:
             "--port",
             str(port),
             "--log-dir",
-            str(self.log_dir),
+            str(state_dir / "logs"),
+            "--offsets-replication-factor",
+            str(min(3, self.size)),
             "--state-dir",
             str(state_dir),
             "--offsets-partitions",
@@ -268,7 +282,6 @@ class BrokerCluster:
     def start(self, timeout: float = 60.0) -> BrokerCluster:
         """Spawn every broker and wait until all registered and every partition has a live leader."""
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
         if self.topics:
             write_catalogs(self.zk, self.topics, broker_root=self.zk_root)
         try:

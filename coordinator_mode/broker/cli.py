@@ -24,7 +24,41 @@ _D = BrokerConfig.__dataclass_fields__  # defaults come from the dataclass, decl
     "--log-dir",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
-    help="Log directory shared by all brokers (offsets partitions' logs).",
+    help="This broker's own log directory (its replicas of the offsets partitions).",
+)
+@click.option(
+    "--offsets-replication-factor",
+    type=click.IntRange(min=1),
+    default=_D["offsets_replication_factor"].default,
+    show_default=True,
+    help="offsets.topic.replication.factor",
+)
+@click.option(
+    "--replica-lag-time-max-ms",
+    type=click.IntRange(min=1),
+    default=_D["replica_lag_time_max_ms"].default,
+    show_default=True,
+    help="replica.lag.time.max.ms",
+)
+@click.option(
+    "--offsets-commit-timeout-ms",
+    type=click.IntRange(min=1),
+    default=_D["offsets_commit_timeout_ms"].default,
+    show_default=True,
+    help="offsets.commit.timeout.ms",
+)
+@click.option(
+    "--log-flush-interval-messages",
+    type=click.IntRange(min=1),
+    default=None,
+    help="log.flush.interval.messages [default: never fsync per append, as Kafka]",
+)
+@click.option(
+    "--leader-imbalance-check-interval-s",
+    type=click.FloatRange(min=0.1),
+    default=_D["leader_imbalance_check_interval_s"].default,
+    show_default=True,
+    help="leader.imbalance.check.interval.seconds",
 )
 @click.option(
     "--offsets-partitions",

@@ -3,7 +3,8 @@
 Metadata and FindCoordinator answer from the cluster view the broker learned from ZooKeeper.
 ListOffsets and Fetch serve empty partitions: every data partition is an empty log whose end is
 wherever the consumer stands (high watermark = fetch offset), so real consumers keep polling
-quietly; this project studies coordination, not data.
+quietly; this project studies coordination, not data. A Fetch with a replica id is another broker
+replicating ``__consumer_offsets``: the replica manager (:mod:`.replication`) answers it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..hashing import partition_for
 from ..waiting import sleep_unless
 from .controller import OFFSETS_TOPIC, ClusterView
 from .protocol import NO_AUTHORIZED_OPERATIONS, BrokerContext, RequestContext, api_key_ranges
+from .replication import FetchedPartition
 
 #: Longest a Fetch of empty partitions waits (clients ask for ``fetch.max.wait.ms``, 500 ms default).
 _MAX_FETCH_WAIT_MS = 10_000
@@ -188,8 +190,59 @@ class ClusterApis:
             topics.append(tcls(name=t.name, partitions=parts))
         return ListOffsetsResponse(version=ctx.version, throttle_time_ms=0, topics=topics)
 
+    async def _replica_fetch(self, req: Any, ctx: RequestContext) -> Any:
+        """A follower's Fetch of offsets partitions (``replica_id`` >= 0): served by the replica manager,
+        held up to ``max_wait_ms`` while there is nothing new (Kafka's ``DelayedFetch``)."""
+        tcls = FetchResponse.FetchableTopicResponse
+        pcls = tcls.PartitionData
+        wanted = [(t.topic, p) for t in req.topics or [] for p in t.partitions or []]
+        budget = max(req.max_bytes, 1) if ctx.version >= 3 else 10 * 1024 * 1024
+
+        def serve() -> tuple[list[Any], bool]:
+            answered: dict[str, list[Any]] = {}
+            any_data_or_error = False
+            left = budget
+            for topic, p in wanted:
+                if topic != OFFSETS_TOPIC:
+                    fetched = FetchedPartition(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+                else:
+                    fetched = self.broker.replicas.serve_fetch(
+                        req.replica_id,
+                        p.partition,
+                        p.fetch_offset,
+                        p.current_leader_epoch if ctx.version >= 9 else -1,
+                        min(p.partition_max_bytes, left),
+                    )
+                left = max(left - len(fetched.records), 1)
+                any_data_or_error |= bool(fetched.records) or fetched.error is not ErrorCode.NONE
+                answered.setdefault(topic, []).append(
+                    pcls(
+                        partition_index=p.partition,
+                        error_code=fetched.error,
+                        high_watermark=fetched.high_watermark,
+                        last_stable_offset=fetched.high_watermark,
+                        log_start_offset=fetched.log_start_offset,
+                        aborted_transactions=None,
+                        preferred_read_replica=-1,
+                        records=fetched.records,
+                    )
+                )
+            return [tcls(topic=t, partitions=parts) for t, parts in answered.items()], any_data_or_error
+
+        responses, ready = serve()
+        if not ready and req.max_wait_ms > 0:
+            partitions = [p.partition for t, p in wanted if t == OFFSETS_TOPIC]
+            wait_ms = min(req.max_wait_ms, _MAX_FETCH_WAIT_MS)
+            await self.broker.replicas.wait_for_data(partitions, wait_ms / 1000.0)
+            responses, _ = serve()
+        return FetchResponse(
+            version=ctx.version, throttle_time_ms=0, error_code=0, session_id=0, responses=responses
+        )
+
     async def _fetch(self, req: Any, ctx: RequestContext) -> Any:
         """No records ever; wait up to ``max_wait_ms`` like a long poll on an idle partition."""
+        if req.replica_id >= 0:
+            return await self._replica_fetch(req, ctx)
         tcls = FetchResponse.FetchableTopicResponse
         pcls = tcls.PartitionData
         any_error = False

@@ -7,29 +7,45 @@ Layout under the root (default ``/kafka``)::
     /controller_epoch                   "<n>"                         bumped by each new controller
     /topics/<name>                      {"partitions": N}            the topic catalog
     /brokers/topics/<name>              {"partitions": {"<p>": {"leader": id, "leader_epoch": e}},
-                                         "controller_epoch": n}      written by the controller only
+                                         "controller_epoch": n}      a data topic's leaders
+    /brokers/topics/__consumer_offsets  {"version": 2, "partitions": {"<p>": [replica ids]}}
+    /brokers/topics/__consumer_offsets/partitions/<p>/state
+                                        {"controller_epoch", "leader", "version": 1,
+                                         "leader_epoch", "isr": [ids]}   Kafka's partition state
 
-The offsets topic ``__consumer_offsets`` is in the catalog like any topic; the first broker creates
-its entry with its ``--offsets-partitions`` and every broker then uses the count found there.
+The offsets topic ``__consumer_offsets`` is in the catalog like any topic (with its
+``replication_factor``); the first broker creates its entry with its ``--offsets-partitions`` and
+every broker then uses the count found there. It is the one replicated topic, in Kafka's layout:
+the replica assignment in the topic znode, each partition's leader, leader epoch and ISR in its
+state znode, written by the controller and, for ISR changes, by the partition's leader
+(:meth:`BrokerZk.update_isr`). Data topics carry no records, so they keep one leader per partition
+and no replicas.
 
 * **Registration.** A broker creates its ephemeral id znode; after a SIGKILL the old znode lingers
   until its session expires, so a restarted broker waits for it to go.
 * **Election.** Every broker watches ``/controller``; when it is absent each tries to create it and
   one wins (Kafka's ``KafkaController.elect``). The winner bumps ``/controller_epoch``.
-* **The controller's duty.** It watches ``/brokers/ids`` and ``/topics``. On any change (debounced)
-  it recomputes every topic's partition leaders over the live brokers: leaders that are alive stay
-  put unless their broker leads more than its share; partitions of dead brokers, and the surplus of
-  overloaded ones, go to the least loaded live brokers (so a broker that joins gets a share, like
-  Kafka's preferred-leader rebalance). A changed leader gets ``leader_epoch + 1``. Writes go through
-  a ZooKeeper transaction that checks the controller epoch's version, so a deposed controller cannot
-  overwrite its successor.
+* **The controller's duty.** It watches ``/brokers/ids`` and ``/topics``. On any change (debounced),
+  and every ``leader.imbalance.check.interval.seconds``:
+
+  - ``__consumer_offsets`` (:func:`plan_offsets_states`): created with its replica assignment once
+    ``offsets.topic.replication.factor`` brokers are alive; then dead replicas leave the ISR, a
+    partition without a live leader gets the first live replica in its ISR (or none: offline), and
+    only the periodic check moves leaders back to their preferred replica, per broker above the
+    10 % imbalance threshold — a broker joining moves nothing.
+  - data topics: leaders that are alive stay put unless their broker leads more than its share;
+    partitions of dead brokers, and the surplus of overloaded ones, go to the least loaded live
+    brokers. They hold no data, so moving them costs nothing.
+
+  A changed leader gets ``leader_epoch + 1``. Writes go through a ZooKeeper transaction that checks
+  the controller epoch's version, so a deposed controller cannot overwrite its successor.
 * **Brokers learn leadership from watches** on ``/brokers/topics/<name>`` (not from the controller's
   LeaderAndIsr requests, as Kafka does): every change reaches :class:`BrokerZk`'s ``on_view`` callback
   as a fresh :class:`ClusterView`.
 
 Consumers never touch ZooKeeper in this mode; only brokers do.
 
-This module is longer than most (about 580 lines) because the layout, the parsers of its znodes and
+This module is longer than most (about 890 lines) because the layout, the parsers of its znodes and
 the agent that reads and writes them belong together: the launcher (:mod:`bench.services.brokers`) and the
 tests read the same znodes with :func:`read_view` and the same parsers the agent uses.
 """
@@ -45,7 +61,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from kazoo.client import KazooClient, KazooState
+from kazoo.client import KazooClient, KazooState, TransactionRequest
 from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 from kazoo.protocol.states import ZnodeStat
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
@@ -93,6 +109,10 @@ class ZkPaths:
     def topic_state(self, name: str) -> str:
         return self._p("brokers", "topics", name)
 
+    def partition_state(self, name: str, partition: int) -> str:
+        """Kafka's ``/brokers/topics/<t>/partitions/<p>/state``: leader, leader epoch, ISR."""
+        return self._p("brokers", "topics", name, "partitions", str(partition), "state")
+
 
 @dataclass(frozen=True)
 class BrokerInfo:
@@ -103,8 +123,14 @@ class BrokerInfo:
 
 @dataclass(frozen=True)
 class PartitionLeader:
+    """A partition's leader and leader epoch; for the replicated offsets topic also its replicas (the
+    first is the preferred leader), its ISR and the state znode's version (what an ISR update checks)."""
+
     leader: int
     epoch: int
+    replicas: tuple[int, ...] = ()
+    isr: tuple[int, ...] = ()
+    version: int = -1
 
 
 @dataclass(frozen=True)
@@ -157,6 +183,56 @@ def _parse_state(raw: bytes | None) -> dict[int, PartitionLeader]:
         return {}
 
 
+def _parse_replication_factor(raw: bytes | None) -> int:
+    try:
+        rf = int(json.loads(raw or b"null").get("replication_factor", 1))
+    except (ValueError, TypeError, AttributeError):
+        return 1
+    return max(rf, 1)
+
+
+def _parse_assignment(raw: bytes | None) -> dict[int, tuple[int, ...]]:
+    """Kafka's ``/brokers/topics/<t>``: ``{"version": 2, "partitions": {"<p>": [replica ids]}}``."""
+    try:
+        parts = json.loads(raw or b"null")["partitions"]
+        return {int(p): tuple(int(r) for r in replicas) for p, replicas in parts.items()}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return {}
+
+
+def _encode_assignment(assignment: Mapping[int, tuple[int, ...]]) -> bytes:
+    parts = {str(p): list(r) for p, r in sorted(assignment.items())}
+    return json.dumps(
+        {"version": 2, "partitions": parts, "adding_replicas": {}, "removing_replicas": {}}
+    ).encode()
+
+
+def parse_partition_state(
+    raw: bytes | None, replicas: tuple[int, ...] = (), version: int = -1
+) -> PartitionLeader | None:
+    """Kafka's partition state znode ``{"controller_epoch", "leader", "version": 1, "leader_epoch", "isr"}``;
+    None for garbage (the partition then counts as without a state, and a broker logs nothing worse)."""
+    try:
+        d = json.loads(raw or b"null")
+        return PartitionLeader(
+            int(d["leader"]), int(d["leader_epoch"]), replicas, tuple(int(r) for r in d["isr"]), version
+        )
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def encode_partition_state(state: PartitionLeader, controller_epoch: int) -> bytes:
+    return json.dumps(
+        {
+            "controller_epoch": controller_epoch,
+            "leader": state.leader,
+            "version": 1,
+            "leader_epoch": state.epoch,
+            "isr": list(state.isr),
+        }
+    ).encode()
+
+
 def _encode_state(leaders: Mapping[int, PartitionLeader], controller_epoch: int) -> bytes:
     parts = {str(p): {"leader": s.leader, "leader_epoch": s.epoch} for p, s in sorted(leaders.items())}
     return json.dumps({"partitions": parts, "controller_epoch": controller_epoch}).encode()
@@ -185,9 +261,26 @@ def read_view(client: KazooClient, root: str = DEFAULT_ZK_ROOT) -> ClusterView:
         n = _parse_partitions(_get(client, paths.topic(name)))
         if n is not None:
             topics[name] = n
-            leaders[name] = _parse_state(_get(client, paths.topic_state(name)))
+            if name == OFFSETS_TOPIC:
+                leaders[name] = _read_offsets_states(client, paths)
+            else:
+                leaders[name] = _parse_state(_get(client, paths.topic_state(name)))
     controller = _controller_id(_get(client, paths.controller))
     return ClusterView(brokers, controller, topics, leaders)
+
+
+def _read_offsets_states(client: KazooClient, paths: ZkPaths) -> dict[int, PartitionLeader]:
+    assignment = _parse_assignment(_get(client, paths.topic_state(OFFSETS_TOPIC)))
+    states: dict[int, PartitionLeader] = {}
+    for p, replicas in assignment.items():
+        try:
+            raw, stat = client.get(paths.partition_state(OFFSETS_TOPIC, p))
+        except NoNodeError:
+            continue
+        state = parse_partition_state(raw, replicas, stat.version)
+        if state is not None:
+            states[p] = state
+    return states
 
 
 def _children(client: KazooClient, path: str) -> list[str]:
@@ -270,6 +363,82 @@ def plan_leaders(
     return plan
 
 
+# -- the controller's decisions for the replicated offsets topic -----------------------------------
+
+
+def assign_replicas(
+    partitions: int, brokers: list[int], replication_factor: int
+) -> dict[int, tuple[int, ...]]:
+    """Replicas of each partition, the first the preferred leader: Kafka's rack-unaware
+    ``AdminUtils.assignReplicasToBrokers`` without its random start index and shift, so that runs
+    repeat: partition ``p``'s replicas are the ``replication_factor`` brokers from the ``p``-th on."""
+    ordered = sorted(brokers)
+    rf = min(replication_factor, len(ordered))
+    return {p: tuple(ordered[(p + i) % len(ordered)] for i in range(rf)) for p in range(partitions)}
+
+
+def _without_dead(isr: tuple[int, ...], live: set[int]) -> tuple[int, ...]:
+    """``ReplicaStateMachine.doRemoveReplicasFromIsr`` for each dead replica in turn: a replica is
+    removed unless it is the last one, so the ISR keeps the last replica that had everything."""
+    out = list(isr)
+    for r in isr:
+        if r not in live and len(out) > 1:
+            out.remove(r)
+    return tuple(out)
+
+
+def plan_offsets_states(
+    current: Mapping[int, PartitionLeader],
+    live: set[int],
+    preferred_check: bool = False,
+    imbalance_percentage: int = 10,
+) -> dict[int, PartitionLeader]:
+    """The offsets partitions whose state the controller changes, and their new state.
+
+    * Dead replicas leave the ISR (``KafkaController.onBrokerFailure`` → ``OfflineReplica``).
+    * A partition whose leader is dead, or that has none, gets the first replica that is alive *and in
+      the ISR* (``PartitionLeaderElectionAlgorithms.offlinePartitionLeaderElection`` with
+      ``unclean.leader.election.enable=false``); with none it stays offline (leader -1). A live
+      broker that comes back in the ISR brings such a partition back (``onBrokerStartup``).
+    * With ``preferred_check`` (the periodic ``leader.imbalance.check.interval.seconds``): for each
+      broker whose share of partitions led elsewhere than by it, among those it is the preferred
+      leader of, exceeds ``imbalance_percentage`` %, those partitions move back to it if it is alive
+      and in the ISR (``checkAndTriggerAutoLeaderRebalance``, ``preferredReplicaPartitionLeaderElection``).
+      A broker joining moves nothing by itself.
+
+    A new leader gets ``leader_epoch + 1``; an ISR change alone keeps the epoch (Kafka bumps it;
+    here the leader's coordinator would otherwise reload its groups for nothing).
+    """
+    planned: dict[int, PartitionLeader] = {}
+    for p, state in current.items():
+        isr = _without_dead(state.isr, live)
+        leader = state.leader
+        if leader not in live:
+            leader = next((r for r in state.replicas if r in live and r in isr), NO_LEADER)
+        planned[p] = PartitionLeader(leader, state.epoch, state.replicas, isr, state.version)
+    if preferred_check:
+        preferred_of: dict[int, list[int]] = {}
+        for p, state in planned.items():
+            if state.replicas:
+                preferred_of.setdefault(state.replicas[0], []).append(p)
+        for broker, parts in preferred_of.items():
+            elsewhere = [p for p in parts if planned[p].leader != broker]
+            if len(elsewhere) / len(parts) <= imbalance_percentage / 100:
+                continue
+            for p in elsewhere:
+                s = planned[p]
+                if broker in live and broker in s.isr:
+                    planned[p] = PartitionLeader(broker, s.epoch, s.replicas, s.isr, s.version)
+    changed: dict[int, PartitionLeader] = {}
+    for p, new in planned.items():
+        old = current[p]
+        if new.leader != old.leader:
+            new = PartitionLeader(new.leader, old.epoch + 1, new.replicas, new.isr, new.version)
+        if (new.leader, new.epoch, new.isr) != (old.leader, old.epoch, old.isr):
+            changed[p] = new
+    return changed
+
+
 # -- one broker's ZooKeeper agent -----------------------------------------------------------------
 
 
@@ -289,7 +458,10 @@ class BrokerZk:
         *,
         root: str = DEFAULT_ZK_ROOT,
         offsets_partitions: int = 50,
-        session_timeout_ms: int = 6_000,
+        offsets_replication_factor: int = 1,
+        session_timeout_ms: int = 18_000,
+        leader_imbalance_check_interval_s: float = 300.0,
+        leader_imbalance_per_broker_percentage: int = 10,
         on_view: Callable[[ClusterView], None] = lambda view: None,
         on_session_lost: Callable[[], None] = lambda: None,
         debounce_s: float = 0.1,
@@ -299,6 +471,10 @@ class BrokerZk:
         self.host = host
         self.port = port
         self.offsets_partitions = offsets_partitions
+        self.offsets_replication_factor = offsets_replication_factor
+        self.leader_imbalance_check_interval_s = leader_imbalance_check_interval_s
+        self.leader_imbalance_per_broker_percentage = leader_imbalance_per_broker_percentage
+        self._next_imbalance_check = time.monotonic() + leader_imbalance_check_interval_s
         self.session_timeout_ms = session_timeout_ms
         self.on_view = on_view
         self.on_session_lost = on_session_lost
@@ -308,6 +484,8 @@ class BrokerZk:
         self._brokers: dict[int, BrokerInfo] = {}
         self._catalog: dict[str, int] = {}
         self._leaders: dict[str, dict[int, PartitionLeader]] = {}
+        self._offsets_assignment: dict[int, tuple[int, ...]] = {}
+        self._offsets_states: dict[int, PartitionLeader] = {}
         self._watched_topics: set[str] = set()
         self._controller_id = NO_LEADER
         self._is_controller = False
@@ -327,6 +505,11 @@ class BrokerZk:
             self.client.ensure_path(path)
         self._ensure_offsets_topic()
         self._register(deadline=time.monotonic() + timeout + 2 * self.session_timeout_ms / 1000.0)
+        DataWatch(self.client, self.paths.topic_state(OFFSETS_TOPIC), self._on_offsets_assignment)
+        for p in range(self.offsets_partitions):
+            DataWatch(
+                self.client, self.paths.partition_state(OFFSETS_TOPIC, p), self._offsets_state_watcher(p)
+            )
         ChildrenWatch(self.client, self.paths.broker_ids, self._on_broker_ids)
         ChildrenWatch(self.client, self.paths.topics, self._on_catalog)
         DataWatch(self.client, self.paths.controller, self._on_controller)
@@ -348,12 +531,12 @@ class BrokerZk:
 
     def view(self) -> ClusterView:
         with self._lock:
-            return ClusterView(
-                dict(self._brokers),
-                self._controller_id,
-                dict(self._catalog),
-                {t: dict(ls) for t, ls in self._leaders.items()},
-            )
+            leaders = {t: dict(ls) for t, ls in self._leaders.items()}
+            leaders[OFFSETS_TOPIC] = {
+                p: PartitionLeader(s.leader, s.epoch, self._offsets_assignment.get(p, ()), s.isr, s.version)
+                for p, s in self._offsets_states.items()
+            }
+            return ClusterView(dict(self._brokers), self._controller_id, dict(self._catalog), leaders)
 
     def _publish(self) -> None:
         view = self.view()
@@ -363,11 +546,15 @@ class BrokerZk:
             log.exception("on_view callback failed")
 
     def _ensure_offsets_topic(self) -> None:
-        data = json.dumps({"partitions": self.offsets_partitions}).encode()
+        data = json.dumps(
+            {"partitions": self.offsets_partitions, "replication_factor": self.offsets_replication_factor}
+        ).encode()
         try:
             self.client.create(self.paths.topic(OFFSETS_TOPIC), data)
         except NodeExistsError:
-            found = _parse_partitions(_get(self.client, self.paths.topic(OFFSETS_TOPIC)))
+            raw = _get(self.client, self.paths.topic(OFFSETS_TOPIC))
+            self.offsets_replication_factor = _parse_replication_factor(raw)
+            found = _parse_partitions(raw)
             if found is not None and found != self.offsets_partitions:
                 log.warning(
                     "the cluster's %s has %d partitions, not %d: using %d",
@@ -441,7 +628,8 @@ class BrokerZk:
                     continue
                 self._watched_topics.add(name)
             DataWatch(self.client, self.paths.topic(name), self._catalog_watcher(name))
-            DataWatch(self.client, self.paths.topic_state(name), self._state_watcher(name))
+            if name != OFFSETS_TOPIC:  # its assignment and partition states are watched from start()
+                DataWatch(self.client, self.paths.topic_state(name), self._state_watcher(name))
         return not self._stopped.is_set()
 
     def _catalog_watcher(self, name: str) -> Callable[[bytes | None, ZnodeStat | None], bool]:
@@ -471,6 +659,48 @@ class BrokerZk:
             return not self._stopped.is_set()
 
         return watch
+
+    def _on_offsets_assignment(self, data: bytes | None, stat: ZnodeStat | None) -> bool:
+        with self._lock:
+            self._offsets_assignment = _parse_assignment(data)
+        self._publish()
+        return not self._stopped.is_set()
+
+    def _offsets_state_watcher(self, partition: int) -> Callable[[bytes | None, ZnodeStat | None], bool]:
+        def watch(data: bytes | None, stat: ZnodeStat | None) -> bool:
+            state = None if data is None or stat is None else parse_partition_state(data, (), stat.version)
+            if data is not None and state is None:
+                log.warning("offsets partition %d: unreadable state znode %r", partition, data[:200])
+            with self._lock:
+                if state is None:
+                    self._offsets_states.pop(partition, None)
+                else:
+                    self._offsets_states[partition] = state
+            self._publish()
+            return not self._stopped.is_set()
+
+        return watch
+
+    def update_isr(
+        self, partition: int, state: PartitionLeader, isr: tuple[int, ...]
+    ) -> PartitionLeader | None:
+        """The leader records a new ISR, if the state znode is still the version it knows (Kafka before
+        AlterPartition: ``Partition.updateIsr`` with ``zkClient.conditionalUpdatePath``); the new state,
+        or None when the controller changed it meanwhile (the leader then waits for the new state)."""
+        path = self.paths.partition_state(OFFSETS_TOPIC, partition)
+        try:
+            raw, stat = self.client.get(path)
+            if stat.version != state.version:
+                return None
+            d = json.loads(raw)
+            if int(d["leader"]) != state.leader or int(d["leader_epoch"]) != state.epoch:
+                return None
+            d["isr"] = list(isr)
+            new_stat = self.client.set(path, json.dumps(d).encode(), version=stat.version)
+        except (KazooException, ValueError, KeyError, TypeError):
+            log.info("offsets partition %d: ISR update to %s refused", partition, list(isr), exc_info=True)
+            return None
+        return PartitionLeader(state.leader, state.epoch, state.replicas, isr, new_stat.version)
 
     def _on_controller(self, data: bytes | None, stat: ZnodeStat | None) -> bool:
         with self._lock:
@@ -522,27 +752,34 @@ class BrokerZk:
 
     def _controller_loop(self) -> None:
         while not self._stopped.is_set():
-            self._wake.wait()
+            woken = self._wake.wait(timeout=max(0.0, self._next_imbalance_check - time.monotonic()))
             if self._stopped.is_set():
                 return
-            time.sleep(self.debounce_s)  # let a burst of registrations settle into one plan
+            preferred = time.monotonic() >= self._next_imbalance_check
+            if preferred:
+                self._next_imbalance_check = time.monotonic() + self.leader_imbalance_check_interval_s
+            if woken:
+                time.sleep(self.debounce_s)  # let a burst of registrations settle into one plan
             self._wake.clear()
             if not self._is_controller:
                 continue
             try:
-                self._reassign()
+                self._reassign(preferred)
             except Exception:
                 log.exception("controller: reassignment failed; retrying")
                 time.sleep(0.5)
                 self._wake.set()
 
-    def _reassign(self) -> None:
+    def _reassign(self, preferred: bool = False) -> None:
         live = sorted(int(c) for c in self.client.get_children(self.paths.broker_ids) if c.isdigit())
         load: Counter[int] = Counter()
         names = sorted(self.client.get_children(self.paths.topics), key=lambda n: (n != OFFSETS_TOPIC, n))
         for name in names:
             n = _parse_partitions(_get(self.client, self.paths.topic(name)))
             if n is None:
+                continue
+            if name == OFFSETS_TOPIC:
+                self._reassign_offsets(n, live, load, preferred)
                 continue
             raw, stat = self._get_with_stat(self.paths.topic_state(name))
             current = _parse_state(raw)
@@ -570,6 +807,84 @@ class BrokerZk:
                 live,
                 moved if len(moved) < 20 else f"{len(moved)} partitions",
             )
+
+    def _reassign_offsets(
+        self, partitions: int, live: list[int], load: Counter[int], preferred: bool
+    ) -> None:
+        """Create the replicated offsets topic once enough brokers are alive (Kafka fails the creation
+        below ``offsets.topic.replication.factor``), then elect from the ISR as brokers come and go."""
+        raw, stat = self._get_with_stat(self.paths.topic_state(OFFSETS_TOPIC))
+        assignment = _parse_assignment(raw)
+        tx = self.client.transaction()
+        tx.check(self.paths.controller_epoch, self._controller_epoch_version)
+        if not assignment:
+            rf = self.offsets_replication_factor
+            if len(live) < rf:
+                log.info("controller: %s waits for %d live brokers (has %d)", OFFSETS_TOPIC, rf, len(live))
+                return
+            changes = self._create_offsets_topic(tx, assign_replicas(partitions, live, rf), stat)
+            for state in changes.values():
+                load[state.leader] += 1
+        else:
+            current: dict[int, PartitionLeader] = {}
+            for p, replicas in assignment.items():
+                raw_state, state_stat = self._get_with_stat(self.paths.partition_state(OFFSETS_TOPIC, p))
+                state = (
+                    None
+                    if state_stat is None
+                    else parse_partition_state(raw_state, replicas, state_stat.version)
+                )
+                if state is not None:
+                    current[p] = state
+            changes = plan_offsets_states(
+                current, set(live), preferred, self.leader_imbalance_per_broker_percentage
+            )
+            for p, new in changes.items():
+                tx.set_data(
+                    self.paths.partition_state(OFFSETS_TOPIC, p),
+                    encode_partition_state(new, self._controller_epoch),
+                    version=current[p].version,
+                )
+            for p, state in current.items():
+                load[changes.get(p, state).leader] += 1
+            if not changes:
+                return
+        results = tx.commit()
+        if any(isinstance(r, Exception) for r in results):
+            log.warning("controller: writing %s states failed (%s); retrying", OFFSETS_TOPIC, results)
+            if self._still_controller():
+                self._wake.set()
+            return
+        log.info(
+            "controller: %s over brokers %s%s; changed partitions %s",
+            OFFSETS_TOPIC,
+            live,
+            " (preferred-leader check)" if preferred else "",
+            sorted(changes) if len(changes) < 20 else f"{len(changes)} partitions",
+        )
+
+    def _create_offsets_topic(
+        self, tx: TransactionRequest, assignment: dict[int, tuple[int, ...]], stat: ZnodeStat | None
+    ) -> dict[int, PartitionLeader]:
+        """Add the topic's assignment and every partition's first state (the preferred replica leads,
+        the ISR is every replica) to ``tx``; the states."""
+        topic_path = self.paths.topic_state(OFFSETS_TOPIC)
+        if stat is None:
+            tx.create(topic_path, _encode_assignment(assignment))
+        else:
+            tx.set_data(topic_path, _encode_assignment(assignment), version=stat.version)
+        if self.client.exists(f"{topic_path}/partitions") is None:
+            tx.create(f"{topic_path}/partitions", b"")
+        states = {}
+        for p, replicas in assignment.items():
+            states[p] = PartitionLeader(replicas[0], 0, replicas, replicas)
+            if self.client.exists(f"{topic_path}/partitions/{p}") is None:
+                tx.create(f"{topic_path}/partitions/{p}", b"")
+            tx.create(
+                self.paths.partition_state(OFFSETS_TOPIC, p),
+                encode_partition_state(states[p], self._controller_epoch),
+            )
+        return states
 
     def _get_with_stat(self, path: str) -> tuple[bytes | None, ZnodeStat | None]:
         try:

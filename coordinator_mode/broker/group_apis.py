@@ -116,6 +116,25 @@ class GroupApis:
             protocol_name=req.protocol_name if v >= 5 else None,
         )
         result: SyncResult = await self._await_callback(lambda cb: self.broker.coordinator.sync(sync, cb))
+        if result.error is ErrorCode.NONE:
+            # The group's record must be on the ISR before anyone is answered (GroupMetadataManager.storeGroup
+            # with acks=all; its callback maps a timeout to REBALANCE_IN_PROGRESS, a lost leadership to
+            # NOT_COORDINATOR).
+            replicated = await self.broker.replicated(sync.group_id)
+            if replicated is not ErrorCode.NONE:
+                error = (
+                    ErrorCode.REBALANCE_IN_PROGRESS
+                    if replicated is ErrorCode.REQUEST_TIMED_OUT
+                    else ErrorCode.NOT_COORDINATOR
+                )
+                return SyncGroupResponse(
+                    version=v,
+                    throttle_time_ms=0,
+                    error_code=error,
+                    protocol_type=None,
+                    protocol_name=None,
+                    assignment=b"",
+                )
         return SyncGroupResponse(
             version=v,
             throttle_time_ms=0,
@@ -175,7 +194,7 @@ class GroupApis:
             for t in req.topics or []
             for p in t.partitions or []
         ]
-        results = self.broker.coordinator.commit_offsets(
+        staged = self.broker.coordinator.stage_offsets(
             req.group_id,
             req.member_id or "",
             req.group_instance_id if v >= 7 else None,
@@ -183,6 +202,20 @@ class GroupApis:
             commits,
         )
         self.broker.schedule_timer()
+        results = staged.results
+        if staged.records:
+            # Acknowledged only once the ISR has the commit (GroupMetadataManager.storeOffsets, acks=all
+            # within offsets.commit.timeout.ms; the timeout is answered as REQUEST_TIMED_OUT).
+            replicated = await self.broker.replicated(req.group_id)
+            if replicated is not ErrorCode.NONE:
+                failed = (
+                    ErrorCode.REQUEST_TIMED_OUT
+                    if replicated is ErrorCode.REQUEST_TIMED_OUT
+                    else ErrorCode.NOT_COORDINATOR
+                )
+                results = [(c, failed if e is ErrorCode.NONE else e) for c, e in results]
+            else:
+                self.broker.coordinator.complete_offsets(staged)
         by_topic: dict[str, list[Any]] = {}
         for commit, error in results:
             by_topic.setdefault(commit.topic, []).append(

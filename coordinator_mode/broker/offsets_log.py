@@ -1,31 +1,37 @@
-"""Durable group metadata and committed offsets: one append-only log per offsets partition.
+"""One broker's replicas of the offsets partitions: an append-only log per partition, in the broker's
+own log directory.
 
-In Kafka the coordinator's state lives in the compacted topic ``__consumer_offsets``; a partition's
-new leader replays it (``CoordinatorLoaderImpl``), answering ``COORDINATOR_LOAD_IN_PROGRESS`` until
-it is done. Here the log of partition ``p`` is the file ``<log_dir>/__consumer_offsets-<p>/log`` in a
-log directory **shared by all brokers** (as a docker volume mounted on every broker would be), instead
-of being replicated between brokers:
+In Kafka the coordinator's state lives in the compacted, replicated topic ``__consumer_offsets``;
+each broker keeps its replicas in its own ``log.dirs`` and a partition's new leader replays its own
+replica (``GroupMetadataManager.doLoadGroupsAndOffsets``, up to the log end offset). Here the
+replica of partition ``p`` is the file ``<log_dir>/__consumer_offsets-<p>/log``:
 
-* the leader appends each batch of records (group snapshots and offset commits) with ``write`` +
-  ``fsync`` before it answers the request that caused them, so an acknowledged commit survives a
-  SIGKILL of the broker;
-* when the controller moves partition ``p`` to another broker (ZooKeeper), that broker becomes its
-  leader with a higher *leader epoch*; it first appends an epoch marker, then reads the whole file and
-  replays it (:meth:`OffsetsLog.load`, run off the event loop) while requests for the partition's
-  groups get ``COORDINATOR_LOAD_IN_PROGRESS``;
-* fencing: the newest leader also writes its epoch to ``<dir>/leader-epoch``; an append from an
-  older epoch is refused (``NOT_COORDINATOR``), and records that a deposed leader still slips in after
-  a newer epoch's marker are skipped on load, so a zombie cannot resurrect stale state;
-* each line is ``<crc32 hex> <json>``: a line torn by a crash mid-write fails its checksum and is
-  skipped, and the log is *compacted* on load once it grows past ``compact_bytes`` (latest value per
-  key, written to a temporary file and renamed over the log).
+* each line is one record at one *offset*: ``<crc32 hex> <json>``, the JSON carrying the offset
+  (``"lo"``) and the leader epoch that appended it (``"e"``), as a Kafka record batch carries its
+  base offset and partition leader epoch. A line torn by a crash mid-write fails its checksum; it
+  and everything after it are cut off when the replica is opened (Kafka's log recovery,
+  ``LogLoader.recoverSegment``, truncates at the first invalid batch);
+* the leader appends records it is given (:meth:`OffsetsLog.append`, ``Partition.appendRecordsToLeader``),
+  a follower the exact lines the leader sent it (:meth:`OffsetsLog.append_lines`,
+  ``Partition.appendRecordsToFollowerOrFutureReplica``), so every replica holds the same bytes at the
+  same offsets; a follower cuts its log back before it fetches from a new leader
+  (:meth:`OffsetsLog.truncate_to`);
+* **flush policy as Kafka's**: no fsync per append (``log.flush.interval.messages`` and
+  ``log.flush.interval.ms`` default to ``Long.MAX_VALUE``: durability comes from replication to the
+  ISR, ``LocalLog.flush`` runs on segment roll and clean shutdown). With ``flush_interval_messages``
+  set, a replica fsyncs once that many records are unflushed (``UnifiedLog.appendAsLeader`` →
+  ``flush`` when ``unflushedMessages >= config.flushInterval``); :meth:`OffsetsLog.close` flushes;
+* the log is *compacted* when opened once it grows past ``compact_bytes`` (the latest record per key,
+  tombstones drop the key, the last record is always kept so the log end offset stays; offsets are
+  kept, with gaps, as Kafka's log cleaner keeps them).
 
-Record encoding (JSON, bytes in base64): ``{"e": epoch, "k": "group"|"offset"|"epoch", ...}``.
+Every append, flush and byte is counted in a :class:`~.stats.PartitionCounter` per partition.
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import logging
 import os
@@ -37,10 +43,11 @@ from typing import Any
 
 from ..group.errors import ErrorCode, PersistError
 from ..group.records import GroupMetadataRecord, MemberRecord, OffsetCommitRecord, Record
+from .stats import PartitionCounter
 
 log = logging.getLogger(__name__)
 
-#: Compact a partition's log on load once it is larger than this.
+#: Compact a partition's log when it is opened once it is larger than this.
 DEFAULT_COMPACT_BYTES = 8 * 1024 * 1024
 
 
@@ -48,10 +55,8 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def encode_record(record: Record | None, epoch: int) -> dict[str, Any]:
-    """The JSON shape of one record (``None``: an epoch marker)."""
-    if record is None:
-        return {"e": epoch, "k": "epoch"}
+def encode_record(record: Record, epoch: int) -> dict[str, Any]:
+    """The JSON shape of one record, written by the leader of ``epoch``."""
     if isinstance(record, OffsetCommitRecord):
         return {
             "e": epoch,
@@ -89,11 +94,9 @@ def encode_record(record: Record | None, epoch: int) -> dict[str, Any]:
     }
 
 
-def decode_record(d: dict[str, Any]) -> Record | None:
-    """The inverse of :func:`encode_record`; ``None`` for an epoch marker. Raises on bad shapes."""
+def decode_record(d: dict[str, Any]) -> Record:
+    """The inverse of :func:`encode_record`. Raises on bad shapes."""
     kind = d["k"]
-    if kind == "epoch":
-        return None
     if kind == "offset":
         return OffsetCommitRecord(
             group_id=str(d["g"]),
@@ -130,59 +133,69 @@ def decode_record(d: dict[str, Any]) -> Record | None:
     raise ValueError(f"unknown record kind {kind!r}")
 
 
-def encode_line(record: Record | None, epoch: int) -> bytes:
-    """One log line: ``<crc32 hex> <json>\\n``."""
-    body = json.dumps(encode_record(record, epoch), separators=(",", ":")).encode()
+def encode_line(record: Record, epoch: int, offset: int) -> bytes:
+    """One log line: ``<crc32 hex> <json>\\n``, the record at ``offset`` written in leader ``epoch``."""
+    body = json.dumps({"lo": offset, **encode_record(record, epoch)}, separators=(",", ":")).encode()
     return b"%08x %s\n" % (zlib.crc32(body), body)
 
 
-def _parse_line(line: bytes) -> tuple[int, Record | None] | None:
-    """(epoch, record) or None for a line that fails its checksum or does not parse."""
+@dataclass(frozen=True)
+class LogEntry:
+    offset: int
+    epoch: int
+    record: Record
+
+
+def parse_line(line: bytes) -> LogEntry | None:
+    """The entry of one line, or None for a line that fails its checksum or does not parse."""
     try:
         crc, _, body = line.rstrip(b"\n").partition(b" ")
-        if int(crc, 16) != zlib.crc32(body):
+        if not line.endswith(b"\n") or int(crc, 16) != zlib.crc32(body):
             return None
         d = json.loads(body)
-        return int(d["e"]), decode_record(d)
+        return LogEntry(int(d["lo"]), int(d["e"]), decode_record(d))
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def record_key(record: Record) -> tuple[str, ...]:
+    """The compaction key (Kafka's ``GroupMetadataKey`` / ``OffsetCommitKey``)."""
+    if isinstance(record, GroupMetadataRecord):
+        return ("group", record.group_id)
+    return ("offset", record.group_id, record.topic, str(record.partition))
+
+
+def _is_tombstone(record: Record) -> bool:
+    return record.deleted if isinstance(record, GroupMetadataRecord) else record.offset is None
+
+
+@dataclass
+class _Replica:
+    fd: int
+    lines: list[bytes]
+    offsets: list[int]  # the offset of each line, ascending (gaps after compaction)
+    end_offset: int  # the log end offset: the offset the next record gets
+    unflushed: int = 0
 
 
 @dataclass
 class LoadResult:
     records: list[Record]
-    lines: int = 0
-    skipped_corrupt: int = 0
-    skipped_fenced: int = 0
-    compacted: bool = False
-
-
-def _compact(records: list[Record]) -> list[Record]:
-    """Latest value per key (group, or group + topic-partition); tombstones drop the key."""
-    groups: dict[str, GroupMetadataRecord] = {}
-    offsets: dict[tuple[str, str, int], OffsetCommitRecord] = {}
-    for r in records:
-        if isinstance(r, GroupMetadataRecord):
-            if r.deleted:
-                groups.pop(r.group_id, None)
-                for key in [k for k in offsets if k[0] == r.group_id]:
-                    del offsets[key]
-            else:
-                groups[r.group_id] = r
-        elif r.offset is None:
-            offsets.pop((r.group_id, r.topic, r.partition), None)
-        else:
-            offsets[(r.group_id, r.topic, r.partition)] = r
-    return [*groups.values(), *offsets.values()]
+    end_offset: int = 0
 
 
 @dataclass
 class OffsetsLog:
-    """The offsets partitions' logs under ``log_dir`` (shared by every broker of the cluster)."""
+    """This broker's replicas of the offsets partitions, under its own ``log_dir``.
+
+    Thread-safe: the broker's event loop appends, a loading thread reads, one lock per partition.
+    """
 
     log_dir: Path
     compact_bytes: int = DEFAULT_COMPACT_BYTES
-    _fds: dict[int, tuple[int, int]] = field(default_factory=dict)  # partition -> (fd, epoch)
+    flush_interval_messages: int | None = None  # log.flush.interval.messages; None: Kafka's default, never
+    counters: dict[int, PartitionCounter] = field(default_factory=dict)  # the broker's, shared
+    _replicas: dict[int, _Replica] = field(default_factory=dict)
     _locks: dict[int, threading.Lock] = field(default_factory=dict)
     _locks_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -191,7 +204,6 @@ class OffsetsLog:
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
     def _lock(self, partition: int) -> threading.Lock:
-        """One lock per partition: a long load must not block appends to the others."""
         with self._locks_lock:
             return self._locks.setdefault(partition, threading.Lock())
 
@@ -201,140 +213,186 @@ class OffsetsLog:
     def log_path(self, partition: int) -> Path:
         return self.partition_dir(partition) / "log"
 
-    def _epoch_path(self, partition: int) -> Path:
-        return self.partition_dir(partition) / "leader-epoch"
+    def _counters(self, partition: int) -> PartitionCounter:
+        return self.counters.setdefault(partition, PartitionCounter())
 
-    def _fenced_by(self, partition: int, epoch: int) -> int | None:
-        """The newer leader epoch that fences ``epoch``, if any."""
+    # -- opening -----------------------------------------------------------------------------------
+
+    def _replica(self, partition: int) -> _Replica:
+        """The open replica of ``partition``, opened (recovered, maybe compacted) on first use."""
+        replica = self._replicas.get(partition)
+        if replica is None:
+            replica = self._replicas[partition] = self._open(partition)
+        return replica
+
+    def _open(self, partition: int) -> _Replica:
+        path = self.log_path(partition)
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            current = int(self._epoch_path(partition).read_text().strip() or -1)
-        except (OSError, ValueError):
-            return None
-        return current if current > epoch else None
-
-    def _open(self, partition: int) -> int:
-        directory = self.partition_dir(partition)
-        directory.mkdir(parents=True, exist_ok=True)
-        return os.open(self.log_path(partition), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    @staticmethod
-    def _write_all(fd: int, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-
-    def load(self, partition: int, epoch: int) -> LoadResult:
-        """Become the writer of ``partition`` at ``epoch`` and read its log (blocking; run in a thread)."""
-        with self._lock(partition):
-            self._close(partition)
-            directory = self.partition_dir(partition)
-            directory.mkdir(parents=True, exist_ok=True)
-            fenced = self._fenced_by(partition, epoch)
-            if fenced is not None:
-                raise PersistError(
-                    ErrorCode.NOT_COORDINATOR, f"partition {partition} epoch {fenced} > {epoch}"
-                )
-            tmp = self._epoch_path(partition).with_suffix(".tmp")
-            tmp.write_text(str(epoch))
-            os.replace(tmp, self._epoch_path(partition))
-            fd = self._open(partition)
-            # The marker: whatever an older epoch writes after it is void.
-            self._write_all(fd, encode_line(None, epoch))
-            result = self._read(partition)
-            if self.log_path(partition).stat().st_size > self.compact_bytes:
-                os.close(fd)
-                fd = self._rewrite(partition, epoch, result.records)
-                result.compacted = True
-            self._fds[partition] = (fd, epoch)
-        log.info(
-            "offsets partition %d: loaded %d records from %d lines at epoch %d (skipped %d corrupt, %d fenced)%s",
-            partition,
-            len(result.records),
-            result.lines,
-            epoch,
-            result.skipped_corrupt,
-            result.skipped_fenced,
-            ", compacted" if result.compacted else "",
-        )
-        return result
-
-    def _read(self, partition: int) -> LoadResult:
-        result = LoadResult(records=[])
-        max_marker = -1
-        try:
-            data = self.log_path(partition).read_bytes()
+            data = path.read_bytes()
         except FileNotFoundError:
-            return result
+            data = b""
+        lines: list[bytes] = []
+        entries: list[LogEntry] = []
+        valid_bytes = 0
         for line in data.splitlines(keepends=True):
-            result.lines += 1
-            parsed = _parse_line(line)
-            if parsed is None:
-                result.skipped_corrupt += 1
-                continue
-            record_epoch, record = parsed
-            if record is None:
-                max_marker = max(max_marker, record_epoch)
-            elif record_epoch < max_marker:
-                result.skipped_fenced += 1  # written by a deposed leader after its successor took over
-            else:
-                result.records.append(record)
-        return result
+            entry = parse_line(line)
+            if entry is None or (entries and entry.offset <= entries[-1].offset):
+                break  # recovery: the log ends before its first invalid line
+            lines.append(line)
+            entries.append(entry)
+            valid_bytes += len(line)
+        if valid_bytes < len(data):
+            log.warning(
+                "offsets partition %d: truncating %d invalid bytes at the end of the log",
+                partition,
+                len(data) - valid_bytes,
+            )
+            os.truncate(path, valid_bytes)
+        if valid_bytes > self.compact_bytes:
+            lines, entries = self._compact(partition, entries)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        end = entries[-1].offset + 1 if entries else 0
+        return _Replica(fd, lines, [e.offset for e in entries], end)
 
-    def _rewrite(self, partition: int, epoch: int, records: list[Record]) -> int:
-        compacted = _compact(records)
-        tmp = self.log_path(partition).with_suffix(".compact")
+    def _compact(self, partition: int, entries: list[LogEntry]) -> tuple[list[bytes], list[LogEntry]]:
+        """Keep the latest entry per key (the last entry always), offsets unchanged; rename over the log."""
+        latest: dict[tuple[str, ...], int] = {}
+        for i, e in enumerate(entries):
+            latest[record_key(e.record)] = i
+            if isinstance(e.record, GroupMetadataRecord) and e.record.deleted:
+                for key in [k for k in latest if k[0] == "offset" and k[1] == e.record.group_id]:
+                    del latest[key]
+        keep = sorted(
+            {i for i in latest.values() if not _is_tombstone(entries[i].record)} | {len(entries) - 1}
+        )
+        kept = [entries[i] for i in keep]
+        lines = [encode_line(e.record, e.epoch, e.offset) for e in kept]
+        path = self.log_path(partition)
+        tmp = path.with_suffix(".compact")
         with open(tmp, "wb") as f:
-            f.write(encode_line(None, epoch))
-            for r in compacted:
-                f.write(encode_line(r, epoch))
+            f.write(b"".join(lines))
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, self.log_path(partition))
-        dir_fd = os.open(self.partition_dir(partition), os.O_RDONLY)
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        return self._open(partition)
+        self._counters(partition).fsyncs += 2
+        log.info("offsets partition %d: compacted %d records to %d", partition, len(entries), len(kept))
+        return lines, kept
 
-    def append(self, partition: int, records: list[Record]) -> None:
-        """Append durably (fsync); raises :class:`PersistError` if we are not or no longer the writer."""
+    def load(self, partition: int) -> LoadResult:
+        """Every record of this broker's replica, up to its log end offset (blocking; run in a thread)."""
         with self._lock(partition):
-            entry = self._fds.get(partition)
-            if entry is None:
-                raise PersistError(
-                    ErrorCode.NOT_COORDINATOR, f"not the writer of offsets partition {partition}"
-                )
-            fd, epoch = entry
-            if self._fenced_by(partition, epoch) is not None:
-                self._close(partition)
-                raise PersistError(
-                    ErrorCode.NOT_COORDINATOR, f"offsets partition {partition} has a newer leader"
-                )
-            try:
-                self._write_all(fd, b"".join(encode_line(r, epoch) for r in records))
-            except OSError as exc:
-                raise PersistError(ErrorCode.COORDINATOR_NOT_AVAILABLE, f"append failed: {exc}") from exc
+            replica = self._replica(partition)
+            records = []
+            for line in replica.lines:
+                entry = parse_line(line)
+                assert entry is not None  # only valid lines are kept
+                records.append(entry.record)
+            return LoadResult(records, replica.end_offset)
 
-    def _close(self, partition: int) -> None:
-        entry = self._fds.pop(partition, None)
-        if entry is not None:
-            os.close(entry[0])
+    # -- reading -----------------------------------------------------------------------------------
 
-    def release(self, partition: int, epoch: int | None = None) -> None:
-        """Stop writing ``partition`` (leadership moved away); with ``epoch``, only that epoch's writer,
-        so a late release cannot close the file a newer leadership of this broker just opened."""
+    def end_offset(self, partition: int) -> int:
         with self._lock(partition):
-            entry = self._fds.get(partition)
-            if entry is not None and (epoch is None or entry[1] <= epoch):
-                self._close(partition)
+            return self._replica(partition).end_offset
 
-    def close(self) -> None:
-        for partition in list(self._fds):
-            self.release(partition)
+    def read_from(self, partition: int, offset: int, max_bytes: int) -> bytes:
+        """The lines at ``offset`` and after, at least one line and then up to ``max_bytes`` (Fetch)."""
+        with self._lock(partition):
+            replica = self._replica(partition)
+            i = bisect.bisect_left(replica.offsets, offset)
+            out: list[bytes] = []
+            size = 0
+            for line in replica.lines[i:]:
+                if out and size + len(line) > max_bytes:
+                    break
+                out.append(line)
+                size += len(line)
+            return b"".join(out)
 
     def read(self, partition: int) -> list[Record]:
-        """Every valid record of ``partition`` (for tests and inspection; takes no leadership)."""
-        return self._read(partition).records
+        """Every valid record of ``partition`` (for tests and inspection)."""
+        return self.load(partition).records
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def append(self, partition: int, records: list[Record], epoch: int) -> int:
+        """Append as the leader of ``epoch``; the new log end offset. Raises :class:`PersistError`."""
+        with self._lock(partition):
+            replica = self._replica(partition)
+            lines = []
+            counters = self._counters(partition)
+            for i, record in enumerate(records):
+                line = encode_line(record, epoch, replica.end_offset + i)
+                lines.append(line)
+                counters.appended(record, len(line), as_leader=True)
+            self._write(partition, replica, lines, [replica.end_offset + i for i in range(len(lines))])
+            return replica.end_offset
+
+    def append_lines(self, partition: int, data: bytes) -> int:
+        """Append a leader's lines as a follower (those past our end only); the new log end offset.
+
+        Raises :class:`ValueError` when ``data`` does not parse: the leader sent garbage."""
+        with self._lock(partition):
+            replica = self._replica(partition)
+            lines, offsets = [], []
+            counters = self._counters(partition)
+            for line in data.splitlines(keepends=True):
+                entry = parse_line(line)
+                if entry is None:
+                    raise ValueError(f"offsets partition {partition}: invalid line from the leader")
+                if entry.offset < replica.end_offset:
+                    continue
+                lines.append(line)
+                offsets.append(entry.offset)
+                counters.appended(entry.record, len(line), as_leader=False)
+            if lines:
+                self._write(partition, replica, lines, offsets)
+            return replica.end_offset
+
+    def _write(self, partition: int, replica: _Replica, lines: list[bytes], offsets: list[int]) -> None:
+        data = memoryview(b"".join(lines))
+        try:
+            while data:
+                written = os.write(replica.fd, data)
+                data = data[written:]
+        except OSError as exc:
+            raise PersistError(ErrorCode.KAFKA_STORAGE_ERROR, f"append failed: {exc}") from exc
+        replica.lines.extend(lines)
+        replica.offsets.extend(offsets)
+        replica.end_offset = offsets[-1] + 1
+        replica.unflushed += len(lines)
+        if self.flush_interval_messages is not None and replica.unflushed >= self.flush_interval_messages:
+            self._flush(partition, replica)
+
+    def _flush(self, partition: int, replica: _Replica) -> None:
+        if replica.unflushed:
+            os.fsync(replica.fd)
+            replica.unflushed = 0
+            self._counters(partition).fsyncs += 1
+
+    def truncate_to(self, partition: int, offset: int) -> None:
+        """Cut the replica back to ``offset`` (a follower before fetching from a new leader)."""
+        with self._lock(partition):
+            replica = self._replica(partition)
+            i = bisect.bisect_left(replica.offsets, offset)
+            if i == len(replica.lines):
+                return
+            keep = sum(len(line) for line in replica.lines[:i])
+            os.ftruncate(replica.fd, keep)
+            log.info("offsets partition %d: truncated from %d to %d", partition, replica.end_offset, offset)
+            del replica.lines[i:], replica.offsets[i:]
+            replica.end_offset = offset
+
+    def close(self) -> None:
+        """Flush every replica (Kafka flushes on clean shutdown) and close it."""
+        for partition in list(self._replicas):
+            with self._lock(partition):
+                replica = self._replicas.pop(partition)
+                self._flush(partition, replica)
+                os.close(replica.fd)

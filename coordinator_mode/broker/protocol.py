@@ -33,8 +33,10 @@ from kafka.protocol.metadata import (
 )
 
 from ..group.coordinator import GroupCoordinator
+from ..group.errors import ErrorCode
 from .config import BrokerConfig
 from .controller import ClusterView
+from .replication import ReplicaManager
 
 #: The api versions this broker implements and advertises (key -> (min, max)). Every range
 #: overlaps what kafka-python 3.0 and librdkafka 2.x need (librdkafka's balanced consumer wants
@@ -94,9 +96,13 @@ class BrokerContext(Protocol):
     offsets_partitions: int
     coordinator: GroupCoordinator
     stopping: asyncio.Event  # set when the broker shuts down
+    replicas: ReplicaManager  # the offsets partitions' replicas: the leader's side of a follower's Fetch
 
     def schedule_timer(self) -> None:
         """Re-arm the coordinator's timer after a request may have changed its deadlines."""
+
+    async def replicated(self, group_id: str) -> ErrorCode:
+        """acks=all for the group's writes so far: NONE once the ISR has them, else why not."""
 
 
 def api_key_ranges() -> list[Any]:

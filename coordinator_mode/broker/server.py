@@ -50,10 +50,12 @@ from ..hashing import partition_for
 from ..waiting import run_within
 from .cluster_apis import ClusterApis
 from .config import BrokerConfig
-from .controller import OFFSETS_TOPIC, BrokerZk, ClusterView
+from .controller import OFFSETS_TOPIC, BrokerInfo, BrokerZk, ClusterView, PartitionLeader
+from .fetcher import ReplicaFetchers
 from .group_apis import GroupApis
 from .offsets_log import OffsetsLog
 from .protocol import API_VERSIONS, REQUEST_CLASSES, RequestContext, api_key_ranges
+from .replication import ReplicaManager
 from .stats import BrokerStats
 
 log = logging.getLogger(__name__)
@@ -74,10 +76,19 @@ class Broker:
         self.stats = BrokerStats()
         self.view = ClusterView()
         self.offsets_partitions = config.offsets_partitions
-        self.log = OffsetsLog(Path(config.log_dir))
+        self.log = OffsetsLog(
+            Path(config.log_dir),
+            flush_interval_messages=config.log_flush_interval_messages,
+            counters=self.stats.partitions,
+        )
+        self.stopping = asyncio.Event()
+        self.replicas = ReplicaManager(
+            config.broker_id, self.log, self.stats, config.replication_config(), self._write_isr
+        )
+        self.fetchers = ReplicaFetchers(self.replicas, self._broker_info, self.stopping)
         self.coordinator = GroupCoordinator(
             partition_for=lambda group: partition_for(group, self.offsets_partitions),
-            persist=self.log.append,
+            persist=self._persist,
             config=config.coordinator_config(),
             clock=self._clock_ms,
         )
@@ -88,7 +99,6 @@ class Broker:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.stopping = asyncio.Event()
         self._handlers: dict[int, Callable[[Any, RequestContext], Awaitable[Any]]] = {
             **ClusterApis(self).handlers(),
             **GroupApis(self).handlers(),
@@ -112,13 +122,17 @@ class Broker:
             *self.config.advertised,
             root=self.config.zk_root,
             offsets_partitions=self.config.offsets_partitions,
+            offsets_replication_factor=self.config.offsets_replication_factor,
             session_timeout_ms=self.config.zk_session_timeout_ms,
+            leader_imbalance_check_interval_s=self.config.leader_imbalance_check_interval_s,
+            leader_imbalance_per_broker_percentage=self.config.leader_imbalance_per_broker_percentage,
             on_view=self._on_view_threadsafe,
             on_session_lost=self._on_session_lost_threadsafe,
         )
         await asyncio.to_thread(self._zk.start)
         self.offsets_partitions = self._zk.offsets_partitions
         self._spawn(self._write_stats_forever())
+        self._spawn(self.replicas.run_isr_checks(self.stopping))
         log.info(
             "broker %d serving on %s:%d, advertised as %s:%d (offsets partitions: %d)",
             self.config.broker_id,
@@ -149,10 +163,12 @@ class Broker:
             await asyncio.to_thread(self._zk.stop)
         for partition in list(self._led):
             self._unload(partition)
+        self.stopping.set()
+        await self.fetchers.stop()
         for task in list(self._tasks):
             task.cancel()
+        self.log.close()  # flushes, as Kafka does on a clean shutdown
         self._write_stats()
-        self.log.close()
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -171,49 +187,78 @@ class Broker:
             self._loop.call_soon_threadsafe(self._apply_view, ClusterView())
 
     def _apply_view(self, view: ClusterView) -> None:
+        """Take the roles the partition states give us (Kafka's LeaderAndIsr): lead and load, follow, or
+        drop each offsets partition; a leader whose epoch changed unloads first."""
         self.view = view
         if self._zk is not None:
             self.offsets_partitions = self._zk.offsets_partitions  # the cluster's count, from ZooKeeper
-        mine = {
-            p: state.epoch
-            for p, state in view.leaders.get(OFFSETS_TOPIC, {}).items()
-            if state.leader == self.config.broker_id and p < self.offsets_partitions
-        }
+        me = self.config.broker_id
+        states = {p: s for p, s in view.leaders.get(OFFSETS_TOPIC, {}).items() if p < self.offsets_partitions}
+        mine = {p: s for p, s in states.items() if s.leader == me}
         for partition, epoch in list(self._led.items()):
-            if mine.get(partition) != epoch:
+            if partition not in mine or mine[partition].epoch != epoch:
                 self._unload(partition)
-        for partition, epoch in sorted(mine.items()):
-            if partition not in self._led:
-                self._led[partition] = epoch
-                self.coordinator.begin_loading(partition, epoch)
-                self._spawn(self._load(partition, epoch))
+        for partition, state in sorted(states.items()):
+            if state.leader == me:
+                self.replicas.become_leader(partition, state)
+                if partition not in self._led:
+                    self._led[partition] = state.epoch
+                    self.coordinator.begin_loading(partition, state.epoch)
+                    self._spawn(self._load(partition, state.epoch))
+            elif me in state.replicas and state.leader in view.brokers:
+                self.replicas.become_follower(partition, state)
+            else:
+                self.replicas.stop_replica(partition)
+        for partition in (set(self.replicas.leading) | set(self.replicas.following)) - set(states):
+            self.replicas.stop_replica(partition)  # e.g. the ZooKeeper session was lost
+        self.fetchers.ensure()
+
+    def _broker_info(self, broker_id: int) -> BrokerInfo | None:
+        return self.view.brokers.get(broker_id)
+
+    def _write_isr(
+        self, partition: int, state: PartitionLeader, isr: tuple[int, ...]
+    ) -> PartitionLeader | None:
+        return None if self._zk is None else self._zk.update_isr(partition, state, isr)
+
+    def _persist(self, partition: int, records: list[Any]) -> None:
+        """The coordinator's write: appended to our replica as leader; acks=all is awaited by the handler."""
+        self.replicas.append(partition, records)
+
+    async def replicated(self, group_id: str) -> ErrorCode:
+        """Wait until the ISR has everything appended so far to ``group_id``'s offsets partition."""
+        partition = partition_for(group_id, self.offsets_partitions)
+        end = self.replicas.end_offset(partition)
+        if end < 0:
+            return ErrorCode.NOT_LEADER_OR_FOLLOWER
+        return await self.replicas.wait_replicated(partition, end)
 
     async def _load(self, partition: int, epoch: int) -> None:
-        """Replay the partition's log; its groups answer LOAD_IN_PROGRESS until this finishes."""
+        """Replay our replica of the partition; its groups answer LOAD_IN_PROGRESS until this finishes."""
         started = time.monotonic()
         try:
-            result = await asyncio.to_thread(self.log.load, partition, epoch)
+            result = await asyncio.to_thread(self.log.load, partition)
         except Exception as exc:
             log.warning("offsets partition %d: load at epoch %d failed: %s", partition, epoch, exc)
             if self._led.get(partition) == epoch:
                 self._unload(partition)
             return
         if self._led.get(partition) != epoch:
-            await asyncio.to_thread(self.log.release, partition, epoch)  # leadership moved on meanwhile
-            return
+            return  # leadership moved on meanwhile
         self.coordinator.complete_loading(partition, epoch, result.records)
         log.info(
-            "offsets partition %d active at epoch %d after %.0f ms",
+            "offsets partition %d active at epoch %d after %.0f ms (%d records to offset %d)",
             partition,
             epoch,
             (time.monotonic() - started) * 1000,
+            len(result.records),
+            result.end_offset,
         )
         self.schedule_timer()
 
     def _unload(self, partition: int) -> None:
-        epoch = self._led.pop(partition, None)
+        self._led.pop(partition, None)
         self.coordinator.unload(partition)
-        self._spawn(asyncio.to_thread(self.log.release, partition, epoch))
         log.info("offsets partition %d unloaded", partition)
 
     # -- coordinator timers ----------------------------------------------------------------------
@@ -300,7 +345,11 @@ class Broker:
         data = bytes(response.encode(header=True, framed=True))
         # Responses with a top-level error code (the group APIs, FindCoordinator v0-3) are counted by it.
         error_code = getattr(response, "error_code", 0) or 0
-        self.stats.count(ApiKey(api_key).name, len(payload) + 4, len(data), error_code)
+        # Kafka's RequestMetrics tell a follower's Fetch (FetchFollower) from a consumer's.
+        name = ApiKey(api_key).name
+        if api_key == ApiKey.Fetch and getattr(request, "replica_id", -1) >= 0:
+            name = "FetchFollower"
+        self.stats.count(name, len(payload) + 4, len(data), error_code)
         return data
 
     # -- stats -----------------------------------------------------------------------------------
@@ -318,6 +367,10 @@ class Broker:
                 p for p in self._led if self.coordinator.partition_state(p) is PartitionState.LOADING
             ),
             groups=len(self.coordinator.groups),
+            # How the offsets topic is made durable, for the report (Kafka: replication, no fsync per append).
+            offsets_replication_factor=self._zk.offsets_replication_factor if self._zk is not None else None,
+            log_flush_interval_messages=self.config.log_flush_interval_messages,
+            offsets_partitions_following=sorted(self.replicas.following),
         )
         return d
 

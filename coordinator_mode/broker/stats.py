@@ -1,4 +1,10 @@
-"""The broker's per-API request and byte counters, written to ``broker_stats.json``."""
+"""The broker's counters, written to ``broker_stats.json``: per API (requests, bytes in and out) and
+per offsets partition (records and bytes appended, fsyncs, replication fetches and bytes).
+
+The per-partition row has the shape of what a real Kafka broker's JMX gives for a partition of
+``__consumer_offsets`` (``kafka.log:type=Log`` end offsets, ``LogFlushStats``, the replica
+fetcher's ``BytesPerSec``, ``RequestMetrics`` of ``FetchFollower``), so rows from either fit one table.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..group.errors import ErrorCode
+from ..group.records import GroupMetadataRecord, Record
 
 
 @dataclass
@@ -17,10 +24,46 @@ class BrokerApiCounter:
 
 
 @dataclass
+class PartitionCounter:
+    """What this broker's replica of one offsets partition did.
+
+    ``*_records`` and ``bytes_appended`` count every append to this replica, as leader (the
+    coordinator's writes) or as follower (what it replicated); ``leader_*`` the leader's appends only,
+    so that summing those over brokers counts each durable write once.
+    """
+
+    group_metadata_records: int = 0
+    offset_commit_records: int = 0
+    other_records: int = 0  # none here; on a real broker e.g. transaction markers
+    bytes_appended: int = 0
+    leader_records: int = 0
+    leader_bytes: int = 0
+    fsyncs: int = 0
+    # Replication: a follower's Fetch answered with records for this partition, as leader
+    # (``fetches_served``, ``fetch_bytes_out``) or received as follower (``fetches_received``,
+    # ``fetch_bytes_in``). Fetches that found nothing new are only counted per API (FetchFollower).
+    fetches_served: int = 0
+    fetch_bytes_out: int = 0
+    fetches_received: int = 0
+    fetch_bytes_in: int = 0
+
+    def appended(self, record: Record, size: int, as_leader: bool) -> None:
+        if isinstance(record, GroupMetadataRecord):
+            self.group_metadata_records += 1
+        else:
+            self.offset_commit_records += 1
+        self.bytes_appended += size
+        if as_leader:
+            self.leader_records += 1
+            self.leader_bytes += size
+
+
+@dataclass
 class BrokerStats:
-    """Per-API request and byte counters, and what went wrong on the wire."""
+    """Per-API and per-partition counters, and what went wrong on the wire."""
 
     apis: dict[str, BrokerApiCounter] = field(default_factory=dict)
+    partitions: dict[int, PartitionCounter] = field(default_factory=dict)  # offsets partition -> counters
     connections_total: int = 0
     connections_open: int = 0
     malformed_frames: int = 0
@@ -37,9 +80,13 @@ class BrokerStats:
             )
             c.errors[name] = c.errors.get(name, 0) + 1
 
+    def partition(self, partition: int) -> PartitionCounter:
+        return self.partitions.setdefault(partition, PartitionCounter())
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "apis": {name: asdict(c) for name, c in sorted(self.apis.items())},
+            "partitions": {f"__consumer_offsets-{p}": asdict(c) for p, c in sorted(self.partitions.items())},
             "connections_total": self.connections_total,
             "connections_open": self.connections_open,
             "malformed_frames": self.malformed_frames,

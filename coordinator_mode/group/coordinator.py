@@ -49,6 +49,17 @@ class _Partition:
     epoch: int
 
 
+@dataclass
+class StagedCommit:
+    """An offset commit persisted (appended) but not yet served; ``epoch`` is the partition's leader
+    epoch at the append (-1 when nothing was appended)."""
+
+    group_id: str
+    epoch: int
+    records: list[OffsetCommitRecord]
+    results: list[tuple[OffsetCommit, ErrorCode]]
+
+
 #: The APIs whose group-id validation differs: these accept the empty group id (Kafka's
 #: ``isValidGroupId``), the rest need a non-empty one.
 _EMPTY_GROUP_ID_OK = frozenset({"offset_commit", "offset_fetch", "describe_groups"})
@@ -59,7 +70,9 @@ class GroupCoordinator:
 
     Args:
         partition_for: maps a group id to its offsets partition.
-        persist: ``persist(partition, records)`` appends durably or raises :class:`PersistError`.
+        persist: ``persist(partition, records)`` appends or raises :class:`PersistError`; on a
+            replicated log the caller answers only once the write is replicated, and a commit's
+            offsets are served only from :meth:`complete_offsets` on.
         config: settings (Kafka's defaults).
         clock: milliseconds, monotonic; drives every timer.
         wall_clock: seconds since the epoch, for commit timestamps only.
@@ -241,6 +254,22 @@ class GroupCoordinator:
         generation_id: int,
         commits: list[OffsetCommit],
     ) -> list[tuple[OffsetCommit, ErrorCode]]:
+        """Validate, persist and cache at once (a persist hook that is durable by itself)."""
+        staged = self.stage_offsets(group_id, member_id, instance_id, generation_id, commits)
+        self.complete_offsets(staged)
+        return staged.results
+
+    def stage_offsets(
+        self,
+        group_id: str,
+        member_id: str,
+        instance_id: str | None,
+        generation_id: int,
+        commits: list[OffsetCommit],
+    ) -> StagedCommit:
+        """Validate and persist; the offsets are served only after :meth:`complete_offsets`, called
+        once the write is replicated (Kafka's ``GroupMetadataManager.storeOffsets`` keeps them in
+        ``pendingOffsetCommits`` until the append's callback, ``onOffsetCommitAppend``)."""
         error = self._validate_status(group_id, "offset_commit")
         if error is None:
             group = self.groups.get(group_id)
@@ -253,9 +282,9 @@ class GroupCoordinator:
                 validation = group.validate_offset_commit(member_id, instance_id, generation_id)
                 error = None if validation is ErrorCode.NONE else validation
         if error is not None:
-            return [(c, error) for c in commits]
+            return StagedCommit(group_id, -1, [], [(c, error) for c in commits])
         results: list[tuple[OffsetCommit, ErrorCode]] = []
-        records: list[Record] = []
+        records: list[OffsetCommitRecord] = []
         now_ms = int(self.wall_clock() * 1000)
         for c in commits:
             metadata = c.metadata or ""
@@ -266,18 +295,26 @@ class GroupCoordinator:
                 OffsetCommitRecord(group_id, c.topic, c.partition, c.offset, c.leader_epoch, metadata, now_ms)
             )
             results.append((c, ErrorCode.NONE))
+        partition = self.partition_for(group_id)
         if records:
             try:
-                self._persist(self.partition_for(group_id), records)
+                self._persist(partition, list(records))
             except PersistError as exc:
-                return [(c, exc.code if e is ErrorCode.NONE else e) for c, e in results]
-            committed = self.offsets.setdefault(group_id, {})
-            for r in records:
-                assert isinstance(r, OffsetCommitRecord) and r.offset is not None
-                committed[(r.topic, r.partition)] = OffsetAndMetadata(
-                    r.offset, r.leader_epoch, r.metadata, r.commit_timestamp_ms
-                )
-        return results
+                failed = [(c, exc.code if e is ErrorCode.NONE else e) for c, e in results]
+                return StagedCommit(group_id, -1, [], failed)
+        return StagedCommit(group_id, self.partitions[partition].epoch, records, results)
+
+    def complete_offsets(self, staged: StagedCommit) -> None:
+        """Serve a staged commit's offsets, unless the partition was unloaded or changed epoch meanwhile."""
+        entry = self.partitions.get(self.partition_for(staged.group_id))
+        if not staged.records or entry is None or entry.epoch != staged.epoch:
+            return
+        committed = self.offsets.setdefault(staged.group_id, {})
+        for r in staged.records:
+            assert r.offset is not None
+            committed[(r.topic, r.partition)] = OffsetAndMetadata(
+                r.offset, r.leader_epoch, r.metadata, r.commit_timestamp_ms
+            )
 
     def fetch_offsets(
         self, group_id: str, partitions: list[tuple[str, int]] | None

@@ -9,9 +9,11 @@ class ErrorCode(IntEnum):
     """Kafka's error codes (``org.apache.kafka.common.protocol.Errors``) that this project uses."""
 
     NONE = 0
+    OFFSET_OUT_OF_RANGE = 1
     UNKNOWN_TOPIC_OR_PARTITION = 3
     LEADER_NOT_AVAILABLE = 5
     NOT_LEADER_OR_FOLLOWER = 6
+    REQUEST_TIMED_OUT = 7
     OFFSET_METADATA_TOO_LARGE = 12
     COORDINATOR_LOAD_IN_PROGRESS = 14
     COORDINATOR_NOT_AVAILABLE = 15
@@ -24,6 +26,9 @@ class ErrorCode(IntEnum):
     REBALANCE_IN_PROGRESS = 27
     UNSUPPORTED_VERSION = 35
     INVALID_REQUEST = 42
+    KAFKA_STORAGE_ERROR = 56
+    FENCED_LEADER_EPOCH = 74
+    UNKNOWN_LEADER_EPOCH = 75
     UNKNOWN_TOPIC_ID = 100
     MEMBER_ID_REQUIRED = 79
     GROUP_MAX_SIZE_REACHED = 81

@@ -103,8 +103,11 @@ class Librdkafka:
 
 
 def latest_group_record(cluster: BrokerCluster, group: str) -> GroupMetadataRecord | None:
-    """What the coordinator last persisted for ``group`` (read from the shared offsets log)."""
-    records = OffsetsLog(cluster.log_dir).read(partition_for(group, OFFSETS_PARTITIONS))
+    """What the coordinator last persisted for ``group`` (read from its broker's own replica)."""
+    coordinator = cluster.coordinator_for(group)
+    if coordinator is None:
+        return None
+    records = OffsetsLog(coordinator.log_dir).read(partition_for(group, OFFSETS_PARTITIONS))
     found = [r for r in records if isinstance(r, GroupMetadataRecord) and r.group_id == group]
     return found[-1] if found else None
 

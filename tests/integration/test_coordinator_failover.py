@@ -1,7 +1,7 @@
 """Coordinator failover on a 3-broker cluster: SIGKILL the broker that coordinates a group.
 
-The group must become Stable again on another broker (which loads the offsets partition's log from
-the shared log directory) and every offset committed before the kill must read back unchanged.
+The group must become Stable again on another broker (which loads the offsets partition from its
+own replica: it was in the ISR) and every offset committed before the kill must read back unchanged.
 """
 
 from __future__ import annotations
@@ -12,16 +12,14 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-from kafka.protocol.consumer import OffsetCommitRequest, OffsetFetchRequest
+from kafka.protocol.consumer import OffsetFetchRequest
 from kafka.structs import OffsetAndMetadata
 
 from bench.services.brokers import BrokerCluster, send_request
 from bench.services.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.broker.controller import OFFSETS_TOPIC
-from coordinator_mode.broker.offsets_log import OffsetsLog, encode_line
-from coordinator_mode.group.errors import ErrorCode, PersistError
+from coordinator_mode.broker.offsets_log import OffsetsLog, parse_line
 from coordinator_mode.group.records import GroupMetadataRecord, MemberRecord, OffsetCommitRecord
-from coordinator_mode.hashing import partition_for
 from tests.conftest import EnsembleFactory, running_brokers, wait_until
 from tests.kp_consumer import PolledConsumer
 
@@ -43,6 +41,8 @@ def cluster(
         topics={TOPIC: PARTITIONS},
         offsets_partitions=OFFSETS_PARTITIONS,
         zk_session_timeout_ms=ZK_SESSION_MS,
+        # The periodic preferred-leader check, so that a restarted broker leads its partitions again soon.
+        extra_args=("--leader-imbalance-check-interval-s", "1"),
     ) as c:
         yield c
 
@@ -154,46 +154,6 @@ def test_offsets_of_a_group_without_members_survive_the_kill(cluster: BrokerClus
     assert wait_until(lambda: committed_offsets(cluster, group), 30, what="offsets") == expected
 
 
-def commit_simple(address: tuple[str, int], group: str, offset: int) -> int:
-    """A simple commit (generation -1, no member) of ``offset`` for partition 0; its error code."""
-    partition = OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition(
-        partition_index=0, committed_offset=offset, committed_leader_epoch=-1, committed_metadata=""
-    )
-    request = OffsetCommitRequest(
-        version=8,
-        group_id=group,
-        generation_id_or_member_epoch=-1,
-        member_id="",
-        group_instance_id=None,
-        topics=[OffsetCommitRequest.OffsetCommitRequestTopic(name=TOPIC, partitions=[partition])],
-    )
-    response = send_request(address, request, timeout=5)
-    return response.topics[0].partitions[0].error_code
-
-
-def test_a_commit_whose_persist_fails_is_not_acknowledged(
-    zk_server: ZooKeeperEnsemble, tmp_path: Path
-) -> None:
-    with running_brokers(
-        zk_server.connect_string,
-        1,
-        tmp_path,
-        topics={TOPIC: PARTITIONS},
-        offsets_partitions=OFFSETS_PARTITIONS,
-    ) as cluster:
-        group = f"persist-{uuid.uuid4().hex[:8]}"
-        coordinator = wait_until(lambda: cluster.coordinator_for(group), 30, what="a coordinator")
-        wait_until(lambda: commit_simple(coordinator.address, group, 10) == 0, 30, what="a first commit")
-        # Fence the broker at its offsets log, as a newer leader of the partition would: the next
-        # append is refused, so the commit must be answered with an error, never acknowledged.
-        log = OffsetsLog(cluster.log_dir)
-        epoch_file = log.partition_dir(partition_for(group, OFFSETS_PARTITIONS)) / "leader-epoch"
-        epoch_file.write_text(str(int(epoch_file.read_text()) + 1))
-        assert commit_simple(coordinator.address, group, 20) == ErrorCode.NOT_COORDINATOR
-        # Nor is the refused offset served from memory.
-        assert committed_offsets(cluster, group) == {p: 10 if p == 0 else -1 for p in range(PARTITIONS)}
-
-
 def test_controller_failover_and_restart(cluster: BrokerCluster) -> None:
     view = cluster.view()
     controller = cluster.broker(view.controller_id)
@@ -220,10 +180,10 @@ def test_controller_failover_and_restart(cluster: BrokerCluster) -> None:
     wait_until(balanced, 60, what="the restarted broker to lead offsets partitions again")
 
 
-# -- how the log reaches the new leader: the shared offsets log, without brokers -----------------
+# -- one broker's replica of an offsets partition, without brokers --------------------------------
 
 
-def test_offsets_log_round_trip_across_leaders(tmp_path: Path) -> None:
+def test_a_follower_replica_holds_the_leaders_lines_at_the_same_offsets(tmp_path: Path) -> None:
     group = GroupMetadataRecord(
         "g",
         3,
@@ -233,56 +193,63 @@ def test_offsets_log_round_trip_across_leaders(tmp_path: Path) -> None:
         (MemberRecord("m1", None, "c", "/127.0.0.1", 300_000, 6_000, (("range", b"\x00sub"),), b"\x01asg"),),
     )
     commits = [OffsetCommitRecord("g", "t", p, 10 * p, -1, "meta", 1234) for p in range(3)]
-    first = OffsetsLog(tmp_path)
-    first.load(7, epoch=0)
-    first.append(7, [group, *commits])
-    second = OffsetsLog(tmp_path)  # another broker, same directory
-    assert second.load(7, epoch=1).records == [group, *commits]
+    leader, follower = OffsetsLog(tmp_path / "leader"), OffsetsLog(tmp_path / "follower")
+    assert leader.append(7, [group, *commits], epoch=0) == 4
+    assert follower.append_lines(7, leader.read_from(7, 0, max_bytes=1)) == 1  # at least one line
+    assert follower.append_lines(7, leader.read_from(7, 0, max_bytes=1 << 20)) == 4  # the rest only
+    assert follower.log_path(7).read_bytes() == leader.log_path(7).read_bytes()
+    assert OffsetsLog(tmp_path / "follower").read(7) == [group, *commits]
+    assert follower.counters[7].leader_records == 0 and follower.counters[7].offset_commit_records == 3
+    assert leader.counters[7].leader_records == 4 and leader.counters[7].fsyncs == 0  # no fsync per append
+    with pytest.raises(ValueError):
+        follower.append_lines(7, b"garbage\n")
 
 
-def test_offsets_log_skips_a_torn_last_line(tmp_path: Path) -> None:
+def test_offsets_log_cuts_a_torn_last_line_and_a_follower_truncates(tmp_path: Path) -> None:
     log = OffsetsLog(tmp_path)
-    log.load(0, epoch=0)
-    log.append(0, [OffsetCommitRecord("g", "t", 0, 5)])
+    log.append(0, [OffsetCommitRecord("g", "t", 0, 5), OffsetCommitRecord("g", "t", 0, 6)], epoch=0)
+    log.close()
     with open(log.log_path(0), "ab") as f:
-        f.write(b'0badc0de {"e":0,"k":"offset","g":"g","t":"t","p":0,"o":9')  # SIGKILL mid-write
-    result = OffsetsLog(tmp_path).load(0, epoch=1)
-    assert result.records == [OffsetCommitRecord("g", "t", 0, 5)]
-    assert result.skipped_corrupt == 1
+        f.write(b'0badc0de {"lo":2,"e":0,"k":"offset","g":"g","t":"t","p":0,"o":9')  # SIGKILL mid-write
+    reopened = OffsetsLog(tmp_path)
+    assert reopened.end_offset(0) == 2
+    reopened.truncate_to(0, 1)
+    assert reopened.read(0) == [OffsetCommitRecord("g", "t", 0, 5)]
+    assert reopened.append(0, [OffsetCommitRecord("g", "t", 0, 7)], epoch=1) == 2
+    assert OffsetsLog(tmp_path).read(0) == [
+        OffsetCommitRecord("g", "t", 0, 5),
+        OffsetCommitRecord("g", "t", 0, 7),
+    ]
 
 
-def test_offsets_log_fences_a_deposed_leader(tmp_path: Path) -> None:
-    old, new = OffsetsLog(tmp_path), OffsetsLog(tmp_path)
-    old.load(0, epoch=4)
-    old.append(0, [OffsetCommitRecord("g", "t", 0, 1)])
-    new.load(0, epoch=5)
-    with pytest.raises(PersistError) as raised:
-        old.append(0, [OffsetCommitRecord("g", "t", 0, 2)])
-    assert raised.value.code is ErrorCode.NOT_COORDINATOR
-    # A write the deposed leader slipped in after its successor's marker is void on every later load.
-    with open(new.log_path(0), "ab") as f:
-        f.write(encode_line(OffsetCommitRecord("g", "t", 0, 3), 4))
-    new.append(0, [OffsetCommitRecord("g", "t", 1, 7)])
-    result = OffsetsLog(tmp_path).load(0, epoch=6)
-    assert result.records == [OffsetCommitRecord("g", "t", 0, 1), OffsetCommitRecord("g", "t", 1, 7)]
-    assert result.skipped_fenced == 1
-    with pytest.raises(PersistError):
-        OffsetsLog(tmp_path).load(0, epoch=5)  # an older epoch cannot take over again
+def test_offsets_log_flushes_every_n_messages_when_asked(tmp_path: Path) -> None:
+    log = OffsetsLog(tmp_path, flush_interval_messages=3)
+    for i in range(7):
+        log.append(0, [OffsetCommitRecord("g", "t", 0, i)], epoch=0)
+    assert log.counters[0].fsyncs == 2
+    log.close()  # a clean shutdown flushes the rest
+    assert log.counters[0].fsyncs == 3
 
 
-def test_offsets_log_compacts_on_load(tmp_path: Path) -> None:
+def test_offsets_log_compacts_on_open_keeping_offsets(tmp_path: Path) -> None:
     log = OffsetsLog(tmp_path, compact_bytes=2_000)
-    log.load(1, epoch=0)
     for i in range(100):
-        log.append(1, [OffsetCommitRecord("g", "t", i % 2, i)])
-    log.append(1, [GroupMetadataRecord("gone", 1, "consumer", None, None)])
-    log.append(1, [GroupMetadataRecord("gone", 1, None, None, None, deleted=True)])
+        log.append(1, [OffsetCommitRecord("g", "t", i % 2, i)], epoch=0)
+    log.append(1, [GroupMetadataRecord("gone", 1, "consumer", None, None)], epoch=0)
+    log.append(1, [GroupMetadataRecord("gone", 1, None, None, None, deleted=True)], epoch=0)
+    log.close()
     size = log.log_path(1).stat().st_size
-    result = OffsetsLog(tmp_path, compact_bytes=2_000).load(1, epoch=1)
-    assert result.compacted and log.log_path(1).stat().st_size < size
-    assert OffsetsLog(tmp_path).read(1) == [
+    compacted = OffsetsLog(tmp_path, compact_bytes=2_000)
+    assert compacted.end_offset(1) == 102 and log.log_path(1).stat().st_size < size
+    assert compacted.read(1) == [
         OffsetCommitRecord("g", "t", 0, 98),
         OffsetCommitRecord("g", "t", 1, 99),
+        GroupMetadataRecord("gone", 1, None, None, None, deleted=True),  # the last record stays
+    ]
+    # A follower at offset 99 gets what follows it, across the gap.
+    assert [e.offset for e in map(parse_line, compacted.read_from(1, 99, 1 << 20).splitlines(True))] == [
+        99,
+        101,
     ]
 
 

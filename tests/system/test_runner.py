@@ -10,12 +10,14 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
 
+from bench.analysis.replay import RunHistory
 from bench.experiment.loading import load_scenario
 from bench.experiment.runner import RunCounter, console_progress, run, run_scenarios
 from bench.services.polling import wait_until
@@ -65,6 +67,54 @@ def test_a_short_run_in_both_modes(tmp_path: Path) -> None:
             assert (starts["broker_requests"] > 0).all()
         else:
             assert (starts["zk_writes"] > 0).all()
+        check_ledger_against_samples(run_dir, summary["mode"])
+
+
+def _raw_samples(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines() if line.strip()]
+
+
+def check_ledger_against_samples(run_dir: Path, mode: str) -> None:
+    """``coordination_load.csv``'s episode rows are the raw counters' changes between the readings
+    its span names (one ZooKeeper server and one broker here, so those readings are unique)."""
+    ledger = pd.read_csv(run_dir / "coordination_load.csv")
+    episodes = ledger[ledger["kind"] == "episode"]
+    services = {"zk": {"zookeeper"}, "coordinator": {"zookeeper", "group_coordinator", "offsets_replicas"}}
+    assert set(episodes["service"]) == services[mode]
+    assert (ledger[ledger["kind"] == "steady"]["duration_s"] > 0).all()
+    start_ns = RunHistory.read(run_dir / "events.jsonl").start_ns
+    raw = _raw_samples(run_dir)
+
+    def at(source: str, seconds: float) -> dict[str, Any]:
+        # A broker's file is read more often than it is rewritten: repeated readings are the same.
+        found = [
+            r for r in raw if r["source"] == source and round((r["mono_ns"] - start_ns) / 1e9, 3) == seconds
+        ]
+        same = [{k: v for k, v in r.items() if k != "mono_ns"} for r in found]
+        assert found and all(r == same[0] for r in same), (source, seconds)
+        return found[0]
+
+    namespace = "zkmode" if mode == "zk" else "kafka"
+    for row in episodes.to_dict("records"):
+        if row["service"] == "zookeeper":
+            a, b = at("zk", row["start_s"])["values"], at("zk", row["end_s"])["values"]
+            key = f"zk_cnt_{namespace}_write_per_namespace"
+            assert row["durable_writes"] == b.get(key, 0) - a.get(key, 0), row
+            assert row["fsyncs"] == b["zk_cnt_fsynctime"] - a["zk_cnt_fsynctime"], row
+        else:
+            a, b = at("broker", row["start_s"]), at("broker", row["end_s"])
+            if row["service"] == "group_coordinator":
+                leader = [sum(p.get("leader_records", 0) for p in r["partitions"].values()) for r in (a, b)]
+                assert row["durable_writes"] == leader[1] - leader[0], row
+                joins = [r["stats"].get("JoinGroup", {}).get("requests", 0) for r in (a, b)]
+                assert row["requests"] >= joins[1] - joins[0], row
+            else:  # one broker: nothing to replicate, and no fsync per append
+                assert row["durable_writes"] == 0 and row["fsyncs"] == 0, row
+    if mode == "coordinator":
+        coordinator = episodes[episodes["service"] == "group_coordinator"]
+        assert (coordinator[coordinator["phase"] == "start"]["durable_writes"] > 0).any()
+    else:
+        assert (episodes[episodes["phase"] == "start"]["durable_writes"] > 0).all()
 
 
 def test_a_failed_run_says_why_and_leaves_nothing_running(tmp_path: Path) -> None:

@@ -201,11 +201,10 @@ def test_brokers_advertise_their_service_and_each_has_a_volume_of_its_own() -> N
         assert config.stats_dir.is_relative_to(own)
         # bench reads the counters at the path the broker's command names (ComposeBackend does).
         assert bench[name] == own
-        # The offsets logs are on their own volume, the same for every broker until the offsets
-        # topic is replicated (coordinator_mode/broker/offsets_log.py).
-        assert config.log_dir.is_relative_to(mounts(services[name])["offsets"])
+        # Its replicas of __consumer_offsets are its own too: no log directory is shared.
+        assert config.log_dir.is_relative_to(own)
     assert len({mounts(services[n])[n] for n in configs}) == len(configs)
-    assert set(compose()["volumes"]) == {*configs, "offsets"}
+    assert set(compose()["volumes"]) == set(configs)
     # bench drives faults through the socket and writes results where compose/demo.sh says.
     assert bench["/var/run/docker.sock"] == "/var/run/docker.sock"
     assert "${RESULTS_DIR:-./results}:/results" in services["bench"]["volumes"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bench.services.mntr import Mntr
 
@@ -24,7 +24,9 @@ from bench.services.mntr import Mntr
 class BrokerSample:
     broker: str
     mono_ns: int
-    stats: dict[str, dict[str, int]]
+    stats: dict[str, dict[str, int]]  # per API
+    partitions: dict[str, dict[str, int]] = field(default_factory=dict)  # per offsets partition
+    info: dict[str, Any] = field(default_factory=dict)  # the rest of the broker's stats file
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,15 @@ class Samples:
                     )
                 elif d["source"] == "broker":
                     broker = str(d["broker"])
-                    brokers.setdefault(broker, []).append(BrokerSample(broker, int(d["mono_ns"]), d["stats"]))
+                    brokers.setdefault(broker, []).append(
+                        BrokerSample(
+                            broker,
+                            int(d["mono_ns"]),
+                            d["stats"],
+                            d.get("partitions") or {},
+                            d.get("info") or {},
+                        )
+                    )
                 else:
                     problems.append(f"{p.name} line {number}: unknown source {d['source']!r}")
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
@@ -132,3 +142,41 @@ def broker_load(
             if any(delta.values()):
                 out[(a.broker, api)] = delta
     return out
+
+
+def partition_load(
+    before: Sequence[BrokerSample], after: Sequence[BrokerSample]
+) -> dict[tuple[str, str], dict[str, int]]:
+    """Per (broker, offsets partition) the change of every counter between two sets of samples; a
+    restarted broker (a counter went down) counts from zero."""
+    out: dict[tuple[str, str], dict[str, int]] = {}
+    by_broker = {b.broker: b for b in before}
+    for a in after:
+        b = by_broker.get(a.broker)
+        restarted = b is not None and any(
+            int(a.partitions.get(p, {}).get(k, 0)) < int(v)
+            for p, counters in b.partitions.items()
+            for k, v in counters.items()
+        )
+        for partition, counters in a.partitions.items():
+            then = {} if b is None or restarted else b.partitions.get(partition, {})
+            delta = {k: int(v) - int(then.get(k, 0)) for k, v in counters.items()}
+            if any(delta.values()):
+                out[(a.broker, partition)] = delta
+    return out
+
+
+def offsets_durability(samples: Samples) -> dict[str, Any] | None:
+    """How the brokers made ``__consumer_offsets`` durable (replication factor, flush policy), from
+    their last samples; None without brokers (or from brokers that did not say)."""
+    last = [readings[-1].info for readings in samples.brokers.values() if readings]
+    said = [i for i in last if "offsets_replication_factor" in i]
+    if not said:
+        return None
+    flush = {i.get("log_flush_interval_messages") for i in said}
+    return {
+        "replication_factor": max(int(i["offsets_replication_factor"] or 0) for i in said),
+        "flush": "no fsync per append (Kafka's default: durability by replication)"
+        if flush == {None}
+        else f"fsync every {sorted(f for f in flush if f is not None)} messages (log.flush.interval.messages)",
+    }

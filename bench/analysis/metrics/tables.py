@@ -2,7 +2,8 @@
 
 It writes ``rebalances.csv`` (one row per episode, :mod:`bench.analysis.metrics.episodes`),
 ``zk_load.csv`` and ``broker_load.csv`` (:mod:`bench.analysis.metrics.samples`; the rows are built by
-:mod:`bench.analysis.metrics.rows`) and
+:mod:`bench.analysis.metrics.rows`), ``coordination_load.csv`` (one ledger of both designs' coordination
+cost, :mod:`bench.analysis.metrics.ledger`) and
 ``summary.json`` (statistics from :mod:`bench.analysis.metrics.stats`, the checks of
 :mod:`bench.analysis.checker`). ``rebalance-lab analyze`` is :func:`analyze_command`. Every output
 column is documented in the README, section "Results: what a run directory holds".
@@ -24,10 +25,9 @@ import yaml
 
 from bench.analysis.checker import CheckReport, check, harness_problems
 from bench.analysis.metrics.episodes import EpisodeBuilder
+from bench.analysis.metrics.ledger import LEDGER_COLUMNS, LEDGER_VALUES, ledger_rows
 from bench.analysis.metrics.rows import episode_rows, run_rows, steady_rows, steady_summary
-from bench.analysis.metrics.samples import (
-    Samples,
-)
+from bench.analysis.metrics.samples import Samples, offsets_durability
 from bench.analysis.metrics.stats import aggregate
 from bench.analysis.replay import RunHistory
 from bench.experiment.history import RunState, RunStatus
@@ -132,6 +132,10 @@ def analyze(run_dir: str | Path) -> dict[str, Any]:
     _integers(pd.DataFrame(broker_rows, columns=BROKER_COLUMNS)).to_csv(
         run_dir / "broker_load.csv", index=False
     )
+    ledger = ledger_rows(ident, history, builder.episodes, builder.quiet, samples)
+    _integers(pd.DataFrame(ledger, columns=LEDGER_COLUMNS)).to_csv(
+        run_dir / "coordination_load.csv", index=False
+    )
 
     stats = aggregate(frame) if not frame.empty else pd.DataFrame()
     problems = [*history.problems, *samples.problems]
@@ -160,6 +164,7 @@ def analyze(run_dir: str | Path) -> dict[str, Any]:
         "stats": _jsonable(stats.to_dict("records")) if not stats.empty else [],
         "steady_state": steady_summary(zk_rows),
         "zk_run": _jsonable([r for r in zk_rows if r["kind"] == "run"]),
+        "offsets_durability": offsets_durability(samples),
         "checks": report.to_dict(),
         "warnings": warnings,
         "problems": problems,
@@ -226,6 +231,7 @@ INTEGER_COLUMNS = frozenset(
         "zk_watch_notifications",
         "zk_reads_incl_pings",
         *(f for f in ZkLoad.__dataclass_fields__ if f != "namespace"),
+        *LEDGER_VALUES,
     }
 )
 

@@ -335,6 +335,67 @@ def fig_steady(res: Results) -> Figure | Skipped:
     )
 
 
+def fig_ledger(res: Results) -> Figure | Skipped:
+    """Both designs on one ledger: requests and durable writes of every coordination service summed,
+    per rebalance (episodes) and per idle second (steady windows), against the group's size."""
+    title = "Coordination cost on one ledger: per rebalance and per idle second"
+    ledger = res.ledger
+    if ledger.empty or "service" not in ledger:
+        return Skipped(title, "no coordination_load.csv rows in the runs")
+    # Each service has its own reading span, so the rows of one episode or window are matched by what
+    # they measure: the episode (run, group, step, phase), or the n-th steady window of the run.
+    ledger = ledger.assign(members=ledger["members"].fillna(0))
+    episodes = (
+        ledger[ledger["kind"] == "episode"]
+        .groupby(["series", "run_id", "group", "step", "phase", "members"])[["requests", "durable_writes"]]
+        .sum()
+        .reset_index()
+    )
+    steady = ledger[(ledger["kind"] == "steady") & (ledger["duration_s"] > 0)]
+    steady = steady.assign(
+        window=steady.groupby(["run_id", "service"])["start_s"].rank(method="first"),
+        requests=steady["requests"] / steady["duration_s"],
+        durable_writes=steady["durable_writes"] / steady["duration_s"],
+    )
+    steady = (
+        steady.groupby(["series", "run_id", "window", "members"])[["requests", "durable_writes"]]
+        .sum()
+        .reset_index()
+    )
+    fig, axes = new_canvas(2, 2, figsize=(12, 8), squeeze=False)
+    drawn: list[str] = []
+    for row, (frame, per) in enumerate(((episodes, "per rebalance"), (steady, "per idle second"))):
+        for col, (metric, label) in enumerate(
+            (("requests", "requests served"), ("durable_writes", "durable writes"))
+        ):
+            ax = axes[row][col]
+            ax.set_title(f"{label}, {per}", fontsize=10)
+            data = frame[frame["members"] > 0]
+            if data.empty:
+                ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+                continue
+            medians = medians_by(data, "members", metric)
+            drawn += [s for s in stat_lines(ax, medians) if s not in drawn]
+            sizes_axis(ax, data["members"], "members in the group")
+            y_axis(ax, False, f"{label} {per}")
+            ax.grid(True, axis="y", alpha=0.3)
+    figure_legend(
+        fig,
+        [series_handle(s) for s in series_order(drawn)],
+        "Every coordination service of each design summed (median, 95 % CI)",
+    )
+    return Figure(
+        "coordination-ledger",
+        title,
+        "From coordination_load.csv: zk mode's ZooKeeper (its namespace) against coordinator mode's group "
+        "coordinators, offsets-topic replicas and the ZooKeeper holding the brokers' metadata, summed per "
+        "episode (top) and divided by the steady window's length (bottom). Requests exclude ZooKeeper's "
+        "pings but include the coordinator's heartbeats and the followers' replica fetches; durable "
+        "writes are znode changes against records appended to __consumer_offsets, on every replica.",
+        png_bytes(fig),
+    )
+
+
 def fig_latency_vs_rtt(res: Results) -> list[Figure | Skipped]:
     title = "Latency against injected round-trip time"
     data = res.rebalances
@@ -463,6 +524,7 @@ def all_figures(res: Results) -> list[Figure | Skipped]:
     out += fig_latency_vs_size(res)
     out += fig_zk_ops_vs_size(res)
     out.append(fig_steady(res))
+    out.append(fig_ledger(res))
     out += fig_latency_vs_rtt(res)
     out.append(fig_comparison(res))
     return out

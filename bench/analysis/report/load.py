@@ -21,7 +21,7 @@ from bench.experiment.history import ERROR_FILE, RunState
 
 log = logging.getLogger(__name__)
 
-DERIVED = ("rebalances.csv", "zk_load.csv", "broker_load.csv", "summary.json")
+DERIVED = ("rebalances.csv", "zk_load.csv", "broker_load.csv", "coordination_load.csv", "summary.json")
 
 
 @dataclass
@@ -35,6 +35,7 @@ class Results:
     #: summaries of the runs that failed or were aborted, whether or not they are in ``runs``
     incomplete: list[dict[str, Any]] = field(default_factory=list)
     include_failed: bool = False
+    ledger: pd.DataFrame = field(default_factory=pd.DataFrame)  # coordination_load.csv
 
     @property
     def failures(self) -> pd.DataFrame:
@@ -91,7 +92,7 @@ def load_results(dirs: Sequence[Path], include_failed: bool = False) -> Results:
     """Every run below ``dirs``, analysed if needed. Runs that failed or were aborted are listed in
     ``incomplete`` and kept out of the tables unless ``include_failed``. ``run_id`` becomes the run
     directory's path: unique per directory, also for copies of one run."""
-    frames: dict[str, list[pd.DataFrame]] = {"rebalances": [], "zk": [], "broker": []}
+    frames: dict[str, list[pd.DataFrame]] = {"rebalances": [], "zk": [], "broker": [], "ledger": []}
     summaries, incomplete, runs = [], [], []
     for root, run_dir in find_runs(dirs):
         if _stale(run_dir):
@@ -110,6 +111,7 @@ def load_results(dirs: Sequence[Path], include_failed: bool = False) -> Results:
             ("rebalances", "rebalances.csv"),
             ("zk", "zk_load.csv"),
             ("broker", "broker_load.csv"),
+            ("ledger", "coordination_load.csv"),
         ):
             frame = _read_csv(run_dir / name)
             if not frame.empty:
@@ -139,4 +141,5 @@ def load_results(dirs: Sequence[Path], include_failed: bool = False) -> Results:
         summaries,
         incomplete,
         include_failed,
+        ledger=concat("ledger"),
     )

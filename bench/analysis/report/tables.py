@@ -44,6 +44,7 @@ QUANTITIES = {
     "zk_reads": Quantity("zk reads", "", digits=0),
     "zk_writes": Quantity("zk writes", "", digits=0),
     "broker_requests": Quantity("broker requests", "", digits=0),
+    "durable_writes": Quantity("durable writes", "", digits=0),
 }
 
 
@@ -60,11 +61,29 @@ def _fmt(v: float | None, digits: int = 2) -> str:
     return f"{v:.{digits}f}" if abs(v) < 100 else f"{v:.0f}"
 
 
+_EPISODE_KEY = ["run_id", "group", "step", "phase"]
+
+
+def _episode_keys(frame: pd.DataFrame) -> pd.MultiIndex:
+    return pd.MultiIndex.from_frame(frame[_EPISODE_KEY])
+
+
+def episode_durable_writes(ledger: pd.DataFrame) -> pd.Series:
+    """Per episode, the durable writes of every coordination service (``coordination_load.csv``):
+    ZooKeeper's znode changes, or the records appended to ``__consumer_offsets`` by leaders and
+    followers; empty without a ledger."""
+    if ledger.empty:
+        return pd.Series(dtype=float, index=pd.MultiIndex.from_tuples([], names=_EPISODE_KEY))
+    episodes = ledger[ledger["kind"] == "episode"]
+    return episodes.groupby(_EPISODE_KEY)["durable_writes"].sum(min_count=1)
+
+
 def summary_table(res: Results) -> pd.DataFrame:
     """Per scenario, trigger and mode/variant: medians with CIs, outcomes and warnings."""
     if res.rebalances.empty:
         return pd.DataFrame()
     data = with_triggers(res.rebalances)
+    durable = episode_durable_writes(res.ledger)
     rows = []
     for (scenario, trigger, series), frame in data.groupby(["scenario", "trigger", "series"], sort=False):
         q = QUANTITIES
@@ -116,6 +135,9 @@ def summary_table(res: Results) -> pd.DataFrame:
                     q[c].header: q[c].format(frame[c].median())
                     for c in ("zk_reads", "zk_writes", "broker_requests")
                 },
+                q["durable_writes"].header: q["durable_writes"].format(
+                    durable.reindex(_episode_keys(frame)).median()
+                ),
                 "warnings": "; ".join(warns),
                 "_order": frame["step"].min(),
             }
