@@ -25,6 +25,7 @@ COMMANDS = {
     "run": "bench.experiment.runner:run",
     "scenarios": "bench.experiment.library:scenarios",
     "validate": "bench.experiment.library:validate",
+    "validation": "bench.experiment.validation:validation",
 }
 
 

@@ -46,8 +46,9 @@ from group_api import EventKind, TopicPartition
 #: (mode, variant) pairs in which one member leads each generation.
 LEADER_VARIANTS = frozenset(
     {("zk", "chain"), ("zk", "herd"), ("zk", "curator"), ("coordinator", "classic"), ("coordinator", "java")}
-    # real Kafka serving classic members: the coordinator elects one leader per generation
-    | {(KAFKA_MODE, name) for name, t in KAFKA_TARGETS.items() if t.member_variant == "classic"}
+    # real Kafka serving classic members: the coordinator elects one leader per generation (KIP-848's
+    # consumer protocol has none: the broker assigns)
+    | {(KAFKA_MODE, name) for name, t in KAFKA_TARGETS.items() if t.member_protocol == "classic"}
 )
 
 

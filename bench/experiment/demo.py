@@ -3,7 +3,9 @@
 Two scenarios from the library: ``demo`` (a group of eight through cold start, scale out, a member
 crash and a leader crash, under the ``fast`` profile, in both modes and every zk_mode variant) and
 ``cold-start`` under ``kafka-defaults`` for the coordinator and the chain variant, which shows
-the broker's initial rebalance delay. One repetition each: the demo shows the shape of the answer
+the broker's initial rebalance delay. ``demo`` also lists real Kafka 3.9 (``kafka/3.9-classic``, our
+members on it) as the reference row; where its jars are not built (no Java 17 or Maven) it is left
+out with the reason, as ``run`` does. One repetition each: the demo shows the shape of the answer
 in a few minutes; ``rebalance-lab run`` with repetitions gives confidence intervals.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
@@ -30,13 +33,37 @@ from bench.experiment.runner import (
     console_progress,
     count_runs,
     run_scenarios,
+    without_unbuilt_java_members,
+    without_unbuilt_kafka,
 )
+from bench.experiment.scenario import Scenario
+from bench.services.kafka_config import KAFKA_MODE
 
 #: (library scenario, the mode/variants to run; None = all it lists)
 SUITE: tuple[tuple[str, list[tuple[str, str]] | None], ...] = (
     ("demo", None),
     ("cold-start", [("coordinator", "classic"), ("zk", "chain")]),
 )
+
+
+def suite_plan(
+    chosen: Sequence[tuple[str, list[tuple[str, str]] | None]], target: str, say: Callable[[str], None]
+) -> list[tuple[Scenario, list[tuple[str, str]]]]:
+    """Each scenario of ``chosen`` with the mode/variants to run (None: all it lists), less what
+    cannot run here, each left out with the reason: real-Kafka targets whose jars are not built,
+    Java members without java/member, and real Kafka on ``--target compose`` (its image has no Java)."""
+    plan = []
+    for name, targets in chosen:
+        for sc in expand(load_scenario(resolve(name))):
+            wanted = targets or [(m.mode, m.variant) for m in sc.modes]
+            if target != "local":
+                for mode, variant in wanted:
+                    if mode == KAFKA_MODE:
+                        say(f"skipping {sc.name} [{mode}/{variant}]: real Kafka runs on --target local only")
+                wanted = [(mode, variant) for mode, variant in wanted if mode != KAFKA_MODE]
+            if wanted:
+                plan.append((sc, wanted))
+    return without_unbuilt_java_members(without_unbuilt_kafka(plan, say), say)
 
 
 def headline(res: Results) -> pd.DataFrame:
@@ -111,11 +138,11 @@ def demo(out: Path | None, scenario_names: tuple[str, ...], target: str) -> None
     progress = console_progress()
     failed: list[tuple[str, str]] = []
     chosen = tuple((name, None) for name in scenario_names) or SUITE
-    suite = [(expand(load_scenario(resolve(name))), targets) for name, targets in chosen]
-    counter = RunCounter(sum(count_runs(scenarios, 1, targets) for scenarios, targets in suite))
+    plan = suite_plan(chosen, target, lambda line: click.echo(line, err=True))
+    counter = RunCounter(sum(count_runs([sc], 1, targets) for sc, targets in plan))
     try:
-        for scenarios, targets in suite:
-            _, f = run_scenarios(scenarios, out, 1, progress, targets, backend, counter=counter)
+        for sc, targets in plan:
+            _, f = run_scenarios([sc], out, 1, progress, targets, backend, counter=counter)
             failed += f
     except RunAborted as abort:
         click.echo(

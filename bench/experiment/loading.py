@@ -46,7 +46,7 @@ from bench.experiment.scenario import (
     Wait,
     WaitKind,
 )
-from bench.services.kafka_config import KAFKA_MODE, KAFKA_TARGETS
+from bench.services.kafka_config import KAFKA_MODE, KAFKA_TARGETS, OUR_MEMBERS_TARGETS
 from group_api import ASSIGNOR_NAMES
 from group_api.registry import MODES, default_variants, variants
 
@@ -177,21 +177,17 @@ def _groups(r: _Reader, raw: Any) -> Groups | None:
 
 
 def _kafka_item(r: _Reader, variant: Any, path: str) -> tuple[ModeSpec, ...]:
-    """A real-Kafka target; ``all`` is every target our members can run against."""
-    runnable = tuple(name for name, t in KAFKA_TARGETS.items() if t.member_mode is not None)
+    """A real-Kafka target (its members are part of its name); ``all`` is the targets with our
+    members."""
     if variant == "all":
-        return tuple(ModeSpec(KAFKA_MODE, v) for v in runnable)
-    if variant in runnable:
-        return (ModeSpec(KAFKA_MODE, variant),)
+        return tuple(ModeSpec(KAFKA_MODE, v) for v in OUR_MEMBERS_TARGETS)
     if variant in KAFKA_TARGETS:
-        raise r.fail(
-            f"{path}.variant",
-            f"{KAFKA_MODE}/{variant} needs members that speak KIP-848's consumer protocol, and no member "
-            f"mode of the harness does yet; expected one of {', '.join(runnable)}",
-        )
+        return (ModeSpec(KAFKA_MODE, variant),)
     raise r.fail(
         f"{path}.variant",
-        f"expected one of {', '.join(runnable)} or all for {KAFKA_MODE}, got {fmt_value(variant)}",
+        f"expected one of {', '.join(KAFKA_TARGETS)} or all for {KAFKA_MODE} (<release>-classic: our "
+        f"members, <release>-java: Kafka's Java consumer, 4.0-consumer: the Java consumer with KIP-848's "
+        f"protocol), got {fmt_value(variant)}",
     )
 
 

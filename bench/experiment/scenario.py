@@ -47,9 +47,10 @@ stop                end the run: the members leave (the last step, required)
 Link targets: ``all``, ``zk``, ``brokers``, ``zk-<i>``, ``broker-<i>`` (the members' links to them).
 
 Modes are ``coordinator`` (our brokers), ``zk`` and ``kafka``: real Apache Kafka brokers as the
-reference, variants ``3.9-classic`` (ZooKeeper mode) and ``4.0-classic`` (KRaft), run with our
-coordinator-mode members unchanged (:mod:`bench.services.kafka_config`; ``4.0-consumer`` is refused
-until a member mode speaks KIP-848's consumer protocol). The profile's broker knobs mean the same
+reference, variants ``3.9-classic`` (ZooKeeper mode) and ``4.0-classic`` (KRaft) with our
+coordinator-mode members unchanged, ``3.9-java`` and ``4.0-java`` with Kafka's Java consumer, and
+``4.0-consumer`` with the Java consumer speaking KIP-848's consumer protocol
+(:mod:`bench.services.kafka_config`). The profile's broker knobs mean the same
 there: ``group_initial_rebalance_delay_ms`` is Kafka's ``group.initial.rebalance.delay.ms``.
 
 ``wait`` on a step is ``stable`` (the default: until every group converged at a newer generation,
@@ -176,6 +177,8 @@ class Profile:
             }
         elif (mode, variant) == ("zk", "setpartitioner"):
             options |= {"time_boundary_s": self.time_boundary_s}
+        elif mode == KAFKA_MODE:
+            options |= dict(KAFKA_TARGETS[variant].member_options)
         return {
             "session_timeout_ms": self.session_timeout_ms(mode),
             "heartbeat_interval_ms": self.heartbeat_interval_ms,
@@ -191,12 +194,10 @@ BROKER_MODES = ("coordinator", KAFKA_MODE)
 
 def member_mode(mode: str, variant: str) -> tuple[str, str]:
     """The member implementation (``rebalance-lab member --mode/--variant``) a scenario mode runs:
-    itself, or for a real-Kafka target the harness's members of the protocol it serves."""
+    itself, or for a real-Kafka target the members its variant names."""
     if mode != KAFKA_MODE:
         return mode, variant
     target = KAFKA_TARGETS[variant]
-    if target.member_mode is None or target.member_variant is None:
-        raise ValueError(f"{mode}/{variant}: no member mode of the harness speaks its group protocol")
     return target.member_mode, target.member_variant
 
 

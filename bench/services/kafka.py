@@ -79,9 +79,10 @@ rootLogger.appenderRef.stdout.ref = STDOUT
 
 
 def unavailable(target: str) -> str | None:
-    """Why the real-Kafka target ``target`` cannot run here (its jars or the Jolokia agent not
-    built: no Java 17 or Maven), or None."""
-    for name in (kafka_target(target).module, "jolokia"):
+    """Why the real-Kafka target ``target`` cannot run here (its jars, the Jolokia agent or, for
+    Java members, java/member not built: no Java 17 or Maven), or None."""
+    spec = kafka_target(target)
+    for name in (spec.module, "jolokia", *(("member",) if spec.java_members else ())):
         module = java_module(name)
         if not module.available:
             return module.reason

@@ -1,15 +1,21 @@
 """The real Apache Kafka targets and how a run's settings become their ``server.properties``.
 
-A target names a Kafka release and the group protocol its members speak, as scenarios name them
-(``{mode: kafka, variant: 3.9-classic}``):
+A target names a Kafka release and the members that run on it, as scenarios name them
+(``{mode: kafka, variant: 3.9-classic}``): ``<release>-classic`` is our members (classic protocol),
+``<release>-java`` Kafka's Java consumer with the classic protocol, ``4.0-consumer`` the Java
+consumer with KIP-848's consumer protocol (the one member of the harness that speaks it). The
+members are part of the variant, not a field beside it, because a run is named, stored and
+reported by mode/variant everywhere (run directories, labels, the report's rows):
 
 =============  ==========================================================================
 3.9-classic    Kafka 3.9.1 in ZooKeeper mode (on our ZooKeeper ensemble, its own chroot),
-               the classic group coordinator (``GroupCoordinator`` in Scala)
+               the classic group coordinator (``GroupCoordinator`` in Scala); our members
+3.9-java       the same brokers; Kafka's Java consumer (coordinator variant ``java``)
 4.0-classic    Kafka 4.0.1 in KRaft mode (combined controller and broker), the new group
-               coordinator (KIP-848's ``GroupCoordinatorService``) serving classic members
-4.0-consumer   the same brokers with ``group.coordinator.rebalance.protocols=classic,consumer``,
-               for members that speak KIP-848's consumer protocol
+               coordinator (KIP-848's ``GroupCoordinatorService``) serving classic members; ours
+4.0-java       the same brokers; the Java consumer, classic protocol
+4.0-consumer   the same brokers with ``group.coordinator.rebalance.protocols=classic,consumer``;
+               the Java consumer with ``group.protocol=consumer`` (KIP-848)
 =============  ==========================================================================
 
 :class:`KafkaSettings` carries the timing knobs a scenario's profile sets on our own brokers
@@ -30,27 +36,51 @@ from coordinator_mode.hashing import DEFAULT_OFFSETS_PARTITIONS
 
 @dataclass(frozen=True)
 class KafkaTarget:
-    """One real-Kafka target; ``member_mode``/``member_variant``: the harness's members that speak
-    its group protocol (None: none of ours does yet)."""
+    """One real-Kafka target; ``member_mode``/``member_variant``: the harness's members that run on
+    it, with ``member_options`` (``rebalance-lab member --option``) on top of the profile's."""
 
     name: str
     release: str  # the pinned Maven version
     module: str  # java/<module>/ holds its jars
     kraft: bool  # KRaft (4.x) rather than ZooKeeper-based metadata (3.9)
     protocols: tuple[str, ...]  # group.coordinator.rebalance.protocols
-    member_mode: str | None
-    member_variant: str | None
+    member_mode: str
+    member_variant: str
+    member_options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def member_protocol(self) -> str:
+        """The group protocol its members speak: ``consumer`` (KIP-848) or ``classic``."""
+        return dict(self.member_options).get("protocol", "classic")
+
+    @property
+    def java_members(self) -> bool:
+        """Its members are Kafka's Java consumer (java/member must be built)."""
+        return (self.member_mode, self.member_variant) == ("coordinator", "java")
 
 
 KAFKA_TARGETS: dict[str, KafkaTarget] = {
     t.name: t
     for t in (
         KafkaTarget("3.9-classic", "3.9.1", "kafka-3.9", False, ("classic",), "coordinator", "classic"),
+        KafkaTarget("3.9-java", "3.9.1", "kafka-3.9", False, ("classic",), "coordinator", "java"),
         KafkaTarget("4.0-classic", "4.0.1", "kafka-4.0", True, ("classic",), "coordinator", "classic"),
-        # None of the harness's member modes speaks the consumer protocol (KIP-848) yet.
-        KafkaTarget("4.0-consumer", "4.0.1", "kafka-4.0", True, ("classic", "consumer"), None, None),
+        KafkaTarget("4.0-java", "4.0.1", "kafka-4.0", True, ("classic",), "coordinator", "java"),
+        KafkaTarget(
+            "4.0-consumer",
+            "4.0.1",
+            "kafka-4.0",
+            True,
+            ("classic", "consumer"),
+            "coordinator",
+            "java",
+            (("protocol", "consumer"),),
+        ),
     )
 }
+#: ``{mode: kafka, variant: all}``: the targets with our members, which run wherever the project
+#: does (the Java ones need java/member, so a scenario names them, as ``coordinator/java``).
+OUR_MEMBERS_TARGETS = tuple(n for n, t in KAFKA_TARGETS.items() if t.member_variant == "classic")
 #: The scenario mode whose variants are :data:`KAFKA_TARGETS`.
 KAFKA_MODE = "kafka"
 #: Top-level znode of the 3.9 brokers' chroots, so their ZooKeeper load shows up under its own

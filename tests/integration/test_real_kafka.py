@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, ConsumerGroupType
+from confluent_kafka.admin import AdminClient
 
 from bench.experiment.groups import MemberGroup
 from bench.experiment.history import History
@@ -255,3 +256,44 @@ def test_a_librdkafka_consumer_joins_with_kip_848s_consumer_protocol(kafka40: Ka
         assert owned <= {("orders", p) for p in range(TOPICS["orders"])}
     finally:
         consumer.close()
+
+
+@pytest.mark.java
+@pytest.mark.parametrize("group", ["kafka40"], indirect=True)
+def test_a_mixed_group_of_our_members_and_java_members_converges_on_kafka_4_0_as_a_consumer_group(
+    kafka40: KafkaCluster, group: Group
+) -> None:
+    """Kafka 4.0 lets classic-protocol members join a consumer-protocol group
+    (``GroupMetadataManager.classicGroupJoinToConsumerGroup``, ``group.consumer.migration.policy``
+    bidirectional by default): two Java members with KIP-848's protocol make the group a consumer
+    group, two of ours join it with JoinGroup/SyncGroup, and the broker's assignment covers all four.
+    Its JoinGroup answers name no leader, so our members lead nobody: no leader is asserted here."""
+    module = java_module("member")
+    if not module.available:
+        pytest.skip(f"the Java members: {module.reason}")
+    ours = list(group.members.member_args)
+    group.members.member_args = [*ours, *CLIENTS["java-848"]]
+    group.members.spawn(2)
+    wait_until(lambda: group.members.stable(None), STABLE_S, 0.1, "two Java members converge")
+    group.members.member_args = ours
+    group.members.spawn(2)
+    ids = group.members.live_ids()
+    assert len(ids) == 4
+
+    def converged() -> bool:
+        # one epoch over all four, every partition owned exactly once, each member assigned
+        return group.members.stable(None) and group.members.view().converged(ids)
+
+    wait_until(converged, STABLE_S, 0.1, "our members and the Java members converge in one group")
+    view = group.members.view()
+    owned = [tp for m in ids for tp in view.members[m].counted]
+    assert sorted(owned) == sorted(group.members.partitions)
+    assert all(view.members[m].counted for m in ids), "a member got no partition"
+
+    admin = AdminClient({"bootstrap.servers": kafka40.bootstrap})
+    listed = admin.list_consumer_groups().result(timeout=30)
+    types = {g.group_id: g.type for g in listed.valid}
+    assert types.get(group.members.name) == ConsumerGroupType.CONSUMER, types
+    described = admin.describe_consumer_groups([group.members.name])[group.members.name].result(timeout=30)
+    assert described.type == ConsumerGroupType.CONSUMER
+    assert len(described.members) == 4

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bench.analysis.checker import LEADER_VARIANTS
 from bench.backends import ClusterSpec
 from bench.backends.compose import ComposeBackend, ComposeError
 from bench.experiment.loading import load_scenario
@@ -96,11 +97,26 @@ def test_a_kafka_mode_runs_our_members_of_its_protocol(tmp_path: Path) -> None:
     assert s.profile.session_timeout_ms("kafka") == s.profile.coordinator_session_timeout_ms
 
 
-def test_the_consumer_protocol_target_is_refused_with_the_reason(tmp_path: Path) -> None:
-    with pytest.raises(ScenarioError, match="KIP-848's consumer protocol"):
-        scenario(tmp_path, modes=[{"mode": "kafka", "variant": "4.0-consumer"}])
-    with pytest.raises(ScenarioError, match=r"modes\[0\].variant: expected one of 3.9-classic, 4.0-classic"):
+def test_a_kafka_variant_names_its_members_and_an_unknown_one_is_refused_naming_them(tmp_path: Path) -> None:
+    s = scenario(
+        tmp_path,
+        modes=[{"mode": "kafka", "variant": v} for v in ("3.9-java", "4.0-consumer")],
+        cluster={"zk_nodes": 1, "brokers": 3},
+    )
+    assert [str(m) for m in s.modes] == ["kafka/3.9-java", "kafka/4.0-consumer"]
+    assert member_mode("kafka", "3.9-java") == ("coordinator", "java")
+    assert member_mode("kafka", "4.0-consumer") == ("coordinator", "java")
+    # KIP-848's protocol is the Java member's option on top of the profile's, and only there
+    assert s.profile.member_settings("kafka", "4.0-consumer")["options"]["protocol"] == "consumer"
+    assert "protocol" not in s.profile.member_settings("kafka", "4.0-java")["options"]
+    assert "protocol" not in s.profile.member_settings("kafka", "3.9-classic")["options"]
+    with pytest.raises(ScenarioError, match=r"modes\[0\].variant: expected one of 3.9-classic, 3.9-java, "):
         scenario(tmp_path, modes=[{"mode": "kafka", "variant": "2.8"}])
+
+
+def test_the_checker_expects_a_leader_on_classic_targets_only() -> None:
+    assert ("kafka", "3.9-java") in LEADER_VARIANTS and ("kafka", "4.0-classic") in LEADER_VARIANTS
+    assert ("kafka", "4.0-consumer") not in LEADER_VARIANTS
 
 
 def test_stop_zk_is_refused_on_kraft_and_allowed_on_zookeeper_mode(tmp_path: Path) -> None:
