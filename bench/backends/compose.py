@@ -64,7 +64,7 @@ from bench.experiment.history import History
 from bench.services.brokers import placement_settled
 from bench.services.catalog import write_catalogs
 from bench.services.polling import wait_until
-from bench.services.proxy import Proxy
+from bench.services.proxy import Proxy, links_meant
 from bench.services.zookeeper import server_mode
 from coordinator_mode.broker.cli import config_from_args
 from coordinator_mode.broker.config import BrokerConfig
@@ -679,13 +679,7 @@ class ComposeBackend:
             raise ComposeError("this run has no link proxies: its scenario has no link fault step")
         zk = [(n, p) for n, p in self._proxies.items() if n.startswith("zk-")]
         brokers = [(n, p) for n, p in self._proxies.items() if n.startswith("broker-")]
-        if target == "all":
-            return zk + brokers
-        if target == "zk":
-            return zk
-        if target == "brokers":
-            return brokers
-        return [(n, p) for n, p in zk + brokers if n == target]
+        return links_meant(target, zk, brokers)
 
     def set_rtt(self, target: str, rtt_ms: float, jitter_ms: float) -> None:
         for _, proxy in self._links(target):

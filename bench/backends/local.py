@@ -26,6 +26,7 @@ from bench.backends.samples import broker_sample, jolokia_sample, zk_sample
 from bench.experiment.history import History
 from bench.services.kafka_config import KAFKA_MODE, KafkaSettings, kafka_target
 from bench.services.members import MemberProcess
+from bench.services.proxy import links_meant
 from bench.services.zookeeper import ZooKeeperEnsemble
 
 
@@ -203,13 +204,7 @@ class LocalTopology:
     def _proxies(self, target: str) -> list[tuple[str, Any]]:
         zk = [(p.name, p) for p in self._zk_proxies]
         brokers = [(p.name, p) for _, p in sorted(self._broker_proxies.items())]
-        if target == "all":
-            return zk + brokers
-        if target == "zk":
-            return zk
-        if target == "brokers":
-            return brokers
-        return [(n, p) for n, p in zk + brokers if n == target]
+        return links_meant(target, zk, brokers)
 
     def set_rtt(self, target: str, rtt_ms: float, jitter_ms: float) -> None:
         for _, proxy in self._proxies(target):

@@ -310,3 +310,18 @@ class Proxy:
             self._bytes[direction] += len(data)  # before the write: a reader never sees more than counted
             writer.write(data)
             await writer.drain()
+
+
+L = TypeVar("L")  # a link's handle: a Proxy, or what a backend keeps for one
+
+
+def links_meant(target: str, zk: list[tuple[str, L]], brokers: list[tuple[str, L]]) -> list[tuple[str, L]]:
+    """The member links a fault's target means: ``all``, ``zk``, ``brokers``, or one by its name
+    (``zk-<i>``, ``broker-<i>``); the same on every backend."""
+    if target == "all":
+        return zk + brokers
+    if target == "zk":
+        return zk
+    if target == "brokers":
+        return brokers
+    return [(n, p) for n, p in zk + brokers if n == target]

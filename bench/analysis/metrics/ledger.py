@@ -42,7 +42,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bench.analysis.metrics.episodes import Episode
-from bench.analysis.metrics.rows import STEADY_MIN_S, STEADY_SETTLE_S, span_columns
+from bench.analysis.metrics.rows import STEADY_MIN_S, STEADY_SETTLE_S, WINDOW_KEYS, span_columns
 from bench.analysis.metrics.samples import (
     BrokerSample,
     Samples,
@@ -81,22 +81,7 @@ LEDGER_VALUES = [
     "replication_bytes",
 ]
 LEDGER_KEYS = [
-    "run_id",
-    "scenario",
-    "family",
-    "scenario_members",
-    "mode",
-    "variant",
-    "repetition",
-    "kind",
-    "group",
-    "step",
-    "action",
-    "phase",
-    "start_s",
-    "end_s",
-    "duration_s",
-    "members",
+    *WINDOW_KEYS,
     "service",
     "namespace",
 ]

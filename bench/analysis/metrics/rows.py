@@ -27,6 +27,26 @@ STEADY_SETTLE_S = 1.0
 #: Shortest steady window worth a rate.
 STEADY_MIN_S = 2.0
 
+#: The columns that name a load row's run and window: the first of every load table.
+WINDOW_KEYS = [
+    "run_id",
+    "scenario",
+    "family",
+    "scenario_members",
+    "mode",
+    "variant",
+    "repetition",
+    "kind",
+    "group",
+    "step",
+    "action",
+    "phase",
+    "start_s",
+    "end_s",
+    "duration_s",
+    "members",
+]
+
 
 def span_columns(span: tuple[int, int], start_ns: int) -> dict[str, float]:
     """A row's ``start_s``/``end_s`` (from the run's start) and ``duration_s`` for a reading span."""

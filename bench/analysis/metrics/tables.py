@@ -26,7 +26,7 @@ import yaml
 from bench.analysis.checker import CheckReport, check, harness_problems
 from bench.analysis.metrics.episodes import EpisodeBuilder
 from bench.analysis.metrics.ledger import LEDGER_COLUMNS, LEDGER_VALUES, ledger_rows
-from bench.analysis.metrics.rows import episode_rows, run_rows, steady_rows, steady_summary
+from bench.analysis.metrics.rows import WINDOW_KEYS, episode_rows, run_rows, steady_rows, steady_summary
 from bench.analysis.metrics.samples import Samples, offsets_durability
 from bench.analysis.metrics.stats import aggregate
 from bench.analysis.replay import RunHistory
@@ -66,22 +66,7 @@ def _run_identity(run_dir: Path, history: RunHistory) -> dict[str, Any]:
 
 
 ZK_COLUMNS = [
-    "run_id",
-    "scenario",
-    "family",
-    "scenario_members",
-    "mode",
-    "variant",
-    "repetition",
-    "kind",
-    "group",
-    "step",
-    "action",
-    "phase",
-    "start_s",
-    "end_s",
-    "duration_s",
-    "members",
+    *WINDOW_KEYS,
     "namespace",
     *(f for f in ZkLoad.__dataclass_fields__ if f != "namespace"),
     "client_members",
