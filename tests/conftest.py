@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 from hypothesis import settings
+from kafka.protocol.consumer import OffsetFetchRequest
 from kazoo.client import KazooClient
 
+from bench.services.brokers import BrokerCluster, send_request
 from bench.services.kafka import KafkaCluster
 from bench.services.polling import wait_until as wait_until  # tests import it from here
 from bench.services.zookeeper import ZooKeeperEnsemble
@@ -133,8 +135,6 @@ def running_brokers(zk_connect: str, size: int, base_dir: Path, **options: Any) 
     Defaults for tests: no initial rebalance delay, and a root znode of their own because the
     session's ZooKeeper is shared; ``options`` go to :class:`~bench.services.brokers.BrokerCluster`.
     """
-    from bench.services.brokers import BrokerCluster
-
     options = {"initial_rebalance_delay_ms": 0, "zk_root": f"/kafka-{uuid.uuid4().hex[:8]}", **options}
     cluster = BrokerCluster(zk_connect, size, base_dir, **options)
     try:
@@ -142,3 +142,28 @@ def running_brokers(zk_connect: str, size: int, base_dir: Path, **options: Any) 
         yield cluster
     finally:
         cluster.stop()
+
+
+def committed_offsets(
+    cluster: BrokerCluster, group: str, topic: str, partitions: int
+) -> dict[int, int] | None:
+    """OffsetFetch (v7) from the group's current coordinator; None while none answers (no live
+    coordinator yet, NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS): the caller asks again."""
+    coordinator = cluster.coordinator_for(group)
+    if coordinator is None or not coordinator.is_running():
+        return None
+    request = OffsetFetchRequest(
+        version=7,
+        group_id=group,
+        topics=[
+            OffsetFetchRequest.OffsetFetchRequestTopic(name=topic, partition_indexes=list(range(partitions)))
+        ],
+        require_stable=False,
+    )
+    try:
+        response = send_request(coordinator.address, request, timeout=5)
+    except OSError:
+        return None
+    if response.error_code != 0:
+        return None
+    return {p.partition_index: p.committed_offset for t in response.topics for p in t.partitions}

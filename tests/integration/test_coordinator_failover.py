@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-from kafka.protocol.consumer import OffsetFetchRequest
 from kafka.structs import OffsetAndMetadata
 
-from bench.services.brokers import BrokerCluster, send_request
+from bench.services.brokers import BrokerCluster
 from bench.services.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.broker.controller import OFFSETS_TOPIC
 from coordinator_mode.broker.offsets_log import OffsetsLog, parse_line
 from coordinator_mode.group.records import GroupMetadataRecord, MemberRecord, OffsetCommitRecord
-from tests.conftest import EnsembleFactory, running_brokers, wait_until
+from tests.conftest import EnsembleFactory, committed_offsets, running_brokers, wait_until
 from tests.kp_consumer import PolledConsumer
 
 TOPIC = "payments"
@@ -71,28 +70,6 @@ def describe(cluster: BrokerCluster, group: str):  # noqa: ANN201 - a DescribedG
         return None  # the coordinator in ZooKeeper may be the dead broker, for a while
 
 
-def committed_offsets(cluster: BrokerCluster, group: str) -> dict[int, int] | None:
-    """OffsetFetch (v7) from the group's current coordinator; None while it cannot answer."""
-    coordinator = cluster.coordinator_for(group)
-    if coordinator is None:
-        return None
-    request = OffsetFetchRequest(
-        version=7,
-        group_id=group,
-        topics=[
-            OffsetFetchRequest.OffsetFetchRequestTopic(name=TOPIC, partition_indexes=list(range(PARTITIONS)))
-        ],
-        require_stable=False,
-    )
-    try:
-        response = send_request(coordinator.address, request, timeout=5)
-    except OSError:
-        return None
-    if response.error_code != 0:
-        return None  # NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS: ask again
-    return {p.partition_index: p.committed_offset for t in response.topics for p in t.partitions}
-
-
 def test_sigkill_of_the_coordinator(cluster: BrokerCluster) -> None:
     group = f"fo-{uuid.uuid4().hex[:8]}"
     consumer = consumer_for(cluster, group)
@@ -120,13 +97,16 @@ def test_sigkill_of_the_coordinator(cluster: BrokerCluster) -> None:
             60,
             what=f"the group to be Stable on broker {new.id}",
         )
-        assert wait_until(lambda: committed_offsets(cluster, group), 30, what="offsets") == expected
+        assert (
+            wait_until(lambda: committed_offsets(cluster, group, TOPIC, PARTITIONS), 30, what="offsets")
+            == expected
+        )
         # The failover completed within the members' sessions: same members, no rebalance.
         assert {m.member_id for m in after.members} == members_before
         wait_until(lambda: assignment(consumer) == ALL, 30, what="the consumer to stay assigned")
         # The survivor keeps serving the group: a new commit lands on the new coordinator.
         consumer.call(lambda k: k.commit({TopicPartition(TOPIC, 0): OffsetAndMetadata(5_000, "after", -1)}))
-        assert wait_until(lambda: committed_offsets(cluster, group), 30)[0] == 5_000
+        assert wait_until(lambda: committed_offsets(cluster, group, TOPIC, PARTITIONS), 30)[0] == 5_000
     finally:
         consumer.close()
 
@@ -151,7 +131,10 @@ def test_offsets_of_a_group_without_members_survive_the_kill(cluster: BrokerClus
         60,
         what="a new coordinator",
     )
-    assert wait_until(lambda: committed_offsets(cluster, group), 30, what="offsets") == expected
+    assert (
+        wait_until(lambda: committed_offsets(cluster, group, TOPIC, PARTITIONS), 30, what="offsets")
+        == expected
+    )
 
 
 def test_controller_failover_and_restart(cluster: BrokerCluster) -> None:
@@ -316,7 +299,10 @@ def test_brokers_recover_from_zookeeper_session_loss(
             what="the group to be Stable again",
         )
         assert {m.member_id for m in after.members} == {m.member_id for m in before.members}
-        assert wait_until(lambda: committed_offsets(cluster, group), 30, what="offsets") == expected
+        assert (
+            wait_until(lambda: committed_offsets(cluster, group, TOPIC, PARTITIONS), 30, what="offsets")
+            == expected
+        )
         wait_until(lambda: assignment(consumer) == ALL, 30, what="the consumer to stay assigned")
     finally:
         if consumer is not None:

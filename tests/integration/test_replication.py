@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from kafka.protocol.consumer import OffsetCommitRequest, OffsetFetchRequest
+from kafka.protocol.consumer import OffsetCommitRequest
 
 from bench.services.brokers import BrokerCluster, BrokerProcess, send_request
 from bench.services.zookeeper import ZooKeeperEnsemble
@@ -20,7 +20,7 @@ from coordinator_mode.broker.offsets_log import OffsetsLog
 from coordinator_mode.group.errors import ErrorCode
 from coordinator_mode.group.records import OffsetCommitRecord
 from coordinator_mode.hashing import partition_for
-from tests.conftest import running_brokers, wait_until
+from tests.conftest import committed_offsets, running_brokers, wait_until
 
 TOPIC = "ledger"
 PARTITIONS = 4
@@ -84,28 +84,6 @@ def commit(address: str, group: str, offsets: dict[int, int]) -> set[int]:
     return {p.error_code for t in response.topics for p in t.partitions}
 
 
-def fetched(cluster: BrokerCluster, group: str) -> dict[int, int] | None:
-    """OffsetFetch from the group's current coordinator; None while there is none that answers."""
-    coordinator = cluster.coordinator_for(group)
-    if coordinator is None or not coordinator.is_running():
-        return None
-    request = OffsetFetchRequest(
-        version=7,
-        group_id=group,
-        topics=[
-            OffsetFetchRequest.OffsetFetchRequestTopic(name=TOPIC, partition_indexes=list(range(PARTITIONS)))
-        ],
-        require_stable=False,
-    )
-    try:
-        response = send_request(coordinator.address, request, timeout=5)
-    except OSError:
-        return None
-    if response.error_code != 0:
-        return None
-    return {p.partition_index: p.committed_offset for t in response.topics for p in t.partitions}
-
-
 def test_each_broker_has_its_own_log_and_the_replicas_hold_the_same_records(cluster: BrokerCluster) -> None:
     group = f"rep-{uuid.uuid4().hex[:8]}"
     state = state_of(cluster, group)
@@ -145,7 +123,12 @@ def test_sigkill_of_the_coordinator_loses_no_acknowledged_commit(cluster: Broker
     )
     assert new.id in state_of(cluster, group).isr
     assert (
-        wait_until(lambda: fetched(cluster, group), 30, what="the new coordinator's offsets") == acknowledged
+        wait_until(
+            lambda: committed_offsets(cluster, group, TOPIC, PARTITIONS),
+            30,
+            what="the new coordinator's offsets",
+        )
+        == acknowledged
     )
 
 
@@ -181,7 +164,12 @@ def test_a_follower_out_of_the_isr_is_never_elected(cluster: BrokerCluster) -> N
     assert cluster.coordinator_for(group) is None
     first.start()  # the last ISR member comes back, with its log: it leads again, commit intact
     wait_until(lambda: state_of(cluster, group).leader == first.id, 60, what="the ISR member to lead again")
-    assert wait_until(lambda: fetched(cluster, group), 30, what="offsets") == {0: 7, 1: 8, 2: -1, 3: -1}
+    assert wait_until(lambda: committed_offsets(cluster, group, TOPIC, PARTITIONS), 30, what="offsets") == {
+        0: 7,
+        1: 8,
+        2: -1,
+        3: -1,
+    }
 
 
 def test_a_commit_the_isr_does_not_get_is_neither_acknowledged_nor_served(cluster: BrokerCluster) -> None:
@@ -196,7 +184,7 @@ def test_a_commit_the_isr_does_not_get_is_neither_acknowledged_nor_served(cluste
         # Both followers are still in the ISR (they have not lagged replica.lag.time.max.ms yet), so
         # acks=all cannot be met before offsets.commit.timeout.ms.
         assert commit(leader.address, group, {0: 2}) == {ErrorCode.REQUEST_TIMED_OUT}
-        assert fetched(cluster, group) == {0: 1, 1: -1, 2: -1, 3: -1}
+        assert committed_offsets(cluster, group, TOPIC, PARTITIONS) == {0: 1, 1: -1, 2: -1, 3: -1}
     finally:
         for f in followers:
             f.resume()
