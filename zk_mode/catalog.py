@@ -18,6 +18,10 @@ from group_api import ConfigError
 
 log = logging.getLogger(__name__)
 
+#: More partitions per topic than any run uses by far: a larger count in the catalog is garbage, not a
+#: topic a member should enumerate (the brokers' catalog has the same bound).
+MAX_PARTITIONS = 100_000
+
 
 def topics_path(root: str) -> str:
     return f"{root.rstrip('/')}/topics"
@@ -28,8 +32,8 @@ def write_topics(client: KazooClient, root: str, topics: Mapping[str, int]) -> N
     base = topics_path(root)
     client.ensure_path(base)
     for name, partitions in topics.items():
-        if partitions < 1:
-            raise ConfigError(f"topic {name!r}: expected at least 1 partition, got {partitions}")
+        if not 1 <= partitions <= MAX_PARTITIONS:
+            raise ConfigError(f"topic {name!r}: expected 1 to {MAX_PARTITIONS} partitions, got {partitions}")
         data = json.dumps({"partitions": int(partitions)}).encode()
         try:
             client.create(f"{base}/{name}", data)
@@ -47,9 +51,11 @@ def read_topic(client: KazooClient, root: str, name: str) -> int:
     try:
         partitions = json.loads(raw)["partitions"]
         # Strictly a positive JSON integer: int() would take "5", 2.7 or true.
-        if type(partitions) is not int or partitions < 1:
-            raise ValueError(f"partitions must be a positive integer, got {partitions!r}")
-    except (ValueError, KeyError, TypeError) as exc:
+        if type(partitions) is not int or not 1 <= partitions <= MAX_PARTITIONS:
+            raise ValueError(
+                f"partitions must be an integer in [1, {MAX_PARTITIONS}], got {partitions!r:.40}"
+            )
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise ConfigError(f"catalog entry {path} is not valid ({raw[:80]!r}): {exc}") from None
     return partitions
 

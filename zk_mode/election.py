@@ -24,6 +24,7 @@ Every member keeps a data watch on ``assignment`` and takes its share through th
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, ClassVar
 
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, RolledBackError
@@ -37,6 +38,9 @@ from .member import ZkMember, decode_json, encode_json, parse_share, parse_subsc
 from .paths import sequence_of
 
 log = logging.getLogger(__name__)
+
+#: What ZooKeeper names an EPHEMERAL_SEQUENTIAL child of ``members`` created as ``m-``.
+MEMBER_NODE = re.compile(r"m-\d{10}")
 
 
 class LeaderElectedMember(ZkMember):
@@ -77,7 +81,7 @@ class LeaderElectedMember(ZkMember):
 
     def _elect(self) -> None:
         watch = self._members_changed if self.watch_all else None
-        children = sorted(self.client.get_children(self.paths.members, watch=watch), key=sequence_of)
+        children = self._member_nodes(self.client.get_children(self.paths.members, watch=watch))
         if self.node not in children:
             return  # our session is ending; the state listener rejoins
         below = children[: children.index(self.node)]
@@ -156,9 +160,19 @@ class LeaderElectedMember(ZkMember):
             assignment=decision["members"],
         )
 
+    def _member_nodes(self, children: list[str]) -> list[str]:
+        """The children that are member registrations (``m-<10 digits>``), by sequence; any other
+        name no member created and is skipped (logged)."""
+        nodes = [c for c in children if MEMBER_NODE.fullmatch(c)]
+        for other in set(children) - set(nodes):
+            log.warning("skipping %s/%s: not a member registration's name", self.paths.members, other[:80])
+        return sorted(nodes, key=sequence_of)
+
     def _current_registrations(self) -> dict[str, dict[str, Any] | None]:
         """The members' registrations, re-watching the membership; only new members are read."""
-        children = self.client.get_children(self.paths.members, watch=self._members_changed)
+        children = self._member_nodes(
+            self.client.get_children(self.paths.members, watch=self._members_changed)
+        )
         for gone in set(self._registrations) - set(children):
             del self._registrations[gone]
         registrations = {

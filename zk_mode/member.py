@@ -45,6 +45,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from kazoo.exceptions import (
+    BadVersionError,
     ConnectionLoss,
     KazooException,
     NodeExistsError,
@@ -106,7 +107,7 @@ def decode_json(raw: bytes | None, path: str) -> dict[str, Any] | None:
         if isinstance(value, dict):
             return value
         raise ValueError("not a JSON object")
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSON, UTF-8, int digits, nesting depth
         log.warning("skipping unparseable data in %s (%r...): %s", path, (raw or b"")[:60], exc)
         return None
 
@@ -427,7 +428,9 @@ class ZkMember(GroupMember):
 
     # -- claims ----------------------------------------------------------------------------------
 
-    def _claim(self, tp: TopicPartition) -> bool:
+    def _claim(self, tp: TopicPartition, watch: bool = True) -> bool:
+        """Create our ownership claim; False while another session holds it (with ``watch``, an exists
+        watch then queues a retry when it goes)."""
         path = self.paths.owner(*tp)
         while True:
             try:
@@ -436,8 +439,20 @@ class ZkMember(GroupMember):
                 return True
             except NodeExistsError:
                 # Still held by its previous owner: wait for the delete, then try again.
-                if self.client.exists(path, watch=self._claim_released) is not None:
+                stat = self.client.exists(path, watch=self._claim_released if watch else None)
+                if stat is not None and stat.ephemeralOwner == 0:
+                    self._remove_foreign_claim(path, stat.version)
+                elif stat is not None:
                     return False
+
+    def _remove_foreign_claim(self, path: str, version: int) -> None:
+        """A persistent znode where claims are ephemeral: no member's session wrote it, and it would
+        hold the partition forever. Treated as absent: removed (at the version seen), logged."""
+        log.warning("%s: %s is no member's claim (persistent): removing it", self.member_id, path)
+        try:
+            self.client.delete(path, version=version)
+        except (NoNodeError, BadVersionError):
+            pass  # gone or changed meanwhile: the next attempt sees what is there now
 
     def _claim_released(self, event: Any) -> None:
         self.submit("claim")

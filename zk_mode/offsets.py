@@ -42,15 +42,21 @@ log = logging.getLogger(__name__)
 NO_OFFSET = -1
 
 
+#: Kafka's offsets are int64.
+MAX_OFFSET = 2**63 - 1
+
+
 def parse_offset(raw: bytes | None) -> int | None:
-    """The offset a znode holds (0.8.2 wrote ``offset.toString``); None for anything else."""
+    """The offset a znode holds (0.8.2 wrote ``offset.toString``): a decimal in ``[0, 2**63)``; None
+    for anything else (not ASCII digits, negative, or past an int64)."""
     try:
         text = (raw or b"").decode("ascii").strip()
     except UnicodeDecodeError:
         return None
-    if not text.lstrip("-").isdigit():
+    if not text.isdigit() or len(text) > len(str(MAX_OFFSET)):
         return None
-    return int(text)
+    offset = int(text)
+    return offset if offset <= MAX_OFFSET else None
 
 
 @dataclass(frozen=True)

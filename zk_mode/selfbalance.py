@@ -108,14 +108,9 @@ class SelfBalancingMember(ZkMember):
             return True  # our registration is gone: the session is ending and we will rejoin
         share = assign(self.config.assignor, subscriptions, self.partitions_per_topic)[self.member_id]
         for tp in share:
-            try:
-                self.client.create(
-                    self.paths.owner(*tp), self.member_id.encode(), ephemeral=True, makepath=True
-                )
-            except NodeExistsError:
+            if not self._claim(tp, watch=False):  # 0.8 backs off and retries instead of watching
                 self._release(self._claims)
                 return False
-            self._claims.add(tp)
         generation = stat.cversion
         self._take_offsets(share, generation)  # 0.8.2: fetchOffsets before reporting ownership
         self.generation = generation

@@ -66,6 +66,8 @@ from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 from kazoo.protocol.states import ZnodeStat
 from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 
+from . import znodes as z
+
 log = logging.getLogger(__name__)
 
 OFFSETS_TOPIC = "__consumer_offsets"
@@ -167,37 +169,61 @@ def create_topics(client: KazooClient, topics: Mapping[str, int], root: str = DE
             client.set(paths.topic(name), data)
 
 
-def _parse_partitions(raw: bytes | None) -> int | None:
-    try:
-        n = int(json.loads(raw or b"null")["partitions"])
-    except (ValueError, TypeError, KeyError):
-        return None
-    return n if n >= 1 else None
+def _parse_partitions(raw: bytes | None, path: str) -> int | None:
+    """A catalog entry ``/topics/<name>``: ``{"partitions": N, ...}``."""
+    return z.read(
+        "topic catalog",
+        path,
+        raw,
+        lambda d: z.integer(z.obj(d).get("partitions"), "partitions", 1, z.MAX_PARTITIONS),
+        None,
+    )
 
 
-def _parse_state(raw: bytes | None) -> dict[int, PartitionLeader]:
-    try:
-        parts = json.loads(raw or b"null")["partitions"]
-        return {int(p): PartitionLeader(int(s["leader"]), int(s["leader_epoch"])) for p, s in parts.items()}
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return {}
+def _parse_state(raw: bytes | None, path: str) -> dict[int, PartitionLeader] | None:
+    """A data topic's ``/brokers/topics/<name>``: ``{"partitions": {"<p>": {"leader", "leader_epoch"}}}``;
+    ``{}`` when absent, None when unreadable (logged)."""
+
+    def build(d: object) -> dict[int, PartitionLeader]:
+        return {
+            z.partition_index(p): PartitionLeader(
+                z.integer(z.obj(s).get("leader"), "leader", NO_LEADER, z.INT32_MAX),
+                z.integer(z.obj(s).get("leader_epoch"), "leader_epoch", 0, z.INT32_MAX),
+            )
+            for p, s in z.obj(z.obj(d).get("partitions")).items()
+        }
+
+    return {} if raw is None else z.read("topic leaders", path, raw, build, None)
 
 
-def _parse_replication_factor(raw: bytes | None) -> int:
-    try:
-        rf = int(json.loads(raw or b"null").get("replication_factor", 1))
-    except (ValueError, TypeError, AttributeError):
-        return 1
-    return max(rf, 1)
+def _parse_replication_factor(raw: bytes | None, path: str) -> int:
+    """The offsets topic's catalog entry's ``replication_factor`` (1 when absent or unreadable)."""
+    return z.read(
+        "topic catalog",
+        path,
+        raw,
+        lambda d: z.integer(
+            z.obj(d).get("replication_factor", 1), "replication_factor", 1, z.MAX_REPLICATION_FACTOR
+        ),
+        1,
+    )
 
 
-def _parse_assignment(raw: bytes | None) -> dict[int, tuple[int, ...]]:
-    """Kafka's ``/brokers/topics/<t>``: ``{"version": 2, "partitions": {"<p>": [replica ids]}}``."""
-    try:
-        parts = json.loads(raw or b"null")["partitions"]
-        return {int(p): tuple(int(r) for r in replicas) for p, replicas in parts.items()}
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return {}
+def _parse_assignment(raw: bytes | None, path: str) -> dict[int, tuple[int, ...]] | None:
+    """Kafka's ``/brokers/topics/<t>``: ``{"version": 1-3, "partitions": {"<p>": [replica ids]}}``;
+    ``{}`` when absent, None when unreadable (logged)."""
+
+    def build(d: object) -> dict[int, tuple[int, ...]]:
+        d = z.obj(d)
+        z.version(d, (1, 2, 3))  # Kafka's TopicZNode versions
+        assignment = {
+            z.partition_index(p): z.broker_ids(r, "replicas") for p, r in z.obj(d.get("partitions")).items()
+        }
+        if not all(assignment.values()):
+            raise z.Unreadable("a partition without replicas")
+        return assignment
+
+    return {} if raw is None else z.read("topic assignment", path, raw, build, None)
 
 
 def _encode_assignment(assignment: Mapping[int, tuple[int, ...]]) -> bytes:
@@ -208,17 +234,23 @@ def _encode_assignment(assignment: Mapping[int, tuple[int, ...]]) -> bytes:
 
 
 def parse_partition_state(
-    raw: bytes | None, replicas: tuple[int, ...] = (), version: int = -1
+    raw: bytes | None, path: str, replicas: tuple[int, ...] = (), version: int = -1
 ) -> PartitionLeader | None:
-    """Kafka's partition state znode ``{"controller_epoch", "leader", "version": 1, "leader_epoch", "isr"}``;
-    None for garbage (the partition then counts as without a state, and a broker logs nothing worse)."""
-    try:
-        d = json.loads(raw or b"null")
+    """Kafka's partition state znode ``{"controller_epoch", "leader", "version": 1, "leader_epoch", "isr"}``
+    (``PartitionStateZNode``); None when unreadable (logged): the partition then has no state."""
+
+    def build(d: object) -> PartitionLeader:
+        d = z.obj(d)
+        z.version(d, (1,))
         return PartitionLeader(
-            int(d["leader"]), int(d["leader_epoch"]), replicas, tuple(int(r) for r in d["isr"]), version
+            z.integer(d.get("leader"), "leader", NO_LEADER, z.INT32_MAX),
+            z.integer(d.get("leader_epoch"), "leader_epoch", 0, z.INT32_MAX),
+            replicas,
+            z.broker_ids(d.get("isr"), "isr"),
+            version,
         )
-    except (ValueError, TypeError, KeyError, AttributeError):
-        return None
+
+    return z.read("partition state", path, raw, build, None)
 
 
 def encode_partition_state(state: PartitionLeader, controller_epoch: int) -> bytes:
@@ -238,12 +270,17 @@ def _encode_state(leaders: Mapping[int, PartitionLeader], controller_epoch: int)
     return json.dumps({"partitions": parts, "controller_epoch": controller_epoch}).encode()
 
 
-def _parse_broker(broker_id: int, raw: bytes | None) -> BrokerInfo | None:
-    try:
-        d = json.loads(raw or b"null")
-        return BrokerInfo(broker_id, str(d["host"]), int(d["port"]))
-    except (ValueError, TypeError, KeyError):
-        return None
+def _parse_broker(broker_id: int, raw: bytes | None, path: str) -> BrokerInfo | None:
+    """A registration ``/brokers/ids/<id>``: ``{"host", "port", ...}``; None: not a live broker."""
+
+    def build(d: object) -> BrokerInfo:
+        d = z.obj(d)
+        host = d.get("host")
+        if not isinstance(host, str) or not 0 < len(host) <= 255:
+            raise z.Unreadable(f"host {host!r:.40} is not a host name")
+        return BrokerInfo(broker_id, host, z.integer(d.get("port"), "port", 1, 65_535))
+
+    return z.read("broker registration", path, raw, build, None)
 
 
 def read_view(client: KazooClient, root: str = DEFAULT_ZK_ROOT) -> ClusterView:
@@ -252,32 +289,37 @@ def read_view(client: KazooClient, root: str = DEFAULT_ZK_ROOT) -> ClusterView:
     brokers: dict[int, BrokerInfo] = {}
     for child in _children(client, paths.broker_ids):
         if child.isdigit():
-            info = _parse_broker(int(child), _get(client, paths.broker(int(child))))
+            info = _parse_broker(int(child), _get(client, paths.broker(int(child))), paths.broker(int(child)))
             if info is not None:
                 brokers[info.broker_id] = info
     topics: dict[str, int] = {}
     leaders: dict[str, dict[int, PartitionLeader]] = {}
     for name in _children(client, paths.topics):
-        n = _parse_partitions(_get(client, paths.topic(name)))
+        n = _parse_partitions(_get(client, paths.topic(name)), paths.topic(name))
         if n is not None:
             topics[name] = n
             if name == OFFSETS_TOPIC:
                 leaders[name] = _read_offsets_states(client, paths)
             else:
-                leaders[name] = _parse_state(_get(client, paths.topic_state(name)))
-    controller = _controller_id(_get(client, paths.controller))
+                leaders[name] = (
+                    _parse_state(_get(client, paths.topic_state(name)), paths.topic_state(name)) or {}
+                )
+    controller = _controller_id(_get(client, paths.controller), paths.controller)
     return ClusterView(brokers, controller, topics, leaders)
 
 
 def _read_offsets_states(client: KazooClient, paths: ZkPaths) -> dict[int, PartitionLeader]:
-    assignment = _parse_assignment(_get(client, paths.topic_state(OFFSETS_TOPIC)))
+    assignment = (
+        _parse_assignment(_get(client, paths.topic_state(OFFSETS_TOPIC)), paths.topic_state(OFFSETS_TOPIC))
+        or {}
+    )
     states: dict[int, PartitionLeader] = {}
     for p, replicas in assignment.items():
         try:
             raw, stat = client.get(paths.partition_state(OFFSETS_TOPIC, p))
         except NoNodeError:
             continue
-        state = parse_partition_state(raw, replicas, stat.version)
+        state = parse_partition_state(raw, paths.partition_state(OFFSETS_TOPIC, p), replicas, stat.version)
         if state is not None:
             states[p] = state
     return states
@@ -297,11 +339,24 @@ def _get(client: KazooClient, path: str) -> bytes | None:
         return None
 
 
-def _controller_id(raw: bytes | None) -> int:
-    try:
-        return int(json.loads(raw or b"null")["brokerid"])
-    except (ValueError, TypeError, KeyError):
+def _controller_id(raw: bytes | None, path: str) -> int:
+    """``/controller``: ``{"brokerid": id, ...}``; NO_LEADER when absent or unreadable (logged)."""
+    if raw is None:
         return NO_LEADER
+    return z.read(
+        "controller",
+        path,
+        raw,
+        lambda d: z.integer(z.obj(d).get("brokerid"), "brokerid", 0, z.INT32_MAX),
+        NO_LEADER,
+    )
+
+
+def _parse_controller_epoch(raw: bytes | None, path: str) -> int | None:
+    """``/controller_epoch``: a decimal integer; None when unreadable (logged)."""
+    return z.read(
+        "controller epoch", path, raw, lambda d: z.integer(d, "controller_epoch", 0, z.INT32_MAX), None
+    )
 
 
 # -- the controller's leader placement -----------------------------------------------------------
@@ -553,8 +608,8 @@ class BrokerZk:
             self.client.create(self.paths.topic(OFFSETS_TOPIC), data)
         except NodeExistsError:
             raw = _get(self.client, self.paths.topic(OFFSETS_TOPIC))
-            self.offsets_replication_factor = _parse_replication_factor(raw)
-            found = _parse_partitions(raw)
+            self.offsets_replication_factor = _parse_replication_factor(raw, self.paths.topic(OFFSETS_TOPIC))
+            found = _parse_partitions(raw, self.paths.topic(OFFSETS_TOPIC))
             if found is not None and found != self.offsets_partitions:
                 log.warning(
                     "the cluster's %s has %d partitions, not %d: using %d",
@@ -613,7 +668,7 @@ class BrokerZk:
             for gone in set(self._brokers) - ids:
                 del self._brokers[gone]
             for new in ids - set(self._brokers):
-                info = _parse_broker(new, _get(self.client, self.paths.broker(new)))
+                info = _parse_broker(new, _get(self.client, self.paths.broker(new)), self.paths.broker(new))
                 if info is not None:
                     self._brokers[new] = info
         log.info("live brokers: %s", sorted(ids))
@@ -635,7 +690,7 @@ class BrokerZk:
     def _catalog_watcher(self, name: str) -> Callable[[bytes | None, ZnodeStat | None], bool]:
         def watch(data: bytes | None, stat: ZnodeStat | None) -> bool:
             with self._lock:
-                n = _parse_partitions(data) if data is not None else None
+                n = _parse_partitions(data, self.paths.topic(name)) if data is not None else None
                 if n is None:
                     self._catalog.pop(name, None)
                 else:
@@ -650,31 +705,35 @@ class BrokerZk:
 
     def _state_watcher(self, name: str) -> Callable[[bytes | None, ZnodeStat | None], bool]:
         def watch(data: bytes | None, stat: ZnodeStat | None) -> bool:
+            leaders = _parse_state(data, self.paths.topic_state(name))
             with self._lock:
                 if data is None:
                     self._leaders.pop(name, None)
-                else:
-                    self._leaders[name] = _parse_state(data)
+                elif leaders is not None:  # unreadable: keep what we knew; the controller rewrites it
+                    self._leaders[name] = leaders
             self._publish()
             return not self._stopped.is_set()
 
         return watch
 
     def _on_offsets_assignment(self, data: bytes | None, stat: ZnodeStat | None) -> bool:
+        assignment = _parse_assignment(data, self.paths.topic_state(OFFSETS_TOPIC))
         with self._lock:
-            self._offsets_assignment = _parse_assignment(data)
+            if assignment is not None:  # unreadable: keep the replicas we knew
+                self._offsets_assignment = assignment
         self._publish()
         return not self._stopped.is_set()
 
     def _offsets_state_watcher(self, partition: int) -> Callable[[bytes | None, ZnodeStat | None], bool]:
         def watch(data: bytes | None, stat: ZnodeStat | None) -> bool:
-            state = None if data is None or stat is None else parse_partition_state(data, (), stat.version)
-            if data is not None and state is None:
-                log.warning("offsets partition %d: unreadable state znode %r", partition, data[:200])
+            path = self.paths.partition_state(OFFSETS_TOPIC, partition)
+            state = (
+                None if data is None or stat is None else parse_partition_state(data, path, (), stat.version)
+            )
             with self._lock:
-                if state is None:
+                if data is None:
                     self._offsets_states.pop(partition, None)
-                else:
+                elif state is not None:  # unreadable: keep the leader and epoch we knew
                     self._offsets_states[partition] = state
             self._publish()
             return not self._stopped.is_set()
@@ -690,21 +749,32 @@ class BrokerZk:
         path = self.paths.partition_state(OFFSETS_TOPIC, partition)
         try:
             raw, stat = self.client.get(path)
-            if stat.version != state.version:
+            current = parse_partition_state(raw, path, state.replicas, stat.version)
+            if current is None or (current.version, current.leader, current.epoch) != (
+                state.version,
+                state.leader,
+                state.epoch,
+            ):
                 return None
-            d = json.loads(raw)
-            if int(d["leader"]) != state.leader or int(d["leader_epoch"]) != state.epoch:
-                return None
+            d = json.loads(raw)  # valid: keep the fields we do not model (controller_epoch)
             d["isr"] = list(isr)
             new_stat = self.client.set(path, json.dumps(d).encode(), version=stat.version)
-        except (KazooException, ValueError, KeyError, TypeError):
+        except KazooException:
             log.info("offsets partition %d: ISR update to %s refused", partition, list(isr), exc_info=True)
             return None
         return PartitionLeader(state.leader, state.epoch, state.replicas, isr, new_stat.version)
 
     def _on_controller(self, data: bytes | None, stat: ZnodeStat | None) -> bool:
+        controller = _controller_id(data, self.paths.controller)
+        if data is not None and stat is not None and controller == NO_LEADER:
+            # Unreadable: the znode's session says who created it. Ours: we still control. None (a
+            # persistent znode no broker wrote): absent, so remove it and elect.
+            if stat.ephemeralOwner == self.client.client_id[0]:
+                controller = self.broker_id
+            elif stat.ephemeralOwner == 0 and not self._stopped.is_set():
+                self.client.handler.spawn(self._remove_foreign_controller, stat.version)
         with self._lock:
-            self._controller_id = _controller_id(data)
+            self._controller_id = controller
             if self._controller_id != self.broker_id:
                 self._is_controller = False
         if data is None and not self._stopped.is_set():
@@ -731,6 +801,12 @@ class BrokerZk:
         log.info("broker %d is the controller (epoch %d)", self.broker_id, epoch)
         self._wake.set()
 
+    def _remove_foreign_controller(self, version: int) -> None:
+        try:
+            self.client.delete(self.paths.controller, version=version)
+        except KazooException:
+            log.info("a foreign %s changed or went first", self.paths.controller, exc_info=True)
+
     def _bump_controller_epoch(self) -> tuple[int, int]:
         while True:
             try:
@@ -741,7 +817,9 @@ class BrokerZk:
                     return 1, 0
                 except NodeExistsError:
                     continue
-            epoch = int(raw or b"0") + 1
+            # Unreadable: go on from the last epoch we know; the version check still fences.
+            found = _parse_controller_epoch(raw, self.paths.controller_epoch)
+            epoch = max(found or 0, self._controller_epoch) + 1
             try:
                 new_stat = self.client.set(
                     self.paths.controller_epoch, str(epoch).encode(), version=stat.version
@@ -771,24 +849,23 @@ class BrokerZk:
                 self._wake.set()
 
     def _reassign(self, preferred: bool = False) -> None:
-        live = sorted(int(c) for c in self.client.get_children(self.paths.broker_ids) if c.isdigit())
+        live = self._live_brokers()
         load: Counter[int] = Counter()
         names = sorted(self.client.get_children(self.paths.topics), key=lambda n: (n != OFFSETS_TOPIC, n))
         for name in names:
-            n = _parse_partitions(_get(self.client, self.paths.topic(name)))
+            n = _parse_partitions(_get(self.client, self.paths.topic(name)), self.paths.topic(name))
             if n is None:
                 continue
             if name == OFFSETS_TOPIC:
                 self._reassign_offsets(n, live, load, preferred)
                 continue
             raw, stat = self._get_with_stat(self.paths.topic_state(name))
-            current = _parse_state(raw)
+            current = _parse_state(raw, self.paths.topic_state(name)) or {}  # unreadable: replanned
             plan = plan_leaders(n, current, live, load)
             if plan == current:
                 continue
             moved = sorted(p for p in plan if current.get(p) != plan[p])
-            tx = self.client.transaction()
-            tx.check(self.paths.controller_epoch, self._controller_epoch_version)
+            tx = self.fenced_transaction()
             data = _encode_state(plan, self._controller_epoch)
             if stat is None:
                 tx.create(self.paths.topic_state(name), data)
@@ -808,15 +885,34 @@ class BrokerZk:
                 moved if len(moved) < 20 else f"{len(moved)} partitions",
             )
 
+    def fenced_transaction(self) -> TransactionRequest:
+        """A transaction for the controller's writes: it first checks that ``/controller_epoch`` is
+        still at the version our election left it, so once a successor bumped it every write of ours
+        fails as a whole (Kafka's ``KafkaZkClient`` multi with ``CheckOp`` on the epoch's zkVersion,
+        ``ControllerMovedException``)."""
+        tx = self.client.transaction()
+        tx.check(self.paths.controller_epoch, self._controller_epoch_version)
+        return tx
+
+    def _live_brokers(self) -> list[int]:
+        """The registered brokers whose registration reads (a bogus one is no broker to lead)."""
+        ids = sorted(int(c) for c in self.client.get_children(self.paths.broker_ids) if c.isdigit())
+        return [
+            b for b in ids if _parse_broker(b, _get(self.client, self.paths.broker(b)), self.paths.broker(b))
+        ]
+
     def _reassign_offsets(
         self, partitions: int, live: list[int], load: Counter[int], preferred: bool
     ) -> None:
         """Create the replicated offsets topic once enough brokers are alive (Kafka fails the creation
         below ``offsets.topic.replication.factor``), then elect from the ISR as brokers come and go."""
         raw, stat = self._get_with_stat(self.paths.topic_state(OFFSETS_TOPIC))
-        assignment = _parse_assignment(raw)
-        tx = self.client.transaction()
-        tx.check(self.paths.controller_epoch, self._controller_epoch_version)
+        assignment = _parse_assignment(raw, self.paths.topic_state(OFFSETS_TOPIC))
+        if assignment is None:
+            # Rebuilding it would restart leader epochs at 0 under the partitions' states: leave it.
+            log.error("controller: %s's assignment is unreadable; not touching it", OFFSETS_TOPIC)
+            return
+        tx = self.fenced_transaction()
         if not assignment:
             rf = self.offsets_replication_factor
             if len(live) < rf:
@@ -832,7 +928,9 @@ class BrokerZk:
                 state = (
                     None
                     if state_stat is None
-                    else parse_partition_state(raw_state, replicas, state_stat.version)
+                    else parse_partition_state(
+                        raw_state, self.paths.partition_state(OFFSETS_TOPIC, p), replicas, state_stat.version
+                    )
                 )
                 if state is not None:
                     current[p] = state
@@ -893,7 +991,28 @@ class BrokerZk:
             return None, None
 
     def _still_controller(self) -> bool:
-        owner = _controller_id(_get(self.client, self.paths.controller))
+        """After a refused write: whether we still control. A controller epoch znode at another version
+        means a successor bumped it (or someone overwrote it): we resign as Kafka's
+        ``KafkaController.maybeResign`` does on ``ControllerMovedException``, deleting our ``/controller``
+        so that an election follows."""
+        owner = _controller_id(_get(self.client, self.paths.controller), self.paths.controller)
+        _, epoch_stat = self._get_with_stat(self.paths.controller_epoch)
+        if owner == self.broker_id and (
+            epoch_stat is None or epoch_stat.version != self._controller_epoch_version
+        ):
+            log.warning(
+                "broker %d: %s moved to version %s, not ours (%d): resigning",
+                self.broker_id,
+                self.paths.controller_epoch,
+                None if epoch_stat is None else epoch_stat.version,
+                self._controller_epoch_version,
+            )
+            self._is_controller = False
+            try:
+                self.client.delete(self.paths.controller)
+            except KazooException:
+                log.info("deleting %s on resignation", self.paths.controller, exc_info=True)
+            return False
         if owner != self.broker_id:
             self._is_controller = False
         return self._is_controller

@@ -90,7 +90,8 @@ def test_topic_missing_from_catalog_is_a_clear_error(zk_server, catalog: str) ->
 @pytest.mark.parametrize(
     "data",
     [b"\x00not json", b"[6]", b"6", b"{}", b'{"partitions": "6"}', b'{"partitions": 2.5}']
-    + [b'{"partitions": true}', b'{"partitions": 0}', b'{"partitions": null}'],
+    + [b'{"partitions": true}', b'{"partitions": 0}', b'{"partitions": null}']
+    + [b'{"partitions": 1000000000000}', b"[" * 60_000, b'{"partitions": ' + b"9" * 5_000 + b"}"],
 )
 def test_garbage_in_the_catalog_is_a_clear_error(
     zk_server, kazoo_client: KazooClient, catalog: str, data: bytes
