@@ -19,6 +19,7 @@ COMMANDS = {
     "broker": "coordinator_mode.broker.cli:broker",
     "cluster": "bench.services.cluster:cluster",
     "demo": "bench.experiment.demo:demo",
+    "fuzz": "bench.experiment.fuzz:fuzz",
     "join-cost": "bench.experiment.joincost:join_cost",
     "member": "bench.services.member_host:member",
     "report": "bench.analysis.report.document:report",

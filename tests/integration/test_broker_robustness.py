@@ -4,17 +4,23 @@ or a crash, and the broker keeps serving a healthy group (a real KafkaConsumer s
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import random
 import socket
 import struct
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kafka.protocol.api_key import ApiKey
 from kafka.protocol.consumer import HeartbeatRequest, JoinGroupRequest
 from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, MetadataRequest
 
+from bench.experiment.fuzz import TOPIC as FUZZ_TOPIC
+from bench.experiment.fuzz import TOPIC_PARTITIONS as FUZZ_PARTITIONS
+from bench.experiment.fuzz import advertised, format_report, run_fuzz
 from bench.services.brokers import BrokerCluster, send_request
 from bench.services.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.broker.protocol import API_VERSIONS
@@ -36,7 +42,7 @@ def cluster(
         zk_server.connect_string,
         1,
         tmp_path_factory.mktemp("robust"),
-        topics={TOPIC: PARTITIONS},
+        topics={TOPIC: PARTITIONS, FUZZ_TOPIC: FUZZ_PARTITIONS},
         offsets_partitions=5,
     ) as c:
         yield c
@@ -105,9 +111,10 @@ def encoded(request: object, correlation_id: int = 9) -> bytes:
     return bytes(request.encode(header=True, framed=True))  # type: ignore[attr-defined]
 
 
-def assert_alive(cluster: BrokerCluster, consumer: PolledConsumer) -> None:
+def assert_alive(cluster: BrokerCluster, consumer: PolledConsumer | None) -> None:
     assert cluster.broker(1).is_running(), cluster.broker(1).log_tail()
-    assert assignment(consumer) == ALL
+    if consumer is not None:
+        assert assignment(consumer) == ALL
     response = send_request(cluster.broker(1).address, ApiVersionsRequest(version=3))
     assert response.error_code == 0
 
@@ -199,21 +206,21 @@ def test_garbage_bodies_for_supported_versions(
     assert_alive(cluster, healthy_consumer)
 
 
-def test_random_bytes(cluster: BrokerCluster, healthy_consumer: PolledConsumer) -> None:
-    port = cluster.broker(1).port
-    rng = random.Random(42)
-    outcomes = {"closed": 0, "response": 0}
-    for i in range(150):
-        n = rng.choice([1, 4, 8, 16, 64, 512])
-        data = bytes(rng.randrange(256) for _ in range(n))
-        if i % 3 == 0:  # a plausible size prefix in front of the noise
-            data = struct.pack(">i", rng.randrange(10, 600)) + data
-        outcome, _ = exchange(port, data)
-        outcomes[outcome] += 1
-    # None of this noise is a request the broker knows (seeded, so the same noise every run): each
-    # connection is closed without an answer, never answered with something half-parsed.
-    assert outcomes == {"closed": 150, "response": 0}
-    assert_alive(cluster, healthy_consumer)
+def test_structured_fuzz_cases_leave_the_broker_and_a_healthy_group_untouched(cluster: BrokerCluster) -> None:
+    """A few thousand cases of ``rebalance-lab fuzz`` (every advertised API and version, schema-shaped
+    values, the frame damaged in every way it knows) while its own healthy group of two kafka-python
+    consumers runs: no crash, hang, foreign answer, failed valid request or rebalance."""
+    report = run_fuzz(cluster, cases=2_000, seed_value=17)
+    assert report.problems() == [], format_report(report)
+    assert report.cases == 2_000
+    assert report.not_fuzzed == [], "an advertised API has no schema to fuzz it with"
+    fuzzed = {name.rsplit(" v", 1)[0] for name in report.apis}
+    assert len(fuzzed) == len(advertised(cluster.broker(1).address)), sorted(fuzzed)
+    # Both kinds of answer happened: valid cases were answered, broken ones closed.
+    assert report.outcomes.get("closed", 0) > 0, report.outcomes
+    assert report.outcomes.get("answer", 0) + report.outcomes.get("error_answer", 0) > 0, report.outcomes
+    assert report.rss_kb_before and report.rss_kb_after
+    assert_alive(cluster, None)
 
 
 def test_valid_requests_with_nonsense_values_get_error_responses(
@@ -259,8 +266,46 @@ def test_many_connections_dropped_midway(cluster: BrokerCluster, healthy_consume
     finally:
         for s in socks:
             s.close()
-    stats = wait_until(
+    wait_until(
         lambda: (cluster.stats()[1] or {}).get("connections_open", 99) < 10, 10, what="connections to close"
     )
-    assert stats
     assert_alive(cluster, healthy_consumer)
+
+
+def listening_addresses(pid: int) -> set[str]:
+    """The local addresses (``ip:port``) of the TCP sockets process ``pid`` listens on, from /proc."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for table, width in (("tcp", 8), ("tcp6", 32)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state != "0A" or inode not in inodes:  # 0A: LISTEN
+                continue
+            address, port = local.split(":")
+            raw = bytes.fromhex(address)
+            # /proc prints each 32-bit word in host (little-endian) order.
+            words = b"".join(raw[i : i + 4][::-1] for i in range(0, width // 2, 4))
+            found.add(f"{ipaddress.ip_address(words)}:{int(port, 16)}")
+    return found
+
+
+def test_brokers_and_zookeeper_listen_on_loopback_only(
+    cluster: BrokerCluster, zk_server: ZooKeeperEnsemble
+) -> None:
+    broker = cluster.broker(1)
+    assert broker.pid is not None
+    zk_pid = zk_server.servers[0].pid
+    assert zk_pid is not None
+    for pid, what in ((broker.pid, "the broker"), (zk_pid, "ZooKeeper")):
+        addresses = listening_addresses(pid)
+        assert addresses, f"{what} listens on nothing we could see"
+        assert all(a.startswith("127.0.0.1:") for a in addresses), f"{what} listens on {addresses}"
+    assert f"127.0.0.1:{broker.port}" in listening_addresses(broker.pid)
