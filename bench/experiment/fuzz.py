@@ -265,6 +265,15 @@ class HealthyConsumer:
                 self.error = exc
                 return
 
+    def settled(self) -> int | None:
+        """The generation it is stable in, or None while it holds nothing or wants to rejoin (a
+        kafka-python leader rejoins once after its first assignment when its metadata arrived late).
+        Read from kafka-python's coordinator without its lock: a snapshot the caller polls."""
+        coordinator = self._consumer._coordinator
+        if not self.partitions or coordinator.need_rejoin():
+            return None
+        return int(coordinator._generation.generation_id)
+
     def alive(self) -> bool:
         return self.error is None and self._thread.is_alive()
 
@@ -317,14 +326,13 @@ def run_fuzz(cluster: BrokerCluster, cases: int, seed_value: int, concurrency: i
     healthy = [HealthyConsumer(cluster.bootstrap, group) for _ in range(2)]
     all_partitions = {(TOPIC, p) for p in range(TOPIC_PARTITIONS)}
     try:
-        wait_until(
-            lambda: (
-                set().union(*(c.partitions for c in healthy)) == all_partitions
-                and all(c.partitions for c in healthy)
-            ),
-            60,
-            what="the healthy group's assignment",
-        )
+
+        def stable() -> bool:
+            generations = {c.settled() for c in healthy}
+            covered = set().union(*(c.partitions for c in healthy)) == all_partitions
+            return covered and len(generations) == 1 and None not in generations
+
+        wait_until(stable, 60, what="the healthy group's assignment")
         settled = [c.assignments for c in healthy]
         report.rss_kb_before = rss_kb(pid)
         apis, mutations, outcomes = Counter[str](), Counter[str](), Counter[str]()
