@@ -308,7 +308,8 @@ def _percentile(values: list[float], q: float) -> float:
 def run_fuzz(cluster: BrokerCluster, cases: int, seed_value: int, concurrency: int = 8) -> FuzzReport:
     """Fuzz ``cluster``'s first broker with ``cases`` cases while a healthy group runs on it.
 
-    ``cluster`` must carry :data:`TOPIC`. A function of about 60 lines: the run's phases read in order.
+    ``cluster`` must carry :data:`TOPIC`. About 90 lines on purpose: the phases (targets, the healthy
+    group, the cases, the figures) read in order, sharing the counters the closures fill.
     """
     report = FuzzReport(seed=seed_value)
     broker = cluster.broker(1)
