@@ -207,12 +207,12 @@ def test_garbage_bodies_for_supported_versions(
 
 
 def test_structured_fuzz_cases_leave_the_broker_and_a_healthy_group_untouched(cluster: BrokerCluster) -> None:
-    """A few thousand cases of ``rebalance-lab fuzz`` (every advertised API and version, schema-shaped
+    """A thousand cases of ``rebalance-lab fuzz`` (every advertised API and version, schema-shaped
     values, the frame damaged in every way it knows) while its own healthy group of two kafka-python
     consumers runs: no crash, hang, foreign answer, failed valid request or rebalance."""
-    report = run_fuzz(cluster, cases=2_000, seed_value=17)
+    report = run_fuzz(cluster, cases=1_000, seed_value=17)
     assert report.problems() == [], format_report(report)
-    assert report.cases == 2_000
+    assert report.cases == 1_000
     assert report.not_fuzzed == [], "an advertised API has no schema to fuzz it with"
     fuzzed = {name.rsplit(" v", 1)[0] for name in report.apis}
     assert len(fuzzed) == len(advertised(cluster.broker(1).address)), sorted(fuzzed)
@@ -221,6 +221,7 @@ def test_structured_fuzz_cases_leave_the_broker_and_a_healthy_group_untouched(cl
     assert report.outcomes.get("answer", 0) + report.outcomes.get("error_answer", 0) > 0, report.outcomes
     assert report.rss_kb_before and report.rss_kb_after
     assert_alive(cluster, None)
+    print(format_report(report))  # the figures, with -s
 
 
 def test_valid_requests_with_nonsense_values_get_error_responses(
@@ -272,8 +273,8 @@ def test_many_connections_dropped_midway(cluster: BrokerCluster, healthy_consume
     assert_alive(cluster, healthy_consumer)
 
 
-def listening_addresses(pid: int) -> set[str]:
-    """The local addresses (``ip:port``) of the TCP sockets process ``pid`` listens on, from /proc."""
+def listening_addresses(pid: int) -> set[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]]:
+    """The local (address, port) of the TCP sockets process ``pid`` listens on, from /proc."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -293,8 +294,14 @@ def listening_addresses(pid: int) -> set[str]:
             raw = bytes.fromhex(address)
             # /proc prints each 32-bit word in host (little-endian) order.
             words = b"".join(raw[i : i + 4][::-1] for i in range(0, width // 2, 4))
-            found.add(f"{ipaddress.ip_address(words)}:{int(port, 16)}")
+            found.add((ipaddress.ip_address(words), int(port, 16)))
     return found
+
+
+def loopback(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """127.0.0.0/8 or ::1, also as an IPv4-mapped IPv6 address (a JVM's 127.0.0.1)."""
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def test_brokers_and_zookeeper_listen_on_loopback_only(
@@ -307,5 +314,5 @@ def test_brokers_and_zookeeper_listen_on_loopback_only(
     for pid, what in ((broker.pid, "the broker"), (zk_pid, "ZooKeeper")):
         addresses = listening_addresses(pid)
         assert addresses, f"{what} listens on nothing we could see"
-        assert all(a.startswith("127.0.0.1:") for a in addresses), f"{what} listens on {addresses}"
-    assert f"127.0.0.1:{broker.port}" in listening_addresses(broker.pid)
+        assert all(loopback(ip) for ip, _ in addresses), f"{what} listens on {addresses}"
+    assert (ipaddress.ip_address("127.0.0.1"), broker.port) in listening_addresses(broker.pid)
