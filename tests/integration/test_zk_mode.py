@@ -172,8 +172,9 @@ def test_assigned_is_announced_once_per_generation(members, kazoo_client: KazooC
     for tp in sorted(PARTITIONS):
         kazoo_client.create(paths.owner(*tp), b"previous-owner", ephemeral=True, makepath=True)
     (a,) = start("chain", 1)
+    # (its assignment's read set one watch; its probes of the held claims one each)
     wait_until(
-        lambda: a.zk_counts().get("exists", 0) >= len(PARTITIONS), 30, what="a watch on every held claim"
+        lambda: a.zk_counts()["watches_set"] >= 1 + len(PARTITIONS), 30, what="a watch on every held claim"
     )
     # ... and all of them fire at once: one retry completes the claims, the others change nothing.
     tx = kazoo_client.transaction()
@@ -213,7 +214,8 @@ def test_a_leader_whose_member_znode_is_gone_cannot_publish(
     # As when its session expired unnoticed: the membership watch makes it try to publish for a
     # group without itself, and only the check on its own znode holds that off.
     kazoo_client.delete(f"{paths.members}/{a.node}")
-    wait_until(lambda: a.zk_counts().get("multi", 0) == 2, 30, what="the stale leader's publication")
+    # Its first publication and its claims were one multi each; the third is the stale publication.
+    wait_until(lambda: a.zk_counts().get("multi", 0) == 3, 30, what="the stale leader's publication")
     wait_until(
         lambda: not a.is_leader or kazoo_client.exists(paths.assignment).version != before.version,
         30,
@@ -245,8 +247,8 @@ def test_client_counts_match_what_a_member_did(members) -> None:
     counts = solo.zk_counts()
     # One member alone: it created its registration and claimed all 6 partitions ...
     assert counts["create"] >= 1 + len(PARTITIONS)
-    # ... published once through a multi, and watches the assignment.
-    assert counts["multi"] == 1
+    # ... published once and claimed through one multi each, and watches the assignment.
+    assert counts["multi"] == 2 and counts["multi_ops"] == 2 + len(PARTITIONS)
     assert counts["watches_set"] >= 2
     assert counts["reads"] == counts["get"] + counts["get_children"] + counts["exists"]
 
