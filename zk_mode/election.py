@@ -19,6 +19,23 @@ A leader announces ``leader_elected`` once its publication succeeded, then ``ass
 the others announce ``leader_elected`` when they read the decision.
 Every member keeps a data watch on ``assignment`` and takes its share through the claims in
 :mod:`zk_mode.member`.
+
+Round trips on the critical path (the floor this code keeps; a watch notification counts half, as
+it travels one way; commits on), step by step in :data:`bench.model.zookeeper.CRITICAL_PATHS`:
+
+* join, 12.5: the newcomer's session handshake, catalog read and registration (its group znodes
+  in the same pipeline: 3); the leader's membership notification (0.5), its ``get_children`` with
+  the assignment's get (pipelined: 1), the new registration's get (1) and its publishing multi (1);
+  the members' notification and get (1.5); an old owner's commit (pipelined: 1) and release multi
+  (1); the new owner's probe notification and claim multi (1.5) and its offsets' read-back (1).
+* graceful leave, 10.5: the leaver's commit and one multi of its claims and registration (2), then
+  the leader's reaction as for a join without the new registration's read (2.5) and the hand-over (6).
+* crash, 8.5 after the session's expiry: the leader's reaction (2.5) and the hand-over (6).
+* cold start, 9.5 for the last member to start: registration (3), membership and predecessor (2),
+  the publication (1), the members' notification and get (1.5), the claims (1), the read-back (1).
+
+herd's critical path is chain's: it reads N registrations per member, but pipelined, in one round
+trip; what it costs more is reads and the CPU they take.
 """
 
 from __future__ import annotations

@@ -16,6 +16,13 @@ Cost of one join into a group of N, as 0.8 paid it: every member wakes (N notifi
 the children and all N registrations (N² reads), deletes and re-creates its claims (about 2P writes).
 What 0.8 did one call at a time goes out pipelined here, the same calls in fewer round trips: the
 release (one ``multi``) together with the N registrations' reads, then the claims as one ``multi``.
+
+Round trips on the critical path (a notification counts half; commits on; the steps in
+:data:`bench.model.zookeeper.CRITICAL_PATHS`): a join 8.5 (the newcomer's handshake, catalog and
+registration: 3; the members' notification 0.5; ``get_children`` 1; the commit 1; the release with
+the reads 1; the claims 1; the offsets' read-back 1), a crash 5.5 after the session's expiry (the
+same from the notification on), a graceful leave 7.5 (the leaver's commit and delete multi first),
+a cold start 7. Each attempt that finds a claim still held adds the backoff and another 3.
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ setpartitioner (``zk_mode.partitioner.SetPartitionerMember`` on kazoo's ``SetPar
     wrapper's exists for the generation. reads = 2P + 4N + T + 4; writes = 2P + 1;
     notifications = N - 1.
 
+Leaves and crashes of the last member: :func:`departure_counts`.
+
 Commits (a scenario's default, not join-cost's): every moved partition adds one set by its old owner
 before the release (``ZkMember._give_up``) and one get by its new owner (``_take_offsets``); the
 periodic commit writes each owned partition once per interval (``ZkOffsets.commit``).
@@ -75,6 +77,42 @@ def join_counts(variant: str, w: Workload) -> tuple[Count, Count, Count]:
     else:
         raise ValueError(f"zk variant: expected one of {', '.join(VARIANTS)}, got {variant!r}")
     return Count.exact(reads + commit_reads), Count.exact(writes + commit_writes), events
+
+
+def departure_counts(variant: str, event: str, w: Workload) -> tuple[Count, Count, Count] | None:
+    """(reads, writes, watch notifications) when the last of ``w.members`` leaves gracefully
+    (``ZkMember._task_leave``: one multi deleting its claims and registration) or crashes (its
+    session's expiry deletes them; the server's work, not a member's call); None where the model
+    has no formula (setpartitioner). ``s`` is the departed member's share, free to take at once; the
+    other ``M - s`` moved partitions go from one live member to another (probed by the new owner).
+    A crashed member that was not the last also wakes its successor (chain: one get_children and
+    one get more)."""
+    n, p = w.members, w.total_partitions
+    mv = w.moves(event)
+    departed = f"m{n - 1}"
+    share = mv.lost.get(departed, 0)
+    m = mv.moved
+    handed = m - share
+    leaver = share + 1 if event == "leave" else 0
+    commit = (m, m) if w.commits else (0, 0)
+    if variant in ("chain", "herd"):
+        # leader: notification, assignment get + get_children, publish (2), own data watch + get;
+        # every other live member: notification and get; herd: all N-1 read the membership too.
+        if variant == "chain":
+            reads, first_events = n + 1 + handed, n
+        else:
+            reads, first_events = n * n + handed, 2 * n - 2
+        writes = leaver + 2 + 2 * handed + share
+        return (
+            Count.exact(reads + commit[0]),
+            Count.exact(writes + commit[1]),
+            Count(first_events, first_events + handed),
+        )
+    if variant == "selfbalance":
+        reads = (n - 1) * n
+        writes = (p - share) + p + leaver
+        return Count(reads, reads + (n - 1) * n), Count(writes, writes + p), Count.exact(n - 1)
+    return None
 
 
 #: Critical-path round trips per event on this code (commits on, as the scenarios run): one per

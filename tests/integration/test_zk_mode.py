@@ -11,6 +11,7 @@ from kazoo.client import KazooClient
 
 from bench.analysis.ownership import GroupOwnership
 from bench.experiment.joincost import measure_join, parse_hosts
+from bench.model import Workload
 from group_api import ConfigError, EventKind, ListSink, MemberConfig
 from group_api.registry import create_member
 from tests.conftest import wait_until
@@ -287,3 +288,31 @@ def test_herd_reads_grow_faster_than_chain(zk_server) -> None:
     herd_growth = cost["herd", 8] / cost["herd", 4]
     chain_growth = cost["chain", 8] / cost["chain", 4]
     assert herd_growth > 2.0 > chain_growth, cost
+
+
+def test_a_chain_join_hands_ownership_over_in_one_multi_per_member(members) -> None:
+    """Counted on the members' own calls: every owner znode a join moves is deleted and created as
+    an op of a multi, never one call per partition; a member that only gives up (the leader here) or
+    only gains (the newcomer) does it in one multi, one that does both in at most two (its releases,
+    then the claims its previous owners released)."""
+    start, sink = members
+    no_commits = {"enable_auto_commit": "false"}  # commits are single sets, beside the hand-over
+    group = start("chain", 3, **no_commits)
+    assert sink.wait_for(lambda _: converged(sink, group), 60)
+    before = {m.member_id: m.zk_counts() for m in group}
+    group += start("chain", 1, **no_commits)
+    assert sink.wait_for(lambda _: converged(sink, group), 60)
+    moved = Workload(members=4, partitions=len(PARTITIONS)).moves("join")
+    multis, ops = {}, 0
+    for i, m in enumerate(group):
+        then, now = before.get(m.member_id, {}), m.zk_counts()
+        delta = {k: now.get(k, 0) - then.get(k, 0) for k in now}
+        single_writes = 3 if m is group[-1] else 0  # the newcomer's registration pipeline
+        assert delta["writes"] - single_writes == delta.get("multi_ops", 0), f"{m.member_id}: {delta}"
+        multis[f"m{i}"] = delta.get("multi", 0)
+        ops += delta.get("multi_ops", 0)
+    assert ops == 2 + 2 * moved.moved, "the publication's check and set, a delete and a create per move"
+    for name, count in multis.items():
+        lost, gained = moved.lost.get(name, 0), moved.gained.get(name, 0)
+        allowed = (1 if name == "m0" else 0) + (1 if lost or gained else 0) + (1 if lost and gained else 0)
+        assert 0 < count <= allowed if (lost or gained) else count == allowed, (name, multis, moved)
