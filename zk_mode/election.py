@@ -299,6 +299,7 @@ class LeaderElectedMember(ZkMember):
             return  # wait for the next publication
         self._handed_from = self._handed_over(previous, target)
         self._probed.clear()
+        self._released.clear()
         if generation != self._elected_generation:  # a leader announced its own election on publishing
             self.emit(
                 EventKind.LEADER_ELECTED,

@@ -1,5 +1,8 @@
 """ZkMember: what every zk_mode variant shares — the kazoo session, one worker, ownership claims.
 
+Over 500 lines because the claims' hand-over (one multi, its fallback, the probes) lives beside the
+worker whose state it changes; split apart, each half would reach into the other's fields.
+
 Threading: kazoo calls watchers and state listeners on its own threads, which must never block.
 They only enqueue a task; one worker thread per member runs tasks in order (Kafka 0.8's consumer had
 the same single "watcher executor"), so a member's view of the group is never touched concurrently.
@@ -57,7 +60,7 @@ from kazoo.exceptions import (
 )
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.interfaces import IAsyncResult
-from kazoo.protocol.states import KazooState
+from kazoo.protocol.states import KazooState, WatchedEvent
 from kazoo.retry import KazooRetry
 
 from group_api import (
@@ -183,6 +186,7 @@ class ZkMember(GroupMember):
         #: (variants with a published decision fill it), and those of them we probed already
         self._handed_from: dict[TopicPartition, str] = {}
         self._probed: set[TopicPartition] = set()
+        self._released: set[TopicPartition] = set()  # probed, and its watch said released
         self._owned: set[TopicPartition] = set()  # what we announced as owned (assigned - revoked)
         self._target: tuple[int | None, frozenset[TopicPartition], str | None] | None = None
         self._suspended = False
@@ -302,6 +306,8 @@ class ZkMember(GroupMember):
             self.offsets.forget(set(self.offsets.positions))
             self._claims.clear()
             self._handed_from.clear()
+            self._probed.clear()
+            self._released.clear()
             self._target = None
             self.generation = None
             self.state = MemberState.REBALANCING
@@ -318,8 +324,9 @@ class ZkMember(GroupMember):
     def _task_join(self) -> None:
         self._join()
 
-    def _task_claim(self) -> None:
+    def _task_claim(self, path: str) -> None:
         # A claim we waited for was released: try the current target again.
+        self._released.update(tp for tp in self._handed_from if self.paths.owner(*tp) == path)
         if self._target is not None:
             self._apply(*self._target)
 
@@ -463,7 +470,9 @@ class ZkMember(GroupMember):
         """
         release, also_delete = sorted(release), sorted(also_delete)
         handed = sorted(tp for tp in claim if tp in self._handed_from and tp not in self._probed)
-        free = sorted(set(claim) - set(handed))
+        # Probed and still held: the watch says when, so no call until then.
+        held = {tp for tp in claim if tp in self._probed and tp not in self._released}
+        free = sorted(set(claim) - set(handed) - held)
         sent = self._send_moves(release, free, also_delete)
         probes = [self.client.get_async(self.paths.owner(*tp), watch=self._claim_released) for tp in handed]
         waiting = self._settle_moves(sent, release, free, also_delete)
@@ -473,7 +482,7 @@ class ZkMember(GroupMember):
         for answer in answers:
             if not isinstance(answer, NoNodeError):
                 value(answer)
-        waiting += [tp for tp in handed if tp not in gone]
+        waiting += [tp for tp in handed if tp not in gone] + sorted(held)
         return waiting + self._settle_moves(self._send_moves([], gone, []), [], gone, [])
 
     def _send_moves(
@@ -538,8 +547,8 @@ class ZkMember(GroupMember):
             claims = [tp for tp, released in zip(held, gone, strict=True) if released]  # again
         return waiting
 
-    def _claim_released(self, event: Any) -> None:
-        self.submit("claim")
+    def _claim_released(self, event: WatchedEvent) -> None:
+        self.submit("claim", event.path)
 
     def _release(self, partitions: Iterable[TopicPartition]) -> None:
         self._move_claims(set(partitions) & self._claims, ())

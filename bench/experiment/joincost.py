@@ -297,7 +297,12 @@ def measure_coordinator_join(
 def predicted(row: JoinCost, partitions: int) -> Prediction:
     """The cost model's prediction for one measured join (commits off, as measured)."""
     mode = "coordinator" if row.variant == COORDINATOR_VARIANT else "zk"
-    return predict(mode, row.variant, "join", Workload(members=row.members, partitions=partitions))
+    # The coordinator's members keep auto-commit on (only its interval is long), so each commits
+    # before it rejoins; the zk members' commits are off (FAST_OPTIONS).
+    commits = mode == "coordinator"
+    return predict(
+        mode, row.variant, "join", Workload(members=row.members, partitions=partitions, commits=commits)
+    )
 
 
 def _beside(measured: float, model: Count) -> str:

@@ -4,14 +4,16 @@ Requests are group APIs at the coordinator (heartbeats left out, as ZooKeeper's 
 ``join-cost``'s ledger counts them. Per member and rebalance (classic, eager): one JoinGroup
 (``GroupRebalance.join``; a member without an id sends two, the first answered MEMBER_ID_REQUIRED
 as Kafka's ``GroupCoordinator.handleJoinGroup`` does since KIP-394), one SyncGroup
-(``GroupRebalance.sync``) and one OffsetFetch of the new assignment (``Member._fetch_offsets``,
-``_fetch_needed`` set on every assignment). A newcomer first asks FindCoordinator. With auto-commit
+(``GroupRebalance.sync``) and, when it was given partitions, one OffsetFetch of them
+(``Member._fetch_offsets``, ``_fetch_needed`` set on every assignment). A newcomer first asks FindCoordinator. With auto-commit
 on, a member that owned partitions commits before it rejoins (``Member._commit_before_rejoin``, the
-Java consumer's ``onJoinPrepare``) when its positions moved; join-cost's one-hour interval leaves
-nothing to commit. Records: one GroupMetadata record per generation
-(``GroupMetadataManager.storeGroup``), plus one offset record per committed partition.
+Java consumer's ``onJoinPrepare``), whatever its interval (join-cost's is an hour). Records: one
+GroupMetadata record per generation (``GroupMetadataManager.storeGroup``), plus one offset record
+per committed partition.
 
-Joins: requests = 3N + 2 (commits off); records = 1.
+Joins: requests = 1 + (N + 1) + N + min(N, P), with auto-commit min(N - 1, P) more (4N + 1 when
+every member owns a partition); records = 1, with auto-commit 1 + P. A member with no partition
+neither commits nor fetches.
 """
 
 from __future__ import annotations
@@ -23,14 +25,20 @@ from .workload import Workload
 def counts(event: str, w: Workload) -> tuple[Count, Count]:
     """(coordinator requests, offsets-topic records) of ``event``."""
     n, p = w.members, w.total_partitions
-    commits = n - 1 if w.commits else 0
+
+    def owners(members: int) -> int:  # members with a partition: they commit and fetch
+        return min(members, p)
+
     records = p if w.commits else 0
     if event == "join":
-        return Count.exact(3 * n + 2 + commits), Count.exact(1 + records)
-    if event == "leave":  # the leaver's commit and LeaveGroup; the others rejoin
-        return Count.exact(3 * (n - 1) + 1 + commits), Count.exact(1 + records)
-    if event == "crash":  # the others rejoin once the coordinator expired the member
-        return Count.exact(3 * (n - 1) + max(commits - 1, 0)), Count.exact(1 + records)
+        commits = owners(n - 1) if w.commits else 0
+        return Count.exact(1 + (n + 1) + n + owners(n) + commits), Count.exact(1 + records)
+    if event in ("leave", "crash"):  # the leaver commits and sends LeaveGroup; the others rejoin
+        commits = owners(n) if w.commits else 0
+        leaver = 1 if event == "leave" else 0
+        if event == "crash" and w.commits:
+            commits -= 1  # the crashed member commits nothing
+        return Count.exact(leaver + 2 * (n - 1) + owners(n - 1) + commits), Count.exact(1 + records)
     if event == "cold_start":  # at least one generation with everyone: 5 requests each
         return Count(5 * n, 5 * n + 3 * n * (n - 1) / 2), Count(1, n)
     if event == "coordinator_failover":  # FindCoordinator and OffsetFetch each, no rebalance

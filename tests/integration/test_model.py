@@ -34,7 +34,7 @@ def test_the_model_predicts_a_coordinator_join(zk_server) -> None:
     for n in SIZES:
         row = measure_coordinator_join(zk_server.connect_string, servers, n, PARTITIONS)
         (coordinator,) = [e for e in row.ledger if e["service"] == "group_coordinator"]
-        model = predicted(row, PARTITIONS).coordinator_requests
-        assert model.holds(coordinator["requests"]), (
-            f"N={n}: measured {coordinator['requests']}, model {model}"
-        )
+        model = predicted(row, PARTITIONS)
+        measured = (coordinator["requests"], coordinator["durable_writes"])
+        expected = (model.coordinator_requests, model.offsets_records)
+        assert all(c.holds(m) for m, c in zip(measured, expected, strict=True)), (n, measured, expected)
