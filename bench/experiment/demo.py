@@ -78,10 +78,13 @@ def headline(res: Results) -> pd.DataFrame:
 
 def latency_headline(res: Results) -> pd.DataFrame:
     """The report's summary table, cut to the figures a reader looks for first: the same names and
-    units as the report, and like it without the failed or aborted runs."""
+    units as the report, and like it without the failed or aborted runs; sweep points are left to
+    the report (its "Sweep points" and figures)."""
     table = summary_table(res)
     if table.empty:
         return table
+    data = res.rebalances
+    table = table[~table["scenario"].isin(data.loc[data["scenario"] != data["family"], "scenario"])]
     q = QUANTITIES
     columns = [
         "scenario",
