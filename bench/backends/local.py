@@ -167,7 +167,7 @@ class LocalTopology:
                     out.append(sample)
         elif self.broker_cluster is not None:
             mono, wall = time.monotonic_ns(), time.time()
-            for broker_id, stats in self.broker_cluster.stats().items():
+            for broker_id, stats in self.broker_cluster.stats(fresh=True).items():
                 if stats:
                     out.append(broker_sample(broker_id, stats, mono, wall))
         return out

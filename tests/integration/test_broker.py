@@ -217,6 +217,20 @@ def test_broker_stats_count_requests_per_api(cluster: BrokerCluster) -> None:
     assert stats["broker_id"] == 1 and stats["offsets_partitions_led"] == list(range(OFFSETS_PARTITIONS))
 
 
+def test_a_fresh_reading_counts_every_request_answered_before_it(cluster: BrokerCluster) -> None:
+    """The sampler's reading at an action (``stats(fresh=True)``, SIGUSR1) counts the requests
+    answered just before it, where the periodic file can be a second old: the episode that starts
+    there must not be charged with them."""
+    before = cluster.stats(fresh=True)[1]
+    assert before is not None
+    for _ in range(3):
+        send_request(cluster.broker(1).address, ApiVersionsRequest(version=0))
+    after = cluster.stats(fresh=True)[1]
+    assert after is not None and after["time"] > before["time"]
+    answered = [s["apis"].get("ApiVersions", {}).get("requests", 0) for s in (before, after)]
+    assert answered[1] - answered[0] >= 3, answered
+
+
 def test_unsupported_api_versions_version_gets_v0_answer_with_our_ranges(cluster: BrokerCluster) -> None:
     import socket
     import struct
