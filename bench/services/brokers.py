@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from kafka.protocol.admin import DescribeGroupsRequest
+from kafka.protocol.metadata import FindCoordinatorRequest
 from kazoo.client import KazooClient
 
 from bench.services.catalog import write_catalogs
@@ -384,6 +385,22 @@ class BrokerCluster:
         n = view.topics.get(OFFSETS_TOPIC, self.offsets_partitions)
         leader = view.live_leader(OFFSETS_TOPIC, partition_for(group, n))
         return None if leader is None else self.broker(leader.broker_id)
+
+    def find_coordinator(self, group: str) -> BrokerProcess | None:
+        """The broker coordinating ``group`` as FindCoordinator answers, asked of the first running
+        broker: how a client finds it, and how the harness asks real Kafka's brokers
+        (:meth:`bench.services.kafka.KafkaCluster.coordinator_for`). A run asks this, not
+        :meth:`coordinator_for`, whose ZooKeeper reads would count as the brokers' own."""
+        request = FindCoordinatorRequest(version=2, key=group, key_type=0)
+        for b in self.brokers:
+            if not b.is_running():
+                continue
+            try:
+                response = send_request(b.address, request)
+            except OSError:
+                continue
+            return self.broker(response.node_id) if response.error_code == 0 else None
+        return None
 
     def describe_group(self, group: str, timeout: float = 10.0) -> Any:
         """DescribeGroups (v5) for ``group``, asked of its coordinator; None if it has none now."""

@@ -18,6 +18,7 @@ from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, Met
 from kafka.structs import OffsetAndMetadata
 
 from bench.services.brokers import BrokerCluster, send_request
+from bench.services.mntr import Mntr, read_mntr, zk_load
 from bench.services.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.broker.controller import OFFSETS_TOPIC
 from coordinator_mode.broker.offsets_log import OffsetsLog
@@ -117,6 +118,24 @@ def test_cluster_is_ready_and_advertises_itself(cluster: BrokerCluster) -> None:
     assert set(view.brokers) == {1} and view.controller_id == 1
     assert view.topics == {TOPIC: PARTITIONS, OFFSETS_TOPIC: OFFSETS_PARTITIONS}
     assert cluster.coordinator_for("anything") is cluster.broker(1)
+
+
+def test_a_run_finds_the_coordinator_as_a_client_does_without_reading_zookeeper(
+    cluster: BrokerCluster, zk_server: ZooKeeperEnsemble
+) -> None:
+    """FindCoordinator (what kill_coordinator asks, as of real Kafka): no read in the brokers'
+    namespace, where the ZooKeeper view of the cluster reads every partition's state."""
+    port = zk_server.servers[0].client_port
+
+    def reads_since(before: Mntr) -> int:
+        return zk_load([before], [read_mntr("127.0.0.1", port)], namespace=cluster.zk_root).reads
+
+    before = read_mntr("127.0.0.1", port)
+    assert cluster.find_coordinator("anything") is cluster.broker(1)
+    assert reads_since(before) == 0
+    before = read_mntr("127.0.0.1", port)
+    assert cluster.coordinator_for("anything") is cluster.broker(1)
+    assert reads_since(before) > OFFSETS_PARTITIONS, "the view reads each offsets partition's state"
 
 
 def test_api_versions_advertises_exactly_the_implemented_ranges(cluster: BrokerCluster) -> None:
