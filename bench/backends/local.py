@@ -26,6 +26,7 @@ from bench.backends.samples import broker_sample, jolokia_sample, zk_sample
 from bench.experiment.history import History
 from bench.services.kafka_config import KAFKA_MODE, KafkaSettings, kafka_target
 from bench.services.members import MemberProcess
+from bench.services.mntr import namespace_of, wait_quiet
 from bench.services.proxy import links_meant
 from bench.services.zookeeper import ZooKeeperEnsemble
 
@@ -72,9 +73,21 @@ class LocalTopology:
                     advertise=self._broker_proxy if self.proxied else None,
                 )
                 self.broker_cluster.start()
+            if self.brokers:
+                self._wait_brokers_quiet()
         except BaseException:
             self.stop()
             raise
+
+    def _wait_brokers_quiet(self, timeout: float = 30.0) -> None:
+        """Until the brokers' own start-up in ZooKeeper is over (our controller re-reads the
+        cluster's metadata after the last registration settles): the run's first episode measures
+        the group's cold start, not the cluster's, on our brokers as on Kafka's."""
+        if self.kafka is not None and self.kafka.kraft:
+            return  # no ZooKeeper
+        root = self.broker_cluster.chroot if self.kafka is not None else self.broker_cluster.zk_root
+        servers = [("127.0.0.1", s.client_port) for s in self.ensemble.servers]
+        wait_quiet(servers, namespace_of(root), quiet_s=0.5, timeout=timeout)
 
     def _start_kafka(self) -> None:
         from bench.services.kafka import KafkaCluster
