@@ -6,6 +6,12 @@ and exists; writes are create, set, delete and multi (a multi also counts its op
 request that carries a watcher sets a watch; a watcher's callback firing is a watch event received.
 Pings and session setup do not pass through ``_call`` and are not counted here: the server's
 ``mntr`` readings carry those.
+
+A request made while the connection is down fails at once with ``ConnectionLoss`` instead of
+waiting in kazoo's queue for a reconnection: kazoo's synchronous calls have no timeout, so a member
+worker that asked ZooKeeper anything during a partition (its commit timer fires every second) stayed
+blocked until the network healed, behind the SUSPENDED notice that tells it to stop acting as owner.
+Meanwhile its session expired and others took its partitions: double ownership.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from collections.abc import Callable
 from typing import Any
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import ConnectionLoss
 from kazoo.protocol import serialization as s
+from kazoo.protocol.states import KeeperState
 
 _READS = (s.GetData, s.GetChildren, s.GetChildren2, s.Exists)
 _WRITES = (s.Create, s.Create2, s.SetData, s.Delete, s.Transaction)
@@ -44,6 +52,10 @@ class CountingKazooClient(KazooClient):
         self._wrapped: dict[Callable[..., Any], Callable[..., Any]] = {}
 
     def _call(self, request: Any, async_object: Any) -> Any:
+        if self._state == KeeperState.CONNECTING and self._session_id is not None:
+            # Disconnected inside a session (not the first connect): fail fast, never queue.
+            async_object.set_exception(ConnectionLoss("not connected to ZooKeeper"))
+            return False
         kind = _KIND.get(type(request))
         if kind is not None:
             with self._count_lock:

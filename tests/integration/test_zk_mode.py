@@ -11,6 +11,7 @@ from kazoo.client import KazooClient
 
 from bench.analysis.ownership import GroupOwnership
 from bench.experiment.joincost import measure_join, parse_hosts
+from bench.services.proxy import Proxy
 from group_api import ConfigError, EventKind, ListSink, MemberConfig
 from group_api.registry import create_member
 from tests.conftest import wait_until
@@ -272,6 +273,42 @@ def test_session_loss_is_reported_and_the_member_rejoins(members, zk_server) -> 
         ),
         60,
     )
+
+
+@pytest.mark.parametrize("variant", ["chain", "herd", "selfbalance"])
+def test_a_member_cut_off_stops_owning_before_the_link_heals(zk_server, catalog: str, variant: str) -> None:
+    """A blackhole longer than the session: the member must give its partitions up while cut off.
+    Its commit timer keeps asking ZooKeeper; such a call must not hold the worker until the heal,
+    behind the SUSPENDED notice (the session expires meanwhile and others may take the partitions)."""
+    host, _, port = zk_server.connect_string.split(",")[0].rpartition(":")
+    sink = ListSink()
+    with Proxy((host, int(port))) as proxy:
+        config = MemberConfig(
+            group="g",
+            topics=("t",),
+            variant=variant,
+            zk_hosts=f"{proxy.address[0]}:{proxy.address[1]}",
+            zk_root=catalog,
+            session_timeout_ms=4000,
+            member_name="cut",
+            options={"auto_commit_interval_ms": 100},
+        )
+        member = create_member(config, sink)
+        member.start()
+        try:
+            assert sink.wait_for(lambda _: converged(sink, [member]), 60)
+            proxy.blackhole()
+            suspended = sink.wait_for(
+                lambda ev: any(
+                    e.kind == EventKind.REVOKED and e.extra.get("reason") == "suspended" for e in ev
+                ),
+                30,
+            )
+            proxy.heal()
+            assert suspended, "the member still owned its partitions while cut off from ZooKeeper"
+            assert sink.wait_for(lambda _: converged(sink, [member]), 60)
+        finally:
+            member.close()
 
 
 def test_herd_reads_grow_faster_than_chain(zk_server) -> None:
