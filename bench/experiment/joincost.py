@@ -43,7 +43,7 @@ from bench.analysis.ownership import GroupOwnership
 from bench.model import Count, Prediction, Workload, predict
 from bench.services.brokers import BrokerCluster
 from bench.services.catalog import provision_topics
-from bench.services.mntr import Mntr, ZkLoad, read_mntr, zk_load
+from bench.services.mntr import ZkLoad, wait_quiet, zk_load
 from group_api import ConfigError, ListSink, MemberConfig
 from group_api.registry import create_member, default_variants
 
@@ -80,27 +80,6 @@ class JoinCost:
 def parse_hosts(connect: str) -> list[tuple[str, int]]:
     """``host:port,host:port[/chroot]`` -> [(host, port), ...]."""
     return [(h, int(p)) for h, p in (s.rsplit(":", 1) for s in connect.split("/", 1)[0].split(","))]
-
-
-def _read_all(servers: Sequence[tuple[str, int]]) -> list[Mntr]:
-    return [read_mntr(host, port) for host, port in servers]
-
-
-def wait_quiet(
-    servers: Sequence[tuple[str, int]], namespace: str, quiet_s: float, timeout: float
-) -> list[Mntr]:
-    """Read mntr until the namespace's read/write counters hold still for ``quiet_s``."""
-    keys = (f"zk_cnt_{namespace}_read_per_namespace", f"zk_cnt_{namespace}_write_per_namespace")
-    deadline = time.monotonic() + timeout
-    last = _read_all(servers)
-    while True:
-        time.sleep(quiet_s)
-        now = _read_all(servers)
-        if all(a.get(k) == b.get(k) for a, b in zip(last, now, strict=True) for k in keys):
-            return now
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"ZooKeeper did not go quiet within {timeout:.0f}s")
-        last = now
 
 
 def _wait_stable(

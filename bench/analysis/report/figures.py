@@ -36,10 +36,13 @@ from bench.analysis.report.style import (
     with_triggers,
     y_axis,
 )
-from bench.analysis.report.tables import QUANTITIES
+from bench.analysis.report.tables import QUANTITIES, ledger_costs
+from bench.experiment.actions import ACTIONS
 from bench.model import Workload, predict
 
 log = logging.getLogger(__name__)
+#: Actions that change membership by one member (a sweep's points compare one such change).
+SINGLE_CHANGES = tuple(str(a) for a, spec in ACTIONS.items() if spec.single_change)
 #: The cost model's joins (bench.model) drawn beside the measured ones: series -> zk variant.
 MODELLED_JOINS = {"zk/chain": "chain", "zk/herd": "herd", "zk/selfbalance": "selfbalance"}
 
@@ -329,45 +332,50 @@ def fig_steady(res: Results) -> Figure | Skipped:
     )
 
 
+#: The ledger's panels: (cost, axis label); bytes are in and out together.
+LEDGER_PANELS = (
+    ("requests", "requests served"),
+    ("bytes", "bytes in + out"),
+    ("durable_writes", "durable writes"),
+    ("fsyncs", "fsyncs"),
+    ("replication_messages", "replication messages"),
+)
+
+
 def fig_ledger(res: Results) -> Figure | Skipped:
-    """Both designs on one ledger: requests and durable writes of every coordination service summed,
-    per rebalance (episodes) and per idle second (steady windows), against the group's size."""
+    """Both designs on one ledger against the group's size: requests, bytes, durable writes, fsyncs
+    and replication of every coordination service summed, per rebalance (episodes) and per idle
+    second (steady windows). With a group-size sweep among the runs (``demo-sweep``,
+    ``group-size-sweep``), the rebalances drawn are its one-member changes, so that each size shows
+    the same rebalance; without one, every episode is drawn at its group size."""
     title = "Coordination cost on one ledger: per rebalance and per idle second"
-    ledger = res.ledger
-    if ledger.empty or "service" not in ledger:
+    if res.ledger.empty or "service" not in res.ledger:
         return Skipped(title, "no coordination_load.csv rows in the runs")
-    # Each service has its own reading span, so the rows of one episode or window are matched by what
-    # they measure: the episode (run, group, step, phase), or the n-th steady window of the run.
-    ledger = ledger.assign(members=ledger["members"].fillna(0))
-    episodes = (
-        ledger[ledger["kind"] == "episode"]
-        .groupby(["series", "run_id", "group", "step", "phase", "members"])[["requests", "durable_writes"]]
-        .sum()
-        .reset_index()
-    )
-    steady = ledger[(ledger["kind"] == "steady") & (ledger["duration_s"] > 0)]
-    steady = steady.assign(
-        window=steady.groupby(["run_id", "service"])["start_s"].rank(method="first"),
-        requests=steady["requests"] / steady["duration_s"],
-        durable_writes=steady["durable_writes"] / steady["duration_s"],
-    )
-    steady = (
-        steady.groupby(["series", "run_id", "window", "members"])[["requests", "durable_writes"]]
-        .sum()
-        .reset_index()
-    )
-    fig, axes = new_canvas(2, 2, figsize=(12, 8), squeeze=False)
+    episodes, steady = ledger_costs(res.ledger)
+    sweeps = sweep_families(episodes, "scenario_members")
+    what = "every episode at its group size"
+    if sweeps:
+        episodes = episodes[episodes["family"].isin(sweeps) & episodes["action"].isin(SINGLE_CHANGES)]
+        # each sweep point's idle stretch at its own size (a coordinator run has one after the join too)
+        steady = steady[steady["family"].isin(sweeps) & (steady["members"] == steady["scenario_members"])]
+        what = f"the one-member changes (joins, leaves, crashes) of {', '.join(sweeps)}"
+    frames = []
+    for frame in (episodes, steady):
+        frame = frame[frame["members"] > 0]
+        frames.append(frame.assign(bytes=frame[["bytes_in", "bytes_out"]].sum(axis=1, min_count=1)))
+    fig, axes = new_canvas(2, len(LEDGER_PANELS), figsize=(4 * len(LEDGER_PANELS), 8), squeeze=False)
     drawn: list[str] = []
-    for row, (frame, per) in enumerate(((episodes, "per rebalance"), (steady, "per idle second"))):
-        for col, (metric, label) in enumerate(
-            (("requests", "requests served"), ("durable_writes", "durable writes"))
-        ):
+    single: set[str] = set()
+    for row, (frame, per) in enumerate(zip(frames, ("per rebalance", "per idle second"), strict=True)):
+        for col, (metric, label) in enumerate(LEDGER_PANELS):
             ax = axes[row][col]
             ax.set_title(f"{label}, {per}", fontsize=10)
-            data = frame[frame["members"] > 0]
+            data = frame.dropna(subset=[metric])
             if data.empty:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
                 continue
+            counts = data.groupby(["series", "members"]).size()
+            single |= {s for (s, _), n in counts.items() if n == 1}
             medians = medians_by(data, "members", metric)
             drawn += [s for s in stat_lines(ax, medians) if s not in drawn]
             sizes_axis(ax, data["members"], "members in the group")
@@ -378,14 +386,24 @@ def fig_ledger(res: Results) -> Figure | Skipped:
         [series_handle(s) for s in series_order(drawn)],
         "Every coordination service of each design summed (median, 95 % CI)",
     )
+    one_value = (
+        f" Points of {', '.join(series_order(sorted(single)))} rest on one value (one episode or window): "
+        "the shape of the answer, no confidence interval."
+        if single
+        else ""
+    )
     return Figure(
         "coordination-ledger",
         title,
         "From coordination_load.csv: zk mode's ZooKeeper (its namespace) against coordinator mode's group "
         "coordinators, offsets-topic replicas and the ZooKeeper holding the brokers' metadata, summed per "
-        "episode (top) and divided by the steady window's length (bottom). Requests exclude ZooKeeper's "
-        "pings but include the coordinator's heartbeats and the followers' replica fetches; durable "
-        "writes are znode changes against records appended to __consumer_offsets, on every replica.",
+        f"episode (top; {what}) and divided by the steady window's length (bottom). Requests exclude "
+        "ZooKeeper's pings but include the coordinator's heartbeats and the followers' replica fetches; "
+        "durable writes are znode changes against records appended to __consumer_offsets, on every "
+        "replica; fsyncs are ZooKeeper's transaction-log syncs against the offsets replicas' (none per "
+        "append by default, as Kafka); replication is ZooKeeper's proposals to followers against the "
+        "replica fetches that carried records (0 with one ZooKeeper server and one broker). Real Kafka "
+        "is not drawn: its costs are read over JMX (broker_load.csv)." + one_value,
         png_bytes(fig),
     )
 
