@@ -60,6 +60,7 @@ TARGETS = [
     Target("zk", "setpartitioner", False, ("time_boundary_s=0.5",)),
     # Kafka's brokers refuse sessions below group.min.session.timeout.ms (6 s).
     Target("coordinator", "classic", True, session_ms=6_000),
+    Target("coordinator", "cooperative", True, session_ms=6_000),
     pytest.param(Target("zk", "curator", True), marks=NEEDS_JAVA, id="zk-curator"),
     pytest.param(
         Target("coordinator", "java", True, session_ms=6_000), marks=NEEDS_JAVA, id="coordinator-java"
