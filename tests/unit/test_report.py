@@ -110,7 +110,7 @@ def test_sweeps_and_several_result_sets_get_their_figures(tmp_path: Path) -> Non
     names = {p.name for p in files.figures}
     assert {"latency-vs-size-size-sweep.png", "zk-ops-vs-size-size-sweep.png", "comparison.png"} <= names
     md = files.markdown.read_text()
-    assert "chain ∝ N" in md and "herd ∝ N²" in md, "the caption states the expected growth"
+    assert "chain N + T + 6 + M" in md and "herd N² + 2N" in md, "the caption states the model's counts"
     assert "### Sweep points" in md
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,21 +37,20 @@ from bench.analysis.report.style import (
     y_axis,
 )
 from bench.analysis.report.tables import QUANTITIES
-from bench.experiment.actions import ACTIONS
+from bench.model import Workload, predict
 
 log = logging.getLogger(__name__)
-#: Actions that change membership by one member (the ZooKeeper cost formulas are per such change).
-SINGLE_CHANGES = tuple(str(a) for a, spec in ACTIONS.items() if spec.single_change)
-#: Analytic growth of ZooKeeper reads per membership change with group size N. chain follows ZooKeeper's
-#: leader-election recipe without a herd effect (each member watches its predecessor; ZooKeeper's
-#: "Recipes and Solutions", Leader Election), so one change costs reads by the leader only; herd is
-#: the recipe's naive form (every member watches and re-reads the membership); selfbalance is Kafka
-#: 0.8's ZookeeperConsumerConnector rebalance, where every consumer re-reads every registration.
-EXPECTED_READS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
-    "zk/chain": ("∝ N", lambda n: n),
-    "zk/herd": ("∝ N²", lambda n: n**2),
-    "zk/selfbalance": ("∝ N²", lambda n: n**2),
-}
+#: The cost model's joins (bench.model) drawn beside the measured ones: series -> zk variant.
+MODELLED_JOINS = {"zk/chain": "chain", "zk/herd": "herd", "zk/selfbalance": "selfbalance"}
+
+
+def model_curve(variant: str, sizes: np.ndarray, partitions: int, metric: str) -> np.ndarray:
+    """The model's reads or writes of one join per group size (the middle of a racing interval)."""
+    out = []
+    for n in sizes:
+        p = predict("zk", variant, "join", Workload(members=int(n), partitions=partitions, commits=True))
+        out.append((p.zk_reads if metric == "zk_reads" else p.zk_writes).mid)
+    return np.array(out)
 
 
 @dataclass(frozen=True)
@@ -203,8 +201,8 @@ def fig_latency_vs_size(res: Results) -> list[Figure | Skipped]:
 
 
 def fig_zk_ops_vs_size(res: Results) -> list[Figure | Skipped]:
-    """One figure per sweep family: reads and writes per rebalance against N, with the O(N) and
-    O(N²) guides. Long (80 lines) because it is one figure's layout, read top to bottom: data,
+    """One figure per sweep family: reads and writes per rebalance against N, with the cost
+    model's curves on joins. Long (80 lines) because it is one figure's layout, read top to bottom: data,
     panels, guides, caption; pieces of it would only be called from here."""
     title = "ZooKeeper operations per rebalance against group size"
     data = res.rebalances
@@ -232,24 +230,21 @@ def fig_zk_ops_vs_size(res: Results) -> list[Figure | Skipped]:
                         zeros.add(f"{s} ({label.split()[0]})")
                 medians = medians_by(sub[sub[metric] > 0], "scenario_members", metric)
                 drawn += [s for s in stat_lines(ax, medians) if s not in drawn]
-                if row == 0 and sub["action"].iloc[0] in SINGLE_CHANGES:
-                    for s, (formula, shape) in EXPECTED_READS.items():
+                if sub["action"].iloc[0] == "add_members":
+                    partitions = int(sub["partitions"].dropna().iloc[0])
+                    for s, variant in MODELLED_JOINS.items():
                         m = medians[medians["series"] == s].sort_values("x")
                         if len(m) < 2:
                             continue
-                        # Anchored at the largest group, where the leading term dominates.
-                        n_max, at_max = m["x"].iloc[-1], m["median"].iloc[-1]
-                        grid = np.geomspace(m["x"].iloc[0], n_max, 50)
+                        grid = np.unique(np.geomspace(m["x"].iloc[0], m["x"].iloc[-1], 30).round())
                         ax.plot(
                             grid,
-                            at_max * shape(grid) / shape(np.array(n_max)),
+                            model_curve(variant, grid, partitions, metric),
                             ls="--",
                             lw=1.2,
                             color=series_color(s),
                         )
-                        expected[s] = Line2D(
-                            [], [], ls="--", color=series_color(s), label=f"{s} expected {formula}"
-                        )
+                        expected[s] = Line2D([], [], ls="--", color=series_color(s), label=f"{s} model")
                 sizes_axis(ax, frame["scenario_members"].dropna(), "members in the group")
                 if not medians.empty:
                     ax.set_yscale("log")
@@ -274,13 +269,12 @@ def fig_zk_ops_vs_size(res: Results) -> list[Figure | Skipped]:
                 f"{family}: ZooKeeper operations per rebalance against group size",
                 "Solid: measured reads (top) and znode changes (bottom) in each mode's namespace (zk members "
                 "under /zkmode, coordinator-mode brokers under /kafka) between the mntr readings that bracket "
-                "the episode; pings are not counted. Dashed: the analytic growth per membership change, drawn "
-                "through the measurement at the largest group, so compare slopes: chain ∝ N (only the leader "
-                "watches and reads the membership), herd ∝ N² (all N members are notified and each reads all "
-                "N registrations), selfbalance ∝ N² (Kafka 0.8: every consumer reads about N + B + T + 5 "
-                "znodes, so about N·(N + B + T + 5) + P reads per rebalance for B brokers, T topics and P "
-                "partitions, as Kafka 0.8's ZookeeperConsumerConnector rebalances). No formula is drawn for setpartitioner."
-                + zero_note,
+                "the episode; pings are not counted. Dashed, on joins: the cost model's prediction "
+                "(bench.model, commits on, the assignor's moves at each size; the middle of its interval where "
+                "claims race), counted on the members' calls: chain N + T + 6 + M reads, herd N² + 2N + T + 2 + M, "
+                "selfbalance T + N(N + 1) (Kafka 0.8: every consumer reads every registration), plus one read "
+                "and one write per moved partition for the offsets. The server counts reads of existing "
+                "znodes only, so measured may sit a little below." + zero_note,
                 png_bytes(fig),
             )
         )
