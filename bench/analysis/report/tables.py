@@ -41,6 +41,10 @@ QUANTITIES = {
     "detection_sessions": Quantity("detection", "× session"),
     "convergence_ms": Quantity("convergence", "s", 1e-3),
     "unowned_partition_s": Quantity("unowned", "partition·s"),
+    # eager against incremental: rounds per episode, and what members revoked against what moved
+    "generations": Quantity("rounds", "", digits=0),
+    "partitions_revoked": Quantity("revoked", "", digits=0),
+    "partitions_moved": Quantity("moved", "", digits=0),
     "join_ms": Quantity("join median / max / span", "ms", digits=0),
     "zk_reads": Quantity("zk reads", "", digits=0),
     "zk_writes": Quantity("zk writes", "", digits=0),
@@ -120,6 +124,10 @@ def summary_table(res: Results) -> pd.DataFrame:
                 q["unowned_partition_s"].header: q["unowned_partition_s"].format(
                     frame["unowned_partition_s"].median()
                 ),
+                **{
+                    q[c].header: q[c].format(frame[c].median() if c in frame else None)
+                    for c in ("generations", "partitions_revoked", "partitions_moved")
+                },
                 # per joining member, join start -> first assignment (median, max), and first join
                 # out -> all of them assigned (span): medians over episodes, the max's max
                 q["join_ms"].header: " / ".join(
