@@ -112,9 +112,10 @@ class RangeAssignor:
     """Kafka's server ``RangeAssignor``: per topic, the members subscribed to it in member-id order
     take contiguous ranges, the first ``partitions % members`` one more. Co-partitioned topics
     (same partition count, same subscribers) land on the same member, which is what ``range`` is
-    for. Kafka 4.0's version also keeps a member's range sticky across epochs where the quota allows;
-    this one recomputes the ranges from the member order each time (the classic ``range`` assignor's
-    rule), so a join can move more partitions than Kafka's would.
+    for. As Kafka's (``RangeAssignor.assignHomogeneousGroup``) it recomputes the ranges from the
+    member order at every epoch, so how many partitions a join moves depends on where the new member
+    id sorts; Kafka orders static members by instance id first (``sortMemberIds``), this one by
+    member id only.
     """
 
     name = "range"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench.analysis.checker import LEADER_VARIANTS
 from coordinator_mode.group.config import CoordinatorConfig
 from coordinator_mode.group.consumer_coordinator import ConsumerGroupCoordinator
 from coordinator_mode.group.consumer_group import MemberState
@@ -164,3 +165,7 @@ def test_uniform_is_balanced_and_sticky(n: int) -> None:
 def test_range_gives_contiguous_ranges() -> None:
     out = RangeAssignor().assign({"a": ("t",), "b": ("t",)}, {"t": 5}, {})
     assert out == {"a": {"t": frozenset({0, 1, 2})}, "b": {"t": frozenset({3, 4})}}
+
+
+def test_the_consumer_variant_has_no_leader() -> None:
+    assert ("coordinator", "consumer") not in LEADER_VARIANTS  # the broker assigns
