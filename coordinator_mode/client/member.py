@@ -116,9 +116,8 @@ log = logging.getLogger(__name__)
 #: Variants another program runs: ``java`` is Kafka's own consumer (kafka-clients, java/member's
 #: ConsumerMember) in the same groups on the same brokers; ``rebalance-lab member`` runs it on the JVM.
 EXTERNAL_VARIANTS = {"java": "java"}
-#: Variants of this mode; the first is the default. ``consumer`` is KIP-848's consumer group protocol
-#: (:mod:`.membership`).
-VARIANTS = ("classic", *EXTERNAL_VARIANTS, "consumer")
+#: Variants of this mode; the first is the default.
+VARIANTS = ("classic", *EXTERNAL_VARIANTS)
 
 #: Errors after which retrying cannot help (AbstractCoordinator's fatal JoinGroup errors, plus a
 #: broker that does not speak a version we need).
@@ -842,10 +841,6 @@ def create_member(config: MemberConfig, sink: EventSink) -> GroupMember:
     """The registry's factory (``group_api.registry.MODES['coordinator']``)."""
     if config.variant not in (None, *VARIANTS):
         raise ConfigError(f"variant: coordinator mode has {', '.join(VARIANTS)}, got {config.variant!r}")
-    if config.variant == "consumer":
-        from .membership import ConsumerProtocolMember  # it builds on this module
-
-        return ConsumerProtocolMember(config, sink)
     return CoordinatorMember(config, sink)
 
 

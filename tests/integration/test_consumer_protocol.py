@@ -88,6 +88,8 @@ class Group:
 
         def done() -> GroupOwnership | None:
             view = self.view()
+            if any(n not in view.members or not view.members[n].settled for n in names):
+                return None  # every one of them has reported an assignment
             others = extra() if callable(extra) else (extra or {})
             owned = [tp for n in names for tp in view.members.get(n, _EMPTY).counted]
             owned += [tp for parts in others.values() for tp in parts]
