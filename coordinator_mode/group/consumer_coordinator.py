@@ -246,7 +246,7 @@ class ConsumerGroupCoordinator:
             raise invalid("InstanceId can't be empty.")
         if req.rack_id == "":
             raise invalid("RackId can't be empty.")
-        if req.subscribed_topic_regex is not None:
+        if req.subscribed_topic_regex:  # librdkafka's v1 sends "" for none
             raise invalid("SubscribedTopicRegex is not supported here.")
         epoch = req.member_epoch
         if epoch > 0 or epoch == LEAVE_GROUP_MEMBER_EPOCH:
