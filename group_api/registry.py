@@ -14,7 +14,7 @@ from .member import GroupMember
 #: ``VARIANTS`` tuple (first one is the default) on its module.
 MODES: dict[str, str] = {
     "zk": "zk_mode.member:create_member",
-    "coordinator": "coordinator_mode.client.member:create_member",
+    "coordinator": "coordinator_mode.client.variants:create_member",
 }
 
 

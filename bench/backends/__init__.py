@@ -48,6 +48,9 @@ class ClusterSpec:
     #: the brokers are real Apache Kafka of this target (``bench.services.kafka_config``), not ours
     kafka: str | None = None
     broker_zk_session_timeout_ms: int = 18_000  # the brokers' zookeeper.session.timeout.ms
+    # KIP-848 groups: group.consumer.session.timeout.ms and group.consumer.heartbeat.interval.ms
+    consumer_session_timeout_ms: int = 45_000
+    consumer_heartbeat_interval_ms: int = 5_000
 
 
 class MemberHandle(Protocol):

@@ -42,6 +42,8 @@ class LocalTopology:
         self.zk_root = spec.zk_root
         self.initial_rebalance_delay_ms = spec.initial_rebalance_delay_ms
         self.broker_zk_session_timeout_ms = spec.broker_zk_session_timeout_ms
+        self.consumer_session_timeout_ms = spec.consumer_session_timeout_ms
+        self.consumer_heartbeat_interval_ms = spec.consumer_heartbeat_interval_ms
         self.proxied = spec.proxied
         self.kafka = None if spec.kafka is None else kafka_target(spec.kafka)
         self.ensemble = ZooKeeperEnsemble(self.zk_nodes, base_dir=self.base_dir / "zk")
@@ -70,6 +72,10 @@ class LocalTopology:
                     topics=self.topics,
                     initial_rebalance_delay_ms=self.initial_rebalance_delay_ms,
                     zk_session_timeout_ms=self.broker_zk_session_timeout_ms,
+                    extra_args=(
+                        *("--consumer-session-timeout-ms", str(self.consumer_session_timeout_ms)),
+                        *("--consumer-heartbeat-interval-ms", str(self.consumer_heartbeat_interval_ms)),
+                    ),
                     advertise=self._broker_proxy if self.proxied else None,
                 )
                 self.broker_cluster.start()
@@ -97,7 +103,11 @@ class LocalTopology:
             self.kafka,
             self.brokers,
             self.base_dir / "kafka",
-            KafkaSettings(initial_rebalance_delay_ms=self.initial_rebalance_delay_ms),
+            KafkaSettings(
+                initial_rebalance_delay_ms=self.initial_rebalance_delay_ms,
+                consumer_session_timeout_ms=self.consumer_session_timeout_ms,
+                consumer_heartbeat_interval_ms=self.consumer_heartbeat_interval_ms,
+            ),
             zk_connect=None if self.kafka.kraft else self.ensemble.connect_string,
             topics=self.topics,
             advertise=self._broker_proxy if self.proxied else None,

@@ -208,6 +208,8 @@ class Run:
                 zk_root=zk_root,
                 initial_rebalance_delay_ms=self.profile.group_initial_rebalance_delay_ms,
                 broker_zk_session_timeout_ms=self.profile.broker_zk_session_timeout_ms,
+                consumer_session_timeout_ms=self.profile.coordinator_session_timeout_ms,
+                consumer_heartbeat_interval_ms=self.profile.consumer_heartbeat_interval_ms,
                 proxied=any(ACTIONS[step.action].link for step in sc.timeline),
                 kafka=self.variant if self.mode == KAFKA_MODE else None,
             )

@@ -134,6 +134,9 @@ class Profile:
     coordinator_session_timeout_ms: int
     #: coordinator mode: ``heartbeat.interval.ms``
     heartbeat_interval_ms: int
+    #: coordinator mode, brokers, KIP-848 groups: ``group.consumer.heartbeat.interval.ms`` (their
+    #: session, ``group.consumer.session.timeout.ms``, is ``coordinator_session_timeout_ms``)
+    consumer_heartbeat_interval_ms: int
     #: coordinator mode, broker: ``group.initial.rebalance.delay.ms`` (KIP-134)
     group_initial_rebalance_delay_ms: int
     #: coordinator mode: ``max.poll.interval.ms``, sent as the JoinGroup rebalance timeout
@@ -210,6 +213,7 @@ PROFILES: dict[str, Profile] = {
             name="kafka-defaults",
             coordinator_session_timeout_ms=DEFAULT_SESSION_TIMEOUT_MS["coordinator"],
             heartbeat_interval_ms=MemberConfig.heartbeat_interval_ms,
+            consumer_heartbeat_interval_ms=5_000,  # Kafka's group.consumer.heartbeat.interval.ms
             rebalance_timeout_ms=MemberConfig.rebalance_timeout_ms,
             zk_session_timeout_ms=DEFAULT_SESSION_TIMEOUT_MS["zk"],
             auto_commit_interval_ms=DEFAULT_AUTO_COMMIT_INTERVAL_MS,
@@ -227,6 +231,7 @@ PROFILES: dict[str, Profile] = {
             # The same session, heartbeat and commit interval for both modes (see the class).
             coordinator_session_timeout_ms=6_000,  # the brokers' group.min.session.timeout.ms
             heartbeat_interval_ms=2_000,  # a third of the session, as kazoo pings
+            consumer_heartbeat_interval_ms=2_000,  # KIP-848 groups: the same as the classic ones
             group_initial_rebalance_delay_ms=0,
             rebalance_timeout_ms=10_000,
             zk_session_timeout_ms=6_000,  # inside ZooKeeper's [1 s, 60 s] at tickTime 500

@@ -108,6 +108,10 @@ class KafkaSettings:
     zk_session_timeout_ms: int = BrokerConfig.zk_session_timeout_ms
     #: offsets.topic.num.partitions
     offsets_partitions: int = DEFAULT_OFFSETS_PARTITIONS
+    #: KIP-848 groups (KRaft targets): group.consumer.session.timeout.ms and
+    #: group.consumer.heartbeat.interval.ms
+    consumer_session_timeout_ms: int = BrokerConfig.consumer_session_timeout_ms
+    consumer_heartbeat_interval_ms: int = BrokerConfig.consumer_heartbeat_interval_ms
 
 
 def _bool(value: bool) -> str:
@@ -168,6 +172,14 @@ def server_properties(
             # KRaft's counterpart of the ZooKeeper session: how long the controller waits for a
             # silent broker's heartbeat before fencing it and moving its leaders (KRaftConfigs).
             "broker.session.timeout.ms": str(settings.zk_session_timeout_ms),
+            # KIP-848 groups, as ours: Kafka's minimums (45 s, 5 s) are lowered only when a profile
+            # asks for less (GroupCoordinatorConfig's CONSUMER_GROUP_MIN_* bound the values).
+            "group.consumer.session.timeout.ms": str(settings.consumer_session_timeout_ms),
+            "group.consumer.min.session.timeout.ms": str(min(45_000, settings.consumer_session_timeout_ms)),
+            "group.consumer.heartbeat.interval.ms": str(settings.consumer_heartbeat_interval_ms),
+            "group.consumer.min.heartbeat.interval.ms": str(
+                min(5_000, settings.consumer_heartbeat_interval_ms)
+            ),
         }
     else:
         if zk_connect is None:

@@ -102,6 +102,20 @@ _D = BrokerConfig.__dataclass_fields__  # defaults come from the dataclass, decl
     show_default=True,
     help="group.min.session.timeout.ms",
 )
+@click.option(
+    "--consumer-session-timeout-ms",
+    type=click.IntRange(min=1),
+    default=_D["consumer_session_timeout_ms"].default,
+    show_default=True,
+    help="group.consumer.session.timeout.ms (KIP-848 groups)",
+)
+@click.option(
+    "--consumer-heartbeat-interval-ms",
+    type=click.IntRange(min=1),
+    default=_D["consumer_heartbeat_interval_ms"].default,
+    show_default=True,
+    help="group.consumer.heartbeat.interval.ms (KIP-848 groups)",
+)
 def broker(**params: Any) -> None:
     """Run a Kafka-wire broker whose metadata lives in ZooKeeper (coordinator mode)."""
     run_broker(BrokerConfig(**params))

@@ -38,6 +38,8 @@ class BrokerConfig:
     initial_rebalance_delay_ms: int = CoordinatorConfig.initial_rebalance_delay_ms
     min_session_timeout_ms: int = CoordinatorConfig.min_session_timeout_ms
     max_session_timeout_ms: int = CoordinatorConfig.max_session_timeout_ms
+    consumer_session_timeout_ms: int = CoordinatorConfig.consumer_session_timeout_ms
+    consumer_heartbeat_interval_ms: int = CoordinatorConfig.consumer_heartbeat_interval_ms
     zk_session_timeout_ms: int = 18_000  # zookeeper.session.timeout.ms (Kafka's default)
     max_frame_bytes: int = 100 * 1024 * 1024  # socket.request.max.bytes
     idle_timeout_s: float = 600.0  # connections.max.idle.ms
@@ -65,4 +67,6 @@ class BrokerConfig:
             min_session_timeout_ms=self.min_session_timeout_ms,
             max_session_timeout_ms=self.max_session_timeout_ms,
             initial_rebalance_delay_ms=self.initial_rebalance_delay_ms,
+            consumer_session_timeout_ms=self.consumer_session_timeout_ms,
+            consumer_heartbeat_interval_ms=self.consumer_heartbeat_interval_ms,
         )

@@ -1,5 +1,5 @@
 """The group API handlers: JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
-DescribeGroups, ListGroups.
+DescribeGroups, ListGroups, and KIP-848's ConsumerGroupHeartbeat and ConsumerGroupDescribe.
 
 Each maps its Kafka request's fields (every version this broker advertises) to the
 :class:`~coordinator_mode.group.coordinator.GroupCoordinator`, which knows only the offsets
@@ -30,7 +30,17 @@ from kafka.protocol.consumer import (
 )
 
 from ..group.errors import ErrorCode
-from ..group.messages import JoinRequest, JoinResult, LeavingMember, OffsetCommit, SyncRequest, SyncResult
+from ..group.messages import (
+    ConsumerHeartbeat,
+    JoinRequest,
+    JoinResult,
+    LeavingMember,
+    OffsetCommit,
+    SyncRequest,
+    SyncResult,
+)
+from ..schemas import ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatResponse
+from .cluster_apis import topic_id
 from .protocol import NO_AUTHORIZED_OPERATIONS, BrokerContext, RequestContext
 
 
@@ -50,6 +60,8 @@ class GroupApis:
             ApiKey.OffsetFetch: self._offset_fetch,
             ApiKey.DescribeGroups: self._describe_groups,
             ApiKey.ListGroups: self._list_groups,
+            ApiKey.ConsumerGroupHeartbeat: self._consumer_group_heartbeat,
+            ApiKey.ConsumerGroupDescribe: self._consumer_group_describe,
         }
 
     # -- the group APIs --------------------------------------------------------------------------
@@ -348,3 +360,126 @@ class GroupApis:
             error_code=error,
             groups=[cls(group_id=g, protocol_type=pt, group_state=state) for g, pt, state in groups],
         )
+
+    # -- KIP-848 ---------------------------------------------------------------------------------
+
+    def _topic_names(self) -> dict[Any, str]:
+        return {topic_id(name): name for name in self.broker.view.topics}
+
+    async def _consumer_group_heartbeat(self, req: Any, ctx: RequestContext) -> Any:
+        """ConsumerGroupHeartbeat v0-1 (``KafkaApis.handleConsumerGroupHeartbeat``); answered once its
+        records are on the ISR (``CoordinatorRuntime`` completes a write when it is committed)."""
+        names = self._topic_names()
+        owned = None
+        if req.topic_partitions is not None:
+            # An owned partition of a topic we do not know cannot be anyone's target: dropping it is
+            # what Kafka's reconciliation does with an unknown topic id.
+            owned = {
+                names[tp.topic_id]: frozenset(tp.partitions or [])
+                for tp in req.topic_partitions
+                if tp.topic_id in names
+            }
+        heartbeat = ConsumerHeartbeat(
+            group_id=req.group_id,
+            member_id=req.member_id or "",
+            member_epoch=req.member_epoch,
+            instance_id=req.instance_id,
+            rack_id=req.rack_id,
+            rebalance_timeout_ms=req.rebalance_timeout_ms,
+            subscribed_topics=None
+            if req.subscribed_topic_names is None
+            else tuple(req.subscribed_topic_names),
+            subscribed_topic_regex=req.subscribed_topic_regex if ctx.version >= 1 else None,
+            server_assignor=req.server_assignor,
+            owned=owned,
+            client_id=ctx.client_id,
+            client_host=ctx.client_host,
+        )
+        result = self.broker.coordinator.consumer_heartbeat(heartbeat)
+        self.broker.schedule_timer()
+        error, message = result.error, result.message
+        if result.appended:
+            replicated = await self.broker.replicated(req.group_id)
+            if replicated is not ErrorCode.NONE:
+                # GroupCoordinatorService.handleOperationException: a write that timed out or lost its
+                # leadership is retriable for the member.
+                error = (
+                    ErrorCode.COORDINATOR_NOT_AVAILABLE
+                    if replicated is ErrorCode.REQUEST_TIMED_OUT
+                    else ErrorCode.NOT_COORDINATOR
+                )
+                message = replicated.name
+        cls = ConsumerGroupHeartbeatResponse
+        if error is not ErrorCode.NONE:
+            return cls(
+                version=ctx.version,
+                throttle_time_ms=0,
+                error_code=error,
+                error_message=message,
+                member_epoch=-1,
+                heartbeat_interval_ms=0,
+            )
+        assignment = None
+        if result.assignment is not None:
+            assignment = cls.Assignment(
+                topic_partitions=[
+                    cls.Assignment.TopicPartitions(topic_id=topic_id(t), partitions=sorted(ps))
+                    for t, ps in sorted(result.assignment.items())
+                ]
+            )
+        return cls(
+            version=ctx.version,
+            throttle_time_ms=0,
+            error_code=ErrorCode.NONE,
+            error_message=None,
+            member_id=result.member_id,
+            member_epoch=result.member_epoch,
+            heartbeat_interval_ms=result.heartbeat_interval_ms,
+            assignment=assignment,
+        )
+
+    async def _consumer_group_describe(self, req: Any, ctx: RequestContext) -> Any:
+        """ConsumerGroupDescribe v0 (``GroupMetadataManager.consumerGroupDescribe``)."""
+        cls = ConsumerGroupDescribeResponse
+        gcls = cls.DescribedGroup
+        mcls = gcls.Member
+
+        def assignment(partitions: dict[str, frozenset[int]]) -> Any:
+            return mcls.Assignment(
+                topic_partitions=[
+                    mcls.Assignment.TopicPartitions(topic_id=topic_id(t), topic_name=t, partitions=sorted(ps))
+                    for t, ps in sorted(partitions.items())
+                ]
+            )
+
+        groups = []
+        for group_id in req.group_ids or []:
+            d = self.broker.coordinator.consumer_describe(group_id)
+            groups.append(
+                gcls(
+                    error_code=d.error,
+                    error_message=d.message,
+                    group_id=group_id,
+                    group_state=d.state,
+                    group_epoch=d.group_epoch,
+                    assignment_epoch=d.assignment_epoch,
+                    assignor_name=d.assignor,
+                    members=[
+                        mcls(
+                            member_id=m.member_id,
+                            instance_id=m.instance_id,
+                            rack_id=m.rack_id,
+                            member_epoch=m.member_epoch,
+                            client_id=m.client_id,
+                            client_host=m.client_host,
+                            subscribed_topic_names=list(m.subscribed_topics),
+                            subscribed_topic_regex=None,
+                            assignment=assignment(m.assignment),
+                            target_assignment=assignment(m.target_assignment),
+                        )
+                        for m in d.members
+                    ],
+                    authorized_operations=-(2**31),
+                )
+            )
+        return cls(version=ctx.version, throttle_time_ms=0, groups=groups)

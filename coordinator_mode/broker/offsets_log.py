@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import dataclasses
 import json
 import logging
 import os
@@ -42,7 +43,13 @@ from pathlib import Path
 from typing import Any
 
 from ..group.errors import ErrorCode, PersistError
-from ..group.records import GroupMetadataRecord, MemberRecord, OffsetCommitRecord, Record
+from ..group.records import (
+    CONSUMER_RECORD_KINDS,
+    GroupMetadataRecord,
+    MemberRecord,
+    OffsetCommitRecord,
+    Record,
+)
 from .stats import PartitionCounter
 
 log = logging.getLogger(__name__)
@@ -55,8 +62,31 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+_CONSUMER_KIND_OF = {cls: kind for kind, cls in CONSUMER_RECORD_KINDS.items()}
+
+
+def _consumer_value(record: Any) -> dict[str, Any]:
+    """A consumer-protocol record's fields (tuples become JSON lists)."""
+    return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+
+
+def _consumer_record(cls: type, value: dict[str, Any]) -> Record:
+    """The inverse of :func:`_consumer_value`: JSON lists back to the records' tuples."""
+    fields = {}
+    for name, v in value.items():
+        if name in ("partitions", "assigned", "pending_revocation"):
+            v = tuple((str(t), tuple(int(p) for p in ps)) for t, ps in v)
+        elif name == "subscribed_topics":
+            v = tuple(str(t) for t in v)
+        fields[name] = v
+    return cls(**fields)
+
+
 def encode_record(record: Record, epoch: int) -> dict[str, Any]:
     """The JSON shape of one record, written by the leader of ``epoch``."""
+    kind = _CONSUMER_KIND_OF.get(type(record))
+    if kind is not None:
+        return {"e": epoch, "k": kind, "v": _consumer_value(record)}
     if isinstance(record, OffsetCommitRecord):
         return {
             "e": epoch,
@@ -97,6 +127,8 @@ def encode_record(record: Record, epoch: int) -> dict[str, Any]:
 def decode_record(d: dict[str, Any]) -> Record:
     """The inverse of :func:`encode_record`. Raises on bad shapes."""
     kind = d["k"]
+    if kind in CONSUMER_RECORD_KINDS:
+        return _consumer_record(CONSUMER_RECORD_KINDS[kind], d["v"])
     if kind == "offset":
         return OffsetCommitRecord(
             group_id=str(d["g"]),
@@ -162,11 +194,14 @@ def record_key(record: Record) -> tuple[str, ...]:
     """The compaction key (Kafka's ``GroupMetadataKey`` / ``OffsetCommitKey``)."""
     if isinstance(record, GroupMetadataRecord):
         return ("group", record.group_id)
+    kind = _CONSUMER_KIND_OF.get(type(record))
+    if kind is not None:
+        return (kind, record.group_id, getattr(record, "member_id", ""))
     return ("offset", record.group_id, record.topic, str(record.partition))
 
 
 def _is_tombstone(record: Record) -> bool:
-    return record.deleted if isinstance(record, GroupMetadataRecord) else record.offset is None
+    return record.offset is None if isinstance(record, OffsetCommitRecord) else record.deleted
 
 
 @dataclass

@@ -34,6 +34,7 @@ from kafka.protocol.metadata import (
 
 from ..group.coordinator import GroupCoordinator
 from ..group.errors import ErrorCode
+from ..schemas import ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest
 from .config import BrokerConfig
 from .controller import ClusterView
 from .replication import ReplicaManager
@@ -42,7 +43,8 @@ from .replication import ReplicaManager
 #: overlaps what kafka-python 3.0 and librdkafka 2.x need (librdkafka's balanced consumer wants
 #: FindCoordinator/JoinGroup/SyncGroup/Heartbeat/LeaveGroup v0, OffsetCommit 1-2, OffsetFetch 1);
 #: the upper ends stop before topic ids in requests (Fetch 13, OffsetCommit/OffsetFetch 10) and
-#: KIP-848-only fields.
+#: KIP-848-only fields of the classic APIs. ConsumerGroupHeartbeat v0-1 and ConsumerGroupDescribe v0
+#: are KIP-848's APIs, as Kafka 4.0 advertises them (librdkafka 2.4+ negotiates them).
 API_VERSIONS: dict[int, tuple[int, int]] = {
     ApiKey.Fetch: (4, 12),
     ApiKey.ListOffsets: (1, 7),
@@ -57,6 +59,8 @@ API_VERSIONS: dict[int, tuple[int, int]] = {
     ApiKey.DescribeGroups: (0, 5),
     ApiKey.ListGroups: (0, 4),
     ApiKey.ApiVersions: (0, 4),
+    ApiKey.ConsumerGroupHeartbeat: (0, 1),
+    ApiKey.ConsumerGroupDescribe: (0, 0),
 }
 
 REQUEST_CLASSES: dict[int, Any] = {
@@ -73,6 +77,8 @@ REQUEST_CLASSES: dict[int, Any] = {
     ApiKey.DescribeGroups: DescribeGroupsRequest,
     ApiKey.ListGroups: ListGroupsRequest,
     ApiKey.ApiVersions: ApiVersionsRequest,
+    ApiKey.ConsumerGroupHeartbeat: ConsumerGroupHeartbeatRequest,
+    ApiKey.ConsumerGroupDescribe: ConsumerGroupDescribeRequest,
 }
 
 #: Authorized-operations bitfields when the client did not ask (encoded as Kafka's ``Integer.MIN_VALUE``).

@@ -91,6 +91,7 @@ class Broker:
             persist=self._persist,
             config=config.coordinator_config(),
             clock=self._clock_ms,
+            topics=lambda: self.view.topics,
         )
         self._led: dict[int, int] = {}  # offsets partitions we lead (loading or active) -> leader epoch
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..group.errors import ErrorCode
-from ..group.records import GroupMetadataRecord, Record
+from ..group.records import OffsetCommitRecord, Record
 
 
 @dataclass
@@ -48,10 +48,10 @@ class PartitionCounter:
     fetch_bytes_in: int = 0
 
     def appended(self, record: Record, size: int, as_leader: bool) -> None:
-        if isinstance(record, GroupMetadataRecord):
-            self.group_metadata_records += 1
-        else:
+        if isinstance(record, OffsetCommitRecord):
             self.offset_commit_records += 1
+        else:  # the classic group's record, or a consumer group's (KIP-848: member, target, current)
+            self.group_metadata_records += 1
         self.bytes_appended += size
         if as_leader:
             self.leader_records += 1

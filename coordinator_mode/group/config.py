@@ -15,3 +15,6 @@ class CoordinatorConfig:
     new_member_join_timeout_ms: int = 300_000  # classicGroupNewMemberJoinTimeoutMs
     max_size: int = 2**31 - 1  # group.max.size
     offset_metadata_max_bytes: int = 4_096  # offset.metadata.max.bytes
+    # KIP-848: the consumer protocol's session and heartbeat are the broker's, not the member's
+    consumer_session_timeout_ms: int = 45_000  # group.consumer.session.timeout.ms
+    consumer_heartbeat_interval_ms: int = 5_000  # group.consumer.heartbeat.interval.ms

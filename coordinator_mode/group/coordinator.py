@@ -3,21 +3,27 @@
 It follows Kafka's ``GroupCoordinatorService`` / ``GroupMetadataManager`` (``group-coordinator``
 module) for the classic protocol: requests are validated for group id, loading and ownership
 (``validateGroupStatus``), then handed to the group's :class:`~.classic.ClassicGroup`; committed
-offsets are kept here, per group.
+offsets are kept here, per group. Consumer-protocol groups (KIP-848) are the
+:class:`~.consumer_coordinator.ConsumerGroupCoordinator`'s; a group id is one kind or the other
+(mixed groups are refused, see :meth:`GroupCoordinator.consumer_heartbeat` and :meth:`GroupCoordinator.join`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
 from .classic import ClassicGroup, GroupContext, default_member_id, monotonic_ms
 from .config import CoordinatorConfig
+from .consumer_coordinator import ConsumerGroupCoordinator
 from .errors import ErrorCode, PersistError
 from .messages import (
+    ConsumerGroupDescription,
+    ConsumerHeartbeat,
+    ConsumerHeartbeatResult,
     GroupDescription,
     JoinCallback,
     JoinRequest,
@@ -30,7 +36,7 @@ from .messages import (
     SyncRequest,
     SyncResult,
 )
-from .records import GroupMetadataRecord, OffsetCommitRecord, Record
+from .records import CONSUMER_RECORD_KINDS, GroupMetadataRecord, OffsetCommitRecord, Record
 from .state import ClassicGroupState
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,8 @@ class StagedCommit:
     results: list[tuple[OffsetCommit, ErrorCode]]
 
 
+_CONSUMER_RECORD_TYPES = frozenset(CONSUMER_RECORD_KINDS.values())
+
 #: The APIs whose group-id validation differs: these accept the empty group id (Kafka's
 #: ``isValidGroupId``), the rest need a non-empty one.
 _EMPTY_GROUP_ID_OK = frozenset({"offset_commit", "offset_fetch", "describe_groups"})
@@ -77,6 +85,7 @@ class GroupCoordinator:
         clock: milliseconds, monotonic; drives every timer.
         wall_clock: seconds since the epoch, for commit timestamps only.
         new_member_id: ``prefix -> member id`` (Kafka: ``clientId-UUID`` or ``instanceId-UUID``).
+        topics: the cluster's topics and partition counts now (the consumer protocol's assignors).
     """
 
     def __init__(
@@ -87,6 +96,7 @@ class GroupCoordinator:
         clock: Callable[[], float] = monotonic_ms,
         wall_clock: Callable[[], float] = time.time,
         new_member_id: Callable[[str], str] = default_member_id,
+        topics: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self.config = config or CoordinatorConfig()
         self.partition_for = partition_for
@@ -97,6 +107,12 @@ class GroupCoordinator:
         self.partitions: dict[int, _Partition] = {}
         self.groups: dict[str, ClassicGroup] = {}
         self.offsets: dict[str, dict[tuple[str, int], OffsetAndMetadata]] = {}
+        self.consumer = ConsumerGroupCoordinator(
+            self.config,
+            clock,
+            topics,
+            lambda group_id, records: self._persist(self.partition_for(group_id), list(records)),
+        )
 
     # -- offsets partitions ----------------------------------------------------------------------
 
@@ -122,16 +138,20 @@ class GroupCoordinator:
         ctx = self._context(partition)
         latest: dict[str, GroupMetadataRecord] = {}
         offsets: dict[str, dict[tuple[str, int], OffsetAndMetadata]] = {}
+        consumer_groups: set[str] = set()
         for record in records:
-            if isinstance(record, GroupMetadataRecord):
+            if type(record) in _CONSUMER_RECORD_TYPES:
+                self.consumer.replay(record)  # type: ignore[arg-type]
+                consumer_groups.add(record.group_id)
+            elif isinstance(record, GroupMetadataRecord):
                 if record.deleted:
                     latest.pop(record.group_id, None)
                     offsets.pop(record.group_id, None)
                 else:
                     latest[record.group_id] = record
-            elif record.offset is None:
+            elif isinstance(record, OffsetCommitRecord) and record.offset is None:
                 offsets.get(record.group_id, {}).pop((record.topic, record.partition), None)
-            else:
+            elif isinstance(record, OffsetCommitRecord):
                 offsets.setdefault(record.group_id, {})[(record.topic, record.partition)] = OffsetAndMetadata(
                     record.offset, record.leader_epoch, record.metadata, record.commit_timestamp_ms
                 )
@@ -139,9 +159,13 @@ class GroupCoordinator:
             self.groups[group_id] = ClassicGroup.from_record(group_record, ctx)
         for group_id, committed in offsets.items():
             self.offsets[group_id] = committed
-            if group_id not in self.groups:
+            if group_id not in self.groups and group_id not in self.consumer.groups:
                 # Offsets without group metadata: a group that only stores offsets here.
                 self.groups[group_id] = ClassicGroup(group_id, ctx)
+        for group_id in consumer_groups & set(self.groups):
+            if self.groups[group_id].state is ClassicGroupState.EMPTY and group_id in self.consumer.groups:
+                del self.groups[group_id]  # an empty classic group was converted (Kafka deletes it)
+        self.consumer.loaded(sorted(consumer_groups))
         current.state = PartitionState.ACTIVE
         log.info(
             "offsets partition %d (epoch %d) loaded: %d groups",
@@ -157,6 +181,7 @@ class GroupCoordinator:
         for group_id in [g for g in self.groups if self.partition_for(g) == partition]:
             self.groups.pop(group_id).unload()
             self.offsets.pop(group_id, None)
+        self.consumer.unload([g for g in self.consumer.groups if self.partition_for(g) == partition])
 
     def partition_state(self, partition: int) -> PartitionState | None:
         entry = self.partitions.get(partition)
@@ -195,6 +220,14 @@ class GroupCoordinator:
         ):
             callback(JoinResult(ErrorCode.INVALID_SESSION_TIMEOUT, member_id=req.member_id))
             return
+        consumer_group = self.consumer.groups.get(req.group_id)
+        if consumer_group is not None:
+            if consumer_group.members:
+                # A classic member cannot join a consumer group here (Kafka 4.0 with
+                # group.consumer.migration.policy=disabled; its default converts the protocols).
+                callback(JoinResult(ErrorCode.INCONSISTENT_GROUP_PROTOCOL, member_id=req.member_id))
+                return
+            self.consumer.unload([req.group_id])  # an empty consumer group becomes a classic one
         group = self.groups.get(req.group_id)
         if group is None:
             if req.member_id != "":
@@ -271,7 +304,10 @@ class GroupCoordinator:
         once the write is replicated (Kafka's ``GroupMetadataManager.storeOffsets`` keeps them in
         ``pendingOffsetCommits`` until the append's callback, ``onOffsetCommitAppend``)."""
         error = self._validate_status(group_id, "offset_commit")
-        if error is None:
+        if error is None and group_id in self.consumer.groups:
+            validation = self.consumer.validate_offset_commit(group_id, member_id, generation_id)
+            error = None if validation is ErrorCode.NONE else validation
+        elif error is None:
             group = self.groups.get(group_id)
             if group is None:
                 if generation_id < 0:
@@ -328,6 +364,33 @@ class GroupCoordinator:
             return ErrorCode.NONE, dict(committed)
         return ErrorCode.NONE, {tp: committed.get(tp, OffsetAndMetadata(-1)) for tp in partitions}
 
+    def consumer_heartbeat(self, req: ConsumerHeartbeat) -> ConsumerHeartbeatResult:
+        """ConsumerGroupHeartbeat: validated as the other APIs, refused for a non-empty classic group
+        (Kafka's ``getOrMaybeCreateConsumerGroup`` without migration: ``GROUP_ID_NOT_FOUND``)."""
+        error = self._validate_status(req.group_id, "consumer_group_heartbeat")
+        if error is not None:
+            return ConsumerHeartbeatResult(error, member_epoch=-1)
+        classic = self.groups.get(req.group_id)
+        if classic is not None:
+            if classic.state is not ClassicGroupState.EMPTY or req.member_epoch != 0:
+                return ConsumerHeartbeatResult(
+                    ErrorCode.GROUP_ID_NOT_FOUND,
+                    f"Group {req.group_id} is not a consumer group",
+                    member_epoch=-1,
+                )
+            del self.groups[req.group_id]  # maybeDeleteEmptyClassicGroup: the offsets stay
+        return self.consumer.heartbeat(req)
+
+    def consumer_describe(self, group_id: str) -> ConsumerGroupDescription:
+        error = self._validate_status(group_id, "consumer_group_describe")
+        if error is not None:
+            return ConsumerGroupDescription(group_id, error)
+        if group_id in self.groups:
+            return ConsumerGroupDescription(
+                group_id, ErrorCode.GROUP_ID_NOT_FOUND, f"Group {group_id} is not a consumer group."
+            )
+        return self.consumer.describe(group_id)
+
     def describe(self, group_id: str) -> GroupDescription:
         error = self._validate_status(group_id, "describe_groups")
         if error is not None:
@@ -345,15 +408,22 @@ class GroupCoordinator:
             (g.group_id, g.protocol_type or "", g.state.value)
             for g in self.groups.values()
             if g.state is not ClassicGroupState.DEAD and (not wanted or g.state.value.lower() in wanted)
+        ] + [
+            (g.group_id, "consumer", g.state.value)
+            for g in self.consumer.groups.values()
+            if not wanted or g.state.value.lower() in wanted
         ]
         return (ErrorCode.COORDINATOR_LOAD_IN_PROGRESS if loading else ErrorCode.NONE), listed
 
     # -- timers ----------------------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
-        return min((d for g in self.groups.values() if (d := g.next_deadline()) is not None), default=None)
+        deadlines = [d for g in self.groups.values() if (d := g.next_deadline()) is not None]
+        consumer = self.consumer.next_deadline()
+        return min(deadlines + ([] if consumer is None else [consumer]), default=None)
 
     def poll(self, now: float | None = None) -> None:
         now = self.clock() if now is None else now
         for group in list(self.groups.values()):
             group.poll(now)
+        self.consumer.poll(now)

@@ -121,3 +121,60 @@ class OffsetCommit:
 
 JoinCallback = Callable[[JoinResult], None]
 SyncCallback = Callable[[SyncResult], None]
+
+
+# -- the consumer group protocol (KIP-848) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConsumerHeartbeat:
+    """A ConsumerGroupHeartbeat request; None fields mean "unchanged since the last heartbeat"."""
+
+    group_id: str
+    member_id: str
+    member_epoch: int
+    instance_id: str | None = None
+    rack_id: str | None = None
+    rebalance_timeout_ms: int = -1
+    subscribed_topics: tuple[str, ...] | None = None
+    subscribed_topic_regex: str | None = None
+    server_assignor: str | None = None
+    owned: dict[str, frozenset[int]] | None = None  # topic -> partitions the member holds
+    client_id: str = ""
+    client_host: str = ""
+
+
+@dataclass(frozen=True)
+class ConsumerHeartbeatResult:
+    error: ErrorCode
+    message: str | None = None
+    member_id: str | None = None
+    member_epoch: int = -1
+    heartbeat_interval_ms: int = 0
+    assignment: dict[str, frozenset[int]] | None = None  # None: unchanged, not sent
+    appended: bool = False  # records were appended: answer once they are replicated
+
+
+@dataclass(frozen=True)
+class ConsumerMemberDescription:
+    member_id: str
+    instance_id: str | None
+    rack_id: str | None
+    member_epoch: int
+    client_id: str
+    client_host: str
+    subscribed_topics: tuple[str, ...]
+    assignment: dict[str, frozenset[int]]
+    target_assignment: dict[str, frozenset[int]]
+
+
+@dataclass(frozen=True)
+class ConsumerGroupDescription:
+    group_id: str
+    error: ErrorCode
+    message: str | None = None
+    state: str = ""
+    group_epoch: int = -1
+    assignment_epoch: int = -1
+    assignor: str = ""
+    members: tuple[ConsumerMemberDescription, ...] = ()

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .messages import Protocol
@@ -55,4 +56,99 @@ class OffsetCommitRecord:
     commit_timestamp_ms: int = -1
 
 
-Record = GroupMetadataRecord | OffsetCommitRecord
+# -- the consumer group protocol's records (KIP-848) ----------------------------------------------
+#
+# Kafka 4.0 writes these to __consumer_offsets (``GroupCoordinatorRecordHelpers``); each is keyed by
+# group (and member) and compacted like the classic ones; ``deleted`` is a tombstone. Topics are
+# named here where Kafka's records carry topic ids: our ids are a function of the name
+# (``cluster_apis.topic_id``). ConsumerGroupPartitionMetadata (the subscribed topics' partition
+# counts) is not written: the coordinator reads partition counts from the cluster view each time.
+
+PartitionList = tuple[tuple[str, tuple[int, ...]], ...]
+
+
+def partition_list(partitions: Mapping[str, Iterable[int]]) -> PartitionList:
+    return tuple((t, tuple(sorted(ps))) for t, ps in sorted(partitions.items()) if ps)
+
+
+@dataclass(frozen=True)
+class ConsumerGroupEpochRecord:
+    """``ConsumerGroupMetadataValue``: the group epoch."""
+
+    group_id: str
+    epoch: int
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class ConsumerMemberRecord:
+    """``ConsumerGroupMemberMetadataValue``: a member's subscription and identity."""
+
+    group_id: str
+    member_id: str
+    instance_id: str | None = None
+    rack_id: str | None = None
+    client_id: str = ""
+    client_host: str = ""
+    subscribed_topics: tuple[str, ...] = ()
+    server_assignor: str | None = None
+    rebalance_timeout_ms: int = -1
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class TargetAssignmentMemberRecord:
+    """``ConsumerGroupTargetAssignmentMemberValue``: one member's target assignment."""
+
+    group_id: str
+    member_id: str
+    partitions: PartitionList = ()
+    deleted: bool = False
+
+    @classmethod
+    def of(
+        cls, group_id: str, member_id: str, partitions: Mapping[str, Iterable[int]]
+    ) -> TargetAssignmentMemberRecord:
+        return cls(group_id, member_id, partition_list(partitions))
+
+
+@dataclass(frozen=True)
+class TargetAssignmentEpochRecord:
+    """``ConsumerGroupTargetAssignmentMetadataValue``: the epoch the target was computed for."""
+
+    group_id: str
+    assignment_epoch: int
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class CurrentAssignmentRecord:
+    """``ConsumerGroupCurrentMemberAssignmentValue``: a member's epochs, state and current assignment."""
+
+    group_id: str
+    member_id: str
+    member_epoch: int = 0
+    previous_member_epoch: int = 0
+    state: str = "stable"
+    assigned: PartitionList = ()
+    pending_revocation: PartitionList = ()
+    deleted: bool = False
+
+
+ConsumerGroupRecord = (
+    ConsumerGroupEpochRecord
+    | ConsumerMemberRecord
+    | TargetAssignmentMemberRecord
+    | TargetAssignmentEpochRecord
+    | CurrentAssignmentRecord
+)
+#: the consumer records' kinds in the offsets log (``"k"``), and back
+CONSUMER_RECORD_KINDS: dict[str, type] = {
+    "cg_epoch": ConsumerGroupEpochRecord,
+    "cg_member": ConsumerMemberRecord,
+    "cg_target": TargetAssignmentMemberRecord,
+    "cg_target_epoch": TargetAssignmentEpochRecord,
+    "cg_current": CurrentAssignmentRecord,
+}
+
+Record = GroupMetadataRecord | OffsetCommitRecord | ConsumerGroupRecord

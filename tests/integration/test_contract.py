@@ -61,6 +61,8 @@ TARGETS = [
     # Kafka's brokers refuse sessions below group.min.session.timeout.ms (6 s).
     Target("coordinator", "classic", True, session_ms=6_000),
     Target("coordinator", "cooperative", True, session_ms=6_000),
+    # KIP-848: the session is the brokers' (group.consumer.session.timeout.ms, set on them below).
+    Target("coordinator", "consumer", False, session_ms=6_000),
     pytest.param(Target("zk", "curator", True), marks=NEEDS_JAVA, id="zk-curator"),
     pytest.param(
         Target("coordinator", "java", True, session_ms=6_000), marks=NEEDS_JAVA, id="coordinator-java"
@@ -124,7 +126,12 @@ def target(request: pytest.FixtureRequest) -> Target:
 def brokers(zk_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One broker with no initial rebalance delay, shared by this module's coordinator-mode tests."""
     with running_brokers(
-        zk_server.connect_string, 1, tmp_path_factory.mktemp("brokers"), topics=TOPICS
+        zk_server.connect_string,
+        1,
+        tmp_path_factory.mktemp("brokers"),
+        topics=TOPICS,
+        # the consumer variant's session and heartbeat are the brokers' (the members' classic ones)
+        extra_args=("--consumer-session-timeout-ms", "6000", "--consumer-heartbeat-interval-ms", "500"),
     ) as cluster:
         yield cluster
 
