@@ -31,6 +31,7 @@ from kafka.protocol.metadata import (
     FindCoordinatorRequest,
     MetadataRequest,
 )
+from kafka.protocol.producer import InitProducerIdRequest, ProduceRequest
 
 from ..group.coordinator import GroupCoordinator
 from ..group.errors import ErrorCode
@@ -42,8 +43,10 @@ from .replication import ReplicaManager
 #: overlaps what kafka-python 3.0 and librdkafka 2.x need (librdkafka's balanced consumer wants
 #: FindCoordinator/JoinGroup/SyncGroup/Heartbeat/LeaveGroup v0, OffsetCommit 1-2, OffsetFetch 1);
 #: the upper ends stop before topic ids in requests (Fetch 13, OffsetCommit/OffsetFetch 10) and
-#: KIP-848-only fields.
+#: KIP-848-only fields. Produce 3-11 and InitProducerId 0-4 are Kafka 3.9's record-batch-v2 range and
+#: the idempotent producer's (no transactions); ListOffsets 7 adds MAX_TIMESTAMP.
 API_VERSIONS: dict[int, tuple[int, int]] = {
+    ApiKey.Produce: (3, 11),
     ApiKey.Fetch: (4, 12),
     ApiKey.ListOffsets: (1, 7),
     ApiKey.Metadata: (0, 12),
@@ -57,9 +60,11 @@ API_VERSIONS: dict[int, tuple[int, int]] = {
     ApiKey.DescribeGroups: (0, 5),
     ApiKey.ListGroups: (0, 4),
     ApiKey.ApiVersions: (0, 4),
+    ApiKey.InitProducerId: (0, 4),
 }
 
 REQUEST_CLASSES: dict[int, Any] = {
+    ApiKey.Produce: ProduceRequest,
     ApiKey.Fetch: FetchRequest,
     ApiKey.ListOffsets: ListOffsetsRequest,
     ApiKey.Metadata: MetadataRequest,
@@ -73,6 +78,7 @@ REQUEST_CLASSES: dict[int, Any] = {
     ApiKey.DescribeGroups: DescribeGroupsRequest,
     ApiKey.ListGroups: ListGroupsRequest,
     ApiKey.ApiVersions: ApiVersionsRequest,
+    ApiKey.InitProducerId: InitProducerIdRequest,
 }
 
 #: Authorized-operations bitfields when the client did not ask (encoded as Kafka's ``Integer.MIN_VALUE``).
