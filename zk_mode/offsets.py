@@ -99,12 +99,18 @@ class ZkOffsets:
             self.positions[tp] = max(offset, 0)
         return Fetched(offsets, tuple(unreadable))
 
-    def commit(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        """Advance each partition's position by one and write those that differ from the checkpoint
-        (0.8.2's ``commitOffsets``, only changed offsets); returns what was written."""
+    def commit(
+        self, partitions: Iterable[TopicPartition], reached: dict[TopicPartition, int] | None = None
+    ) -> dict[TopicPartition, int]:
+        """Write each partition's position where it differs from the checkpoint (0.8.2's
+        ``commitOffsets``, only changed offsets); returns what was written. ``reached``: the
+        positions the member's records reached (partitions without one are skipped); None, when no
+        records flow: each position advances by one."""
         written: dict[TopicPartition, int] = {}
         for tp in sorted(partitions):
-            offset = self.positions.get(tp, 0) + 1
+            if reached is not None and tp not in reached:
+                continue
+            offset = reached[tp] if reached is not None else self.positions.get(tp, 0) + 1
             if self.checkpointed.get(tp) == offset:
                 continue
             self._write(self.paths.offset(*tp), str(offset).encode())
