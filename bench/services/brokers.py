@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from kafka.protocol.admin import DescribeGroupsRequest
+from kafka.protocol.metadata import MetadataRequest
 from kazoo.client import KazooClient
 
 from bench.services.catalog import write_catalogs
@@ -309,9 +310,35 @@ class BrokerCluster:
                 if b.proc is not None and b.proc.poll() is not None and b.id in running:
                     raise RuntimeError(f"broker {b.id} exited with {b.proc.returncode}:\n{b.log_tail()}")
             view = read_view(self.zk, self.zk_root)
-            return view if placement_settled(view, running, self.topics) else None
+            if not placement_settled(view, running, self.topics):
+                return None
+            return view if all(self._serves(b, view) for b in self.brokers if b.id in running) else None
 
-        return wait_until(ready, timeout, 0.1, "brokers to register and lead an even share of every topic")
+        return wait_until(
+            ready, timeout, 0.1, "brokers to register, lead an even share of every topic and all say so"
+        )
+
+    @staticmethod
+    def _serves(broker: BrokerProcess, view: ClusterView) -> bool:
+        """The broker's own Metadata names the leaders ZooKeeper records: each broker learns them
+        through its watches a moment after the controller writes them, and FindCoordinator answers
+        from that view (COORDINATOR_NOT_AVAILABLE until then)."""
+        try:
+            answer = send_request(broker.address, MetadataRequest(version=1, topics=None), timeout=5.0)
+        except OSError:
+            return False
+        served = {
+            (t.name, p.partition_index): p.leader_id
+            for t in answer.topics
+            if t.error_code == 0
+            for p in t.partitions
+            if p.error_code == 0
+        }
+        return all(
+            served.get((topic, p)) == state.leader
+            for topic, states in view.leaders.items()
+            for p, state in states.items()
+        )
 
     def stop(self) -> None:
         """Stop every broker (SIGTERM, then SIGKILL); idempotent."""
