@@ -68,6 +68,7 @@ def fetch(
     fcls = FetchRequest.FetchTopic
     request = FetchRequest(
         version=version,
+        cluster_id=None,
         replica_id=-1,
         max_wait_ms=max_wait_ms,
         min_bytes=min_bytes,

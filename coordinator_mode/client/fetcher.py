@@ -188,6 +188,7 @@ class Fetcher:
                 )
             )
         request = FetchRequest(
+            cluster_id=None,
             replica_id=-1,
             max_wait_ms=FETCH_MAX_WAIT_MS,
             min_bytes=FETCH_MIN_BYTES,
