@@ -91,7 +91,8 @@ class Producer:
 
     @property
     def done(self) -> bool:
-        return not self._thread.is_alive()
+        """Started and finished (its record count reached, or stopped)."""
+        return self._thread.ident is not None and not self._thread.is_alive()
 
     def acked(self) -> dict[int, list[int]]:
         """The offsets acknowledged so far, per partition."""
@@ -105,5 +106,6 @@ class Producer:
     def stop(self) -> None:
         """Stop sending, flush what was sent, close."""
         self._stop.set()
-        self._thread.join(60)
+        if self._thread.ident is not None:  # started
+            self._thread.join(60)
         self._producer.close(timeout=10)
