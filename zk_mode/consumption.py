@@ -87,6 +87,7 @@ class RecordsFetcher:
         self._positions: dict[TopicPartition, int | None] = {}  # owned -> position (None: reset)
         self._tokens: dict[TopicPartition, int] = {}
         self._seek: set[TopicPartition] = set()  # positions the consumer must be moved to
+        self._stopped: set[TopicPartition] = set()  # given up: positions kept for the last commit
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"records-{member_id}", daemon=True)
 
@@ -102,12 +103,14 @@ class RecordsFetcher:
                 self._positions[tp] = offset if offset >= 0 else None
                 self._tokens[tp] = self._tokens.get(tp, 0) + 1
                 self._seek.add(tp)
+                self._stopped.discard(tp)
 
     def stop_partitions(self, partitions: Iterable[TopicPartition]) -> None:
-        """Stop at once: nothing fetched or being processed for ``partitions`` counts any more."""
+        """Stop at once: nothing fetched or being processed for ``partitions`` counts any more; their
+        positions stay readable for the commit that follows."""
         with self._lock:
             for tp in partitions:
-                self._positions.pop(tp, None)
+                self._stopped.add(tp)
                 self._tokens[tp] = self._tokens.get(tp, 0) + 1
 
     def positions(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
@@ -146,12 +149,13 @@ class RecordsFetcher:
 
     def _round(self, consumer: KafkaConsumer) -> None:
         with self._lock:
-            owned = dict(self._positions)
+            owned = {tp: p for tp, p in self._positions.items() if tp not in self._stopped}
             tokens = dict(self._tokens)
             seek, self._seek = self._seek & set(owned), set()
         wanted = {KafkaTopicPartition(t, p) for t, p in owned}
         if wanted != consumer.assignment():
             consumer.assign(sorted(wanted))
+            seek = set(owned)  # assign() forgets every position: set them all again
         if not wanted:
             self._stop.wait(0.1)
             return
@@ -178,7 +182,7 @@ class RecordsFetcher:
             if self.settings.processing_ms:
                 time.sleep(self.settings.processing_ms * len(batch.offsets) / 1000)
             with self._lock:
-                if self._tokens.get(tp) != tokens[tp] or tp not in self._positions:
+                if self._tokens.get(tp) != tokens[tp] or tp in self._stopped:
                     continue  # given up meanwhile: not processed here
                 self.on_consumed(batch)  # the event, before the position moves past it
                 self._positions[tp] = batch.next_offset

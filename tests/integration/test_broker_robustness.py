@@ -325,7 +325,9 @@ def test_mutated_produce_and_fetch_requests(cluster: BrokerCluster, healthy_cons
     for _ in range(120):
         data = bytearray(rng.choice(frames))
         for _ in range(rng.randint(1, 4)):
-            i = rng.randrange(4, len(data))
+            i = rng.randrange(
+                18, len(data)
+            )  # past the header (size, key, version, correlation id, client id)
             data[i] = rng.randrange(256)
         outcome, answer = exchange(port, bytes(data))
         if outcome == "response":

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench.analysis.metrics.consumption import check_records, consumptions, handover_pauses, latencies_ms
+from bench.analysis.metrics.consumption import check_records, handover_pauses, latencies_ms
 from bench.experiment.groups import MemberGroup
 from bench.experiment.history import History
 from bench.services.members import MemberProcess
@@ -23,7 +23,6 @@ from tests.conftest import running_brokers, wait_until
 
 log = logging.getLogger(__name__)
 
-TOPIC = "flow"
 PARTITIONS = 4
 RECORDS = 10_000
 RATE = 2_000.0
@@ -35,14 +34,10 @@ def brokers(zk_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         zk_server.connect_string,
         2,
         tmp_path_factory.mktemp("flow"),
-        topics={TOPIC: PARTITIONS},
+        topics={topic_of(m, v): PARTITIONS for m, v, _ in TARGETS},  # one per test: its own records
         offsets_partitions=3,
     ) as cluster:
         yield cluster
-
-
-def consumed_count(history: History) -> int:
-    return sum(c.count for c in consumptions(history.snapshot()))
 
 
 #: (mode, variant, its own flags): every variant of ours that runs in Python.
@@ -55,12 +50,18 @@ TARGETS = [
 ]
 
 
-def connect_args(mode: str, brokers: Any, zk_server: Any, kazoo_client: Any, zk_root: str) -> list[str]:
+def topic_of(mode: str, variant: str) -> str:
+    return f"flow-{mode}-{variant}"
+
+
+def connect_args(
+    mode: str, topic: str, brokers: Any, zk_server: Any, kazoo_client: Any, zk_root: str
+) -> list[str]:
     if mode == "coordinator":
         return ["--bootstrap", brokers.bootstrap]
     from zk_mode.catalog import write_topics
 
-    write_topics(kazoo_client, zk_root, {TOPIC: PARTITIONS})
+    write_topics(kazoo_client, zk_root, {topic: PARTITIONS})
     return [
         *("--zk", zk_server.connect_string, "--zk-root", zk_root),
         *("--option", f"brokers_zk_root={brokers.zk_root}"),
@@ -78,19 +79,20 @@ def test_join_leave_and_kill_while_records_flow(
     variant: str,
     flags: tuple[str, ...],
 ) -> None:
+    topic = topic_of(mode, variant)
     args = [
-        *("--mode", mode, "--variant", variant, "--topic", TOPIC),
+        *("--mode", mode, "--variant", variant, "--topic", topic),
         *("--session-timeout-ms", "6000", "--heartbeat-interval-ms", "500"),
-        *connect_args(mode, brokers, zk_server, kazoo_client, zk_root),
+        *connect_args(mode, topic, brokers, zk_server, kazoo_client, zk_root),
         *flags,
         *("--option", "consume=true", "--option", "auto_commit_interval_ms=1000"),
         *("--option", "processing_ms=0.2"),
     ]
     group = MemberGroup(
-        f"flow-{uuid.uuid4().hex[:6]}", {TOPIC: PARTITIONS}, 1, args, History(), tmp_path, MemberProcess
+        f"flow-{uuid.uuid4().hex[:6]}", {topic: PARTITIONS}, 1, args, History(), tmp_path, MemberProcess
     )
     producer = Producer(
-        brokers.bootstrap, ProduceWorkload(TOPIC, RATE, record_bytes=64, keys=0, records=RECORDS)
+        brokers.bootstrap, ProduceWorkload(topic, RATE, record_bytes=64, keys=0, records=RECORDS)
     )
     try:
         first, second = group.spawn(2)
@@ -108,8 +110,11 @@ def test_join_leave_and_kill_while_records_flow(
         assert producer.failed == 0
         acked = producer.acked()
         assert sum(map(len, acked.values())) == RECORDS
+        produced = {(topic, p): offsets for p, offsets in acked.items()}
         wait_until(
-            lambda: consumed_count(group.history) >= RECORDS, 90, what="every record consumed by the survivor"
+            lambda: not check_records(group.history.snapshot(), produced).lost,
+            90,
+            what="every record consumed by the survivors",
         )
         assert third.terminate() == 0
     finally:
@@ -117,7 +122,7 @@ def test_join_leave_and_kill_while_records_flow(
         for proc in group.procs:
             proc.close()
     events = group.history.snapshot()
-    check = check_records(events, {(TOPIC, p): offsets for p, offsets in acked.items()})
+    check = check_records(events, produced)
     assert check.produced == RECORDS
     assert check.lost == [], check.summary()
     assert check.beyond_crash_bound == [], check.beyond_crash_bound[:10]

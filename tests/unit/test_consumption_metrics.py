@@ -53,7 +53,13 @@ def test_a_duplicate_after_a_graceful_leave_is_a_violation_and_a_gap_is_lost() -
 
 def test_crash_duplicates_within_the_bound_are_allowed() -> None:
     # a committed 5, processed to 9, then crashed (no `left`): b redoes 5-9.
-    events = [consumed("a", 1, 0, 9), committed("a", 0.5, 5), consumed("b", 8, 5, 12)]
+    events = [
+        consumed("a", 1, 0, 9),
+        committed("a", 0.5, 5),
+        consumed("b", 8, 5, 12),
+        committed("b", 8.5, 13),
+        ev(EventKind.LEFT, "b", 9),
+    ]
     check = check_records(events, {TP: range(13)})
     assert check.ok
     assert [o for _, o, _ in check.duplicates] == [5, 6, 7, 8, 9]
