@@ -22,6 +22,7 @@ COMMANDS = {
     "join-cost": "bench.experiment.joincost:join_cost",
     "member": "bench.services.member_host:member",
     "report": "bench.analysis.report.document:report",
+    "rtt-slopes": "bench.analysis.slopes:rtt_slopes",
     "run": "bench.experiment.runner:run",
     "scenarios": "bench.experiment.library:scenarios",
     "validate": "bench.experiment.library:validate",

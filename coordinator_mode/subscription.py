@@ -9,12 +9,19 @@ with kafka-python and librdkafka consumers.
 ``sticky`` carries the member's previous assignment in the subscription's user data as
 ``StickyAssignorUserData`` (KIP-54), which is how an eager sticky leader learns who owned what: an
 eager member has revoked everything before it rejoins, so ``owned_partitions`` would be empty.
+
+``cooperative-sticky`` (KIP-429) is written as the Java consumer 3.9 writes it
+(``ConsumerCoordinator.metadata``, ``ConsumerProtocol.serializeSubscription``): version 3, with the
+partitions the member still owns in ``owned_partitions`` and their generation in ``generation_id``,
+and ``CooperativeStickyAssignor.subscriptionUserData``'s user data, the same generation as one
+int32, which a leader reading only version 1 takes it from (``CooperativeStickyAssignor.memberData``).
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import struct
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +34,7 @@ from kafka.protocol.consumer.metadata import (
 )
 
 from group_api import TopicPartition
+from group_api.assignors import COOPERATIVE_STICKY
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +45,11 @@ PROTOCOL_TYPE: str = ConsumerProtocolType
 #: trailing fields, so writing the oldest keeps all members able to parse us.
 SUBSCRIPTION_VERSION = 0
 ASSIGNMENT_VERSION = 0
+#: What Kafka 3.9 writes (``ConsumerProtocolSubscription`` v3: owned partitions, generation, rack);
+#: a cooperative subscription needs v1+ for ``owned_partitions``.
+COOPERATIVE_SUBSCRIPTION_VERSION = 3
+#: ``CooperativeStickyAssignor``'s user data: ``{generation: int32}``.
+_GENERATION = struct.Struct(">i")
 
 
 @dataclass(frozen=True)
@@ -61,7 +74,21 @@ def encode_subscription(
     previous: Iterable[TopicPartition] | None = None,
     generation: int = -1,
 ) -> bytes:
-    """JoinGroup metadata for ``assignor``; ``previous`` is only carried for ``sticky``."""
+    """JoinGroup metadata for ``assignor``; ``previous`` is only carried for ``sticky`` (user data)
+    and ``cooperative-sticky`` (``owned_partitions``)."""
+    if assignor == COOPERATIVE_STICKY:
+        sub = ConsumerProtocolSubscription(
+            version=COOPERATIVE_SUBSCRIPTION_VERSION,
+            topics=sorted(topics),
+            user_data=_GENERATION.pack(generation),
+            owned_partitions=[
+                ConsumerProtocolSubscription.TopicPartition(topic=t, partitions=ps)
+                for t, ps in _by_topic(previous or ())
+            ],
+            generation_id=generation,
+            rack_id=None,
+        )
+        return bytes(sub.encode())
     user_data: bytes | None = None
     if assignor == "sticky" and previous is not None:
         user_data = bytes(StickyAssignorUserData(_by_topic(previous), generation).encode())
@@ -99,7 +126,10 @@ def decode_subscription(data: bytes) -> Subscription:
         previous = tuple((tp.topic, int(p)) for tp in owned for p in tp.partitions)
         if sub.version >= 2:
             generation = int(sub.generation_id)
-    elif sub.user_data:
+        elif sub.user_data and len(sub.user_data) == _GENERATION.size:
+            (generation,) = _GENERATION.unpack(bytes(sub.user_data))  # a v1 cooperative member
+    elif sub.user_data and len(sub.user_data) != _GENERATION.size:
+        # 4 bytes: a cooperative member's generation, and it owns nothing
         previous, generation = _decode_sticky_user_data(bytes(sub.user_data))
     return Subscription(tuple(sub.topics), tuple(sorted(previous)), generation)
 

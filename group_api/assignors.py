@@ -17,6 +17,11 @@ group protocol, never from the assignor. Each function takes ``member_id -> subs
   member) stays put unless balance forces it away. With identical subscriptions exactly the fewest
   partitions move; with differing ones that is best effort (greedy, as in Kafka). Ties are broken by
   member id and partition, so the same input always gives the same output.
+* ``cooperative-sticky`` (Kafka ``CooperativeStickyAssignor``, KIP-429): ``sticky``'s target, less
+  every partition another member still owns; those are withheld for one round, their owners revoke
+  them and rejoin, and the next round places them (see :func:`cooperative_sticky_assign`). Only the
+  COOPERATIVE rebalance protocol runs it (``coordinator/cooperative``), so it is not one of the
+  eager names every mode accepts (:data:`group_api.config.ASSIGNOR_NAMES`).
 """
 
 from __future__ import annotations
@@ -159,11 +164,73 @@ def _best_move(
     return None if best is None else best[1:]
 
 
+def _claims(
+    topics: Mapping[str, set[str]], counts: PartitionCounts, owned: Previous | None
+) -> dict[TopicPartition, set[str]]:
+    """Every existing partition and the present members that say they own it (subscribed or not:
+    a member owns what it owns until it revokes it)."""
+    claims: dict[TopicPartition, set[str]] = {}
+    for member, parts in (owned or {}).items():
+        if member not in topics:
+            continue
+        for topic, p in parts:
+            if 0 <= p < counts.get(topic, 0):
+                claims.setdefault((topic, int(p)), set()).add(member)
+    return claims
+
+
+def _newest_claims(
+    claims: Mapping[TopicPartition, set[str]], generations: Mapping[str, int] | None
+) -> dict[str, list[TopicPartition]]:
+    """Who keeps a claimed partition, as ``AbstractStickyAssignor.allSubscriptionsEqual`` (Kafka 3.9)
+    decides: the claimant of the newest generation; two of that generation invalidate the claim,
+    and nobody keeps it."""
+    gens = generations or {}
+    kept: dict[str, list[TopicPartition]] = {}
+    for tp, members in sorted(claims.items()):
+        newest = max(gens.get(m, -1) for m in members)
+        top = [m for m in members if gens.get(m, -1) == newest]
+        if len(top) == 1:
+            kept.setdefault(top[0], []).append(tp)
+    return kept
+
+
+def cooperative_sticky_assign(
+    subscriptions: Subscriptions,
+    partitions_per_topic: PartitionCounts,
+    previous: Previous | None = None,
+    generations: Mapping[str, int] | None = None,
+) -> AssignmentMap:
+    """Kafka 3.9's ``CooperativeStickyAssignor.assignPartitions``: the sticky target, then
+    ``adjustAssignment``.
+
+    ``previous`` is each member's ``owned_partitions`` (ConsumerProtocol subscription v1+) and
+    ``generations`` the generation each was owned in (subscription v2+ ``generation_id``, or the
+    assignor's user data; -1 unknown). The target is :func:`sticky_assign` over the claims each
+    member keeps (:func:`_newest_claims`). Then every partition the target gives to a member while
+    another present member claims it is withheld (``partitionsTransferringOwnership``): that owner
+    sees it missing from its assignment, revokes it and rejoins, and the next round, where nobody
+    claims it, gives it to its new owner. So no partition is ever assigned to a member while
+    another still owns it. Doubly claimed partitions are withheld from whoever gets them, as
+    ``ConstrainedAssignmentBuilder`` does (``partitionsWithMultiplePreviousOwners``).
+    """
+    topics = _topics_by_member(subscriptions, partitions_per_topic)
+    claims = _claims(topics, partitions_per_topic, previous)
+    target = sticky_assign(subscriptions, partitions_per_topic, _newest_claims(claims, generations))
+    return {
+        member: [tp for tp in parts if claims.get(tp, {member}) == {member}]
+        for member, parts in target.items()
+    }
+
+
 ASSIGNORS: dict[str, Callable[..., AssignmentMap]] = {
     "range": range_assign,
     "roundrobin": roundrobin_assign,
     "sticky": sticky_assign,
 }
+
+#: Kafka's ``CooperativeStickyAssignor.COOPERATIVE_STICKY_ASSIGNOR_NAME``.
+COOPERATIVE_STICKY = "cooperative-sticky"
 
 
 def assign(
@@ -171,8 +238,13 @@ def assign(
     subscriptions: Subscriptions,
     partitions_per_topic: PartitionCounts,
     previous: Previous | None = None,
+    generations: Mapping[str, int] | None = None,
 ) -> AssignmentMap:
-    """Run the assignor Kafka calls ``name`` (its ``partition.assignment.strategy`` name)."""
+    """Run the assignor Kafka calls ``name`` (its ``partition.assignment.strategy`` name);
+    ``generations`` (each member's, for its ``previous``) only matter to ``cooperative-sticky``."""
+    if name == COOPERATIVE_STICKY:
+        return cooperative_sticky_assign(subscriptions, partitions_per_topic, previous, generations)
     if name not in ASSIGNORS:
-        raise ConfigError(f"assignor: expected one of {', '.join(ASSIGNORS)}, got {name!r}")
+        names = ", ".join([*ASSIGNORS, COOPERATIVE_STICKY])
+        raise ConfigError(f"assignor: expected one of {names}, got {name!r}")
     return ASSIGNORS[name](subscriptions, partitions_per_topic, previous)

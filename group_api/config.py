@@ -43,7 +43,7 @@ class MemberConfig:
         default=None,
         metadata={
             "help": "The mode's variant: zk: chain (default), herd, selfbalance, setpartitioner, curator (Java); "
-            "coordinator: classic (default), java (Kafka's Java consumer)."
+            "coordinator: classic (default), cooperative (KIP-429, cooperative-sticky), java (Kafka's Java consumer)."
         },
     )
     assignor: str = field(

@@ -1,11 +1,21 @@
 """A KazooClient that counts what it asks of ZooKeeper, by kind.
 
 Every request passes through ``KazooClient._call``, so counting there sees the recipes' calls
-(kazoo's ``SetPartitioner``, ``Lock``, ``ensure_path``) as well as ours. Reads are get, get_children
-and exists; writes are create, set, delete and multi (a multi also counts its operations); a
+(kazoo's ``SetPartitioner``, ``Lock``, ``ensure_path``) as well as ours, synchronous or pipelined
+(``*_async``). ``requests`` counts what went on the wire, one per call: a ``multi`` is one request
+(one round trip). Reads are get, get_children and exists; writes are create, set and delete, and a
+``multi`` counts each of its operations under its kind (``check`` included, as the server counts
+every op of a multi), so ``writes`` are the znode changes asked for whether they went one by one or
+in one transaction; ``multi`` and ``multi_ops`` count the transactions and their operations. A
 request that carries a watcher sets a watch; a watcher's callback firing is a watch event received.
 Pings and session setup do not pass through ``_call`` and are not counted here: the server's
 ``mntr`` readings carry those.
+
+A request made while the connection is down fails at once with ``ConnectionLoss`` instead of
+waiting in kazoo's queue for a reconnection: kazoo's synchronous calls have no timeout, so a member
+worker that asked ZooKeeper anything during a partition (its commit timer fires every second) stayed
+blocked until the network healed, behind the SUSPENDED notice that tells it to stop acting as owner.
+Meanwhile its session expired and others took its partitions: double ownership.
 """
 
 from __future__ import annotations
@@ -16,10 +26,11 @@ from collections.abc import Callable
 from typing import Any
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import ConnectionLoss
 from kazoo.protocol import serialization as s
+from kazoo.protocol.states import KeeperState
 
 _READS = (s.GetData, s.GetChildren, s.GetChildren2, s.Exists)
-_WRITES = (s.Create, s.Create2, s.SetData, s.Delete, s.Transaction)
 _KIND = {
     s.GetData: "get",
     s.GetChildren: "get_children",
@@ -29,7 +40,7 @@ _KIND = {
     s.Create2: "create",
     s.SetData: "set",
     s.Delete: "delete",
-    s.Transaction: "multi",
+    s.CheckVersion: "check",
 }
 
 
@@ -44,18 +55,30 @@ class CountingKazooClient(KazooClient):
         self._wrapped: dict[Callable[..., Any], Callable[..., Any]] = {}
 
     def _call(self, request: Any, async_object: Any) -> Any:
-        kind = _KIND.get(type(request))
-        if kind is not None:
+        if self._state == KeeperState.CONNECTING and self._session_id is not None:
+            # Disconnected inside a session (not the first connect): fail fast, never queue.
+            async_object.set_exception(ConnectionLoss("not connected to ZooKeeper"))
+            return False
+        is_multi = isinstance(request, s.Transaction)
+        if is_multi or type(request) in _KIND:
             with self._count_lock:
-                self._counts[kind] += 1
-                self._counts["reads" if isinstance(request, _READS) else "writes"] += 1
-                if isinstance(request, s.Transaction):
+                self._counts["requests"] += 1
+                if is_multi:
+                    self._counts["multi"] += 1
                     self._counts["multi_ops"] += len(request.operations)
+                for op in request.operations if is_multi else (request,):
+                    self._count_op(op)
                 watcher = getattr(request, "watcher", None)
                 if watcher is not None:
                     self._counts["watches_set"] += 1
                     request = request._replace(watcher=self._wrap(watcher))
         return super()._call(request, async_object)
+
+    def _count_op(self, op: Any) -> None:
+        kind = _KIND.get(type(op))
+        if kind is not None:
+            self._counts[kind] += 1
+            self._counts["reads" if isinstance(op, _READS) else "writes"] += 1
 
     def _wrap(self, watcher: Callable[..., Any]) -> Callable[..., Any]:
         wrapped = self._wrapped.get(watcher)
@@ -70,8 +93,8 @@ class CountingKazooClient(KazooClient):
         return wrapped
 
     def counts(self) -> dict[str, int]:
-        """Cumulative counts: reads, writes, watches_set, watch_events and per call kind."""
+        """Cumulative counts: requests, reads, writes, watches_set, watch_events and per kind."""
         with self._count_lock:
-            out = {k: 0 for k in ("reads", "writes", "watches_set", "watch_events")}
+            out = {k: 0 for k in ("requests", "reads", "writes", "watches_set", "watch_events")}
             out.update(self._counts)
             return out

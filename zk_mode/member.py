@@ -1,5 +1,8 @@
 """ZkMember: what every zk_mode variant shares — the kazoo session, one worker, ownership claims.
 
+Over 500 lines because the claims' hand-over (one multi, its fallback, the probes) lives beside the
+worker whose state it changes; split apart, each half would reach into the other's fields.
+
 Threading: kazoo calls watchers and state listeners on its own threads, which must never block.
 They only enqueue a task; one worker thread per member runs tasks in order (Kafka 0.8's consumer had
 the same single "watcher executor"), so a member's view of the group is never touched concurrently.
@@ -16,10 +19,14 @@ Session handling, as a careful kazoo user does it:
 
 Ownership hand-over (chain, herd, selfbalance): a member owns a partition only while it holds the
 ephemeral znode ``owners/<topic>-<partition>``; ZooKeeper's create is the mutual exclusion. A member
-deletes the claims it gives up before announcing nothing else, and a member that finds a claim still
-held sets an ``exists`` watch on it and retries when it is deleted. Cost per moved partition: one
-delete by the old owner and one create by the new one; a collision adds one exists (with a watch),
-one watch notification and one more create.
+moves its ownership in one ``multi`` (:meth:`ZkMember._move_claims`): the deletes of the claims it
+gives up and the creates of its new ones, one round trip whatever the number of partitions. When a
+claim is still held by its previous owner the multi changes nothing, and the member does each step
+on its own, pipelined: the deletes, the creates, and a ``get`` with a watch on each claim still
+held, retried when its owner deletes it. Cost per moved partition: one delete by the old owner and
+one create by the new one (as ops of a multi); a collision adds the failed multi's ops, one more
+create, one get (with a watch) and, unless the claim was released meanwhile, one watch notification. A graceful leave deletes the member's claims
+and its registration in one multi.
 
 Offsets, as Kafka 0.8.2's ``ZookeeperConsumerConnector`` with ``auto.commit.enable`` (its default):
 every variant commits the offsets of the partitions it owns to ZooKeeper (:mod:`zk_mode.offsets`)
@@ -59,7 +66,8 @@ from kazoo.exceptions import (
     SessionExpiredError,
 )
 from kazoo.handlers.threading import KazooTimeoutError
-from kazoo.protocol.states import KazooState
+from kazoo.interfaces import IAsyncResult
+from kazoo.protocol.states import KazooState, WatchedEvent
 from kazoo.retry import KazooRetry
 
 from group_api import (
@@ -81,6 +89,7 @@ from .consumption import DEFAULT_BROKERS_ZK_ROOT, RecordsFetcher, brokers_from_z
 from .counting import CountingKazooClient
 from .offsets import ZkOffsets
 from .paths import GroupPaths
+from .pipeline import gather, value
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +191,11 @@ class ZkMember(GroupMember):
         self._stopping = threading.Event()
         self._left = threading.Event()
         self._claims: set[TopicPartition] = set()  # owner znodes this session holds
+        #: partitions of our target whose previous owner is another member still in the group
+        #: (variants with a published decision fill it), and those of them we probed already
+        self._handed_from: dict[TopicPartition, str] = {}
+        self._probed: set[TopicPartition] = set()
+        self._released: set[TopicPartition] = set()  # probed, and its watch said released
         self._owned: set[TopicPartition] = set()  # what we announced as owned (assigned - revoked)
         self._target: tuple[int | None, frozenset[TopicPartition], str | None] | None = None
         self._suspended = False
@@ -315,6 +329,9 @@ class ZkMember(GroupMember):
             self._revoke(self._owned, reason="session_lost")
             self.offsets.forget(set(self.offsets.positions))
             self._claims.clear()
+            self._handed_from.clear()
+            self._probed.clear()
+            self._released.clear()
             self._target = None
             self.generation = None
             self.state = MemberState.REBALANCING
@@ -331,8 +348,9 @@ class ZkMember(GroupMember):
     def _task_join(self) -> None:
         self._join()
 
-    def _task_claim(self) -> None:
+    def _task_claim(self, path: str) -> None:
         # A claim we waited for was released: try the current target again.
+        self._released.update(tp for tp in self._handed_from if self.paths.owner(*tp) == path)
         if self._target is not None:
             self._apply(*self._target)
 
@@ -355,7 +373,9 @@ class ZkMember(GroupMember):
                     self.config.zk_hosts,
                 )
                 return
-            self._release(self._claims)
+            # Claims and registration in one multi: the group sees us gone with our claims released.
+            registration = self._registration()
+            self._move_claims(self._claims, (), also_delete=[registration] if registration else [])
             self._leave_group()
         except KazooException:
             log.warning(
@@ -381,8 +401,13 @@ class ZkMember(GroupMember):
         if self._target is not None:
             self._apply(*self._target)
 
+    def _registration(self) -> str | None:
+        """Our registration znode, which a graceful leave deletes with our claims (the variant knows
+        where it is); None when the variant leaves through its recipe (:meth:`_leave_group`)."""
+        return None
+
     def _leave_group(self) -> None:
-        """Remove our registration (the variant knows where it is)."""
+        """What leaving takes besides deleting :meth:`_registration`."""
 
     # -- ownership -----------------------------------------------------------------------------
 
@@ -396,8 +421,7 @@ class ZkMember(GroupMember):
         if self._suspended:
             return False
         self._give_up(self._owned - target, reason="rebalance")
-        self._release(self._claims - target)
-        waiting = [tp for tp in sorted(target - self._claims) if not self._claim(tp)]
+        waiting = self._move_claims(self._claims - target, target - self._claims)
         if waiting:
             log.debug("%s: waiting for %d claims of generation %s", self.member_id, len(waiting), generation)
             return False
@@ -481,28 +505,107 @@ class ZkMember(GroupMember):
 
     # -- claims ----------------------------------------------------------------------------------
 
-    def _claim(self, tp: TopicPartition) -> bool:
-        path = self.paths.owner(*tp)
-        while True:
-            try:
-                self.client.create(path, self.member_id.encode(), ephemeral=True, makepath=True)
-                self._claims.add(tp)
-                return True
-            except NodeExistsError:
-                # Still held by its previous owner: wait for the delete, then try again.
-                if self.client.exists(path, watch=self._claim_released) is not None:
-                    return False
+    def _move_claims(
+        self,
+        release: Iterable[TopicPartition],
+        claim: Iterable[TopicPartition],
+        also_delete: Iterable[str] = (),
+    ) -> list[TopicPartition]:
+        """Delete the claims we give up (and ``also_delete``) and create the new ones in one
+        ``multi``: one round trip. Returns the claims still held by their previous owner, each
+        watched (:meth:`_claim_released` retries them).
 
-    def _claim_released(self, event: Any) -> None:
-        self.submit("claim")
+        A claim whose previous owner is still in the group (:attr:`_handed_from`, from the decision)
+        is probed instead, pipelined behind the multi: a ``get`` with a watch, which finds it gone
+        (claimed at once, in one more multi) or sets the watch that its owner's release fires. The
+        multi is all or nothing: when a claim is held all the same (or a release is already gone)
+        nothing happens, and each step goes on its own, pipelined: the deletes (one round trip), the
+        creates (one), a probe of each one still held (one).
+        """
+        release, also_delete = sorted(release), sorted(also_delete)
+        handed = sorted(tp for tp in claim if tp in self._handed_from and tp not in self._probed)
+        # Probed and still held: the watch says when, so no call until then.
+        held = {tp for tp in claim if tp in self._probed and tp not in self._released}
+        free = sorted(set(claim) - set(handed) - held)
+        sent = self._send_moves(release, free, also_delete)
+        probes = [self.client.get_async(self.paths.owner(*tp), watch=self._claim_released) for tp in handed]
+        waiting = self._settle_moves(sent, release, free, also_delete)
+        self._probed.update(handed)
+        answers = gather(probes)
+        gone = [tp for tp, answer in zip(handed, answers, strict=True) if isinstance(answer, NoNodeError)]
+        for answer in answers:
+            if not isinstance(answer, NoNodeError):
+                value(answer)
+        waiting += [tp for tp in handed if tp not in gone] + sorted(held)
+        return waiting + self._settle_moves(self._send_moves([], gone, []), [], gone, [])
+
+    def _send_moves(
+        self, release: list[TopicPartition], claim: list[TopicPartition], also_delete: list[str]
+    ) -> IAsyncResult | None:
+        """Send the multi of :meth:`_move_claims` without waiting for its answer (None: no change)."""
+        if not (release or claim or also_delete):
+            return None
+        tx = self.client.transaction()
+        for tp in release:
+            tx.delete(self.paths.owner(*tp))
+        for path in also_delete:
+            tx.delete(path)
+        for tp in claim:
+            tx.create(self.paths.owner(*tp), self.member_id.encode(), ephemeral=True)
+        return tx.commit_async()
+
+    def _settle_moves(
+        self,
+        sent: IAsyncResult | None,
+        release: list[TopicPartition],
+        claim: list[TopicPartition],
+        also_delete: list[str],
+    ) -> list[TopicPartition]:
+        """The answer of :meth:`_send_moves`, and the fallback when the multi changed nothing."""
+        if sent is None:
+            return []
+        if not any(isinstance(r, Exception) for r in value(gather([sent])[0])):
+            self._claims.difference_update(release)
+            self._claims.update(claim)
+            return []
+        deletes = [self.paths.owner(*tp) for tp in release] + also_delete
+        for answer in gather(self.client.delete_async(path) for path in deletes):
+            if not isinstance(answer, NoNodeError):
+                value(answer)
+        self._claims.difference_update(release)
+        return self._claim_each(claim)
+
+    def _claim_each(self, claims: list[TopicPartition]) -> list[TopicPartition]:
+        """Create each claim (pipelined); watch those still held by someone else."""
+        waiting: list[TopicPartition] = []
+        while claims:
+            paths = [self.paths.owner(*tp) for tp in claims]
+            created = gather(
+                self.client.create_async(p, self.member_id.encode(), ephemeral=True, makepath=True)
+                for p in paths
+            )
+            held = []
+            for tp, answer in zip(claims, created, strict=True):
+                if isinstance(answer, NodeExistsError):
+                    held.append(tp)
+                else:
+                    value(answer)
+                    self._claims.add(tp)
+            # A get, not an exists: on a znode already gone it sets no watch (an exists would, and
+            # our own create would fire it).
+            probes = gather(
+                self.client.get_async(self.paths.owner(*tp), watch=self._claim_released) for tp in held
+            )
+            gone = [isinstance(probe, NoNodeError) or value(probe) is None for probe in probes]
+            waiting += [tp for tp, released in zip(held, gone, strict=True) if not released]
+            claims = [tp for tp, released in zip(held, gone, strict=True) if released]  # again
+        return waiting
+
+    def _claim_released(self, event: WatchedEvent) -> None:
+        self.submit("claim", event.path)
 
     def _release(self, partitions: Iterable[TopicPartition]) -> None:
-        for tp in sorted(partitions):
-            try:
-                self.client.delete(self.paths.owner(*tp))
-            except NoNodeError:
-                pass
-            self._claims.discard(tp)
+        self._move_claims(set(partitions) & self._claims, ())
 
     def _revoke(self, partitions: Iterable[TopicPartition], reason: str) -> None:
         partitions = set(partitions) & self._owned

@@ -12,6 +12,9 @@ holding the offset as a decimal string; here it lives under the member's ``zk_ro
 * ``ZKRebalancerListener.addPartitionTopicInfo``: the offset a new owner read counts as checkpointed,
   so its next commit writes only what moved.
 
+Both are pipelined (:mod:`zk_mode.pipeline`): a commit or a read-back of any number of
+partitions costs one round trip (a commit one more for znodes not created yet).
+
 When the member commits (every ``auto_commit_interval_ms``, before giving partitions up, on a graceful
 leave) and reads back (before it reports new partitions assigned) is the member's business
 (:mod:`zk_mode.member`); this class keeps the checkpoint and does the ZooKeeper calls. No records flow
@@ -35,6 +38,7 @@ from kazoo.exceptions import NodeExistsError, NoNodeError
 from group_api.events import TopicPartition
 
 from .paths import GroupPaths
+from .pipeline import gather, value
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +77,18 @@ class ZkOffsets:
     checkpointed: dict[TopicPartition, int] = field(default_factory=dict)
 
     def fetch(self, partitions: Iterable[TopicPartition]) -> Fetched:
-        """Read the stored offsets of ``partitions`` (one ``get`` each) and resume from them."""
+        """Read the stored offsets of ``partitions`` (one ``get`` each, pipelined: one round trip)
+        and resume from them."""
         offsets: dict[TopicPartition, int] = {}
         unreadable: list[str] = []
-        for tp in sorted(partitions):
+        tps = sorted(partitions)
+        answers = gather(self.client.get_async(self.paths.offset(*tp)) for tp in tps)
+        for tp, answer in zip(tps, answers, strict=True):
             path = self.paths.offset(*tp)
-            try:
-                raw, _ = self.client.get(path)
-            except NoNodeError:
+            if isinstance(answer, NoNodeError):
                 offsets[tp] = NO_OFFSET
                 continue
+            raw, _ = value(answer)
             offset = parse_offset(raw)
             if offset is None:
                 log.error(
@@ -103,20 +109,21 @@ class ZkOffsets:
         self, partitions: Iterable[TopicPartition], reached: dict[TopicPartition, int] | None = None
     ) -> dict[TopicPartition, int]:
         """Write each partition's position where it differs from the checkpoint (0.8.2's
-        ``commitOffsets``, only changed offsets); returns what was written. ``reached``: the
-        positions the member's records reached (partitions without one are skipped); None, when no
-        records flow: each position advances by one."""
+        ``commitOffsets``, only changed offsets), pipelined: one round trip, one more for the znodes
+        that do not exist yet; returns what was written. ``reached``: the positions the member's
+        records reached (partitions without one are skipped); None, when no records flow: each
+        position advances by one."""
         written: dict[TopicPartition, int] = {}
         for tp in sorted(partitions):
             if reached is not None and tp not in reached:
                 continue
             offset = reached[tp] if reached is not None else self.positions.get(tp, 0) + 1
-            if self.checkpointed.get(tp) == offset:
-                continue
-            self._write(self.paths.offset(*tp), str(offset).encode())
+            if self.checkpointed.get(tp) != offset:
+                written[tp] = offset
+        self._write({self.paths.offset(*tp): str(o).encode() for tp, o in written.items()})
+        for tp, offset in written.items():
             self.positions[tp] = offset
             self.checkpointed[tp] = offset
-            written[tp] = offset
         return written
 
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
@@ -125,12 +132,20 @@ class ZkOffsets:
             self.positions.pop(tp, None)
             self.checkpointed.pop(tp, None)
 
-    def _write(self, path: str, data: bytes) -> None:
-        """0.8's ``ZkUtils.updatePersistentPath``: set, or create with the parents if missing."""
-        try:
-            self.client.set(path, data)
-        except NoNodeError:
-            try:
-                self.client.create(path, data, makepath=True)
-            except NodeExistsError:  # created meanwhile (a previous owner): set it after all
-                self.client.set(path, data)
+    def _write(self, data: dict[str, bytes]) -> None:
+        """0.8's ``ZkUtils.updatePersistentPath`` for each znode: set, or create with the parents if
+        missing; every step pipelined."""
+        paths = sorted(data)
+        answers = gather(self.client.set_async(p, data[p]) for p in paths)
+        missing = [p for p, a in zip(paths, answers, strict=True) if isinstance(a, NoNodeError)]
+        for a in answers:
+            if not isinstance(a, NoNodeError):
+                value(a)
+        created = gather(self.client.create_async(p, data[p], makepath=True) for p in missing)
+        # Created meanwhile (a previous owner): set it after all.
+        raced = [p for p, a in zip(missing, created, strict=True) if isinstance(a, NodeExistsError)]
+        for a in created:
+            if not isinstance(a, NodeExistsError):
+                value(a)
+        for a in gather(self.client.set_async(p, data[p]) for p in raced):
+            value(a)

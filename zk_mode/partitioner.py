@@ -10,6 +10,13 @@ The wrapper only translates states into events: ACQUIRED -> read the offsets bac
 RELEASE -> commit the owned offsets, ``revoked``, then ``release_set()`` (offsets as
 :mod:`zk_mode.member` says, around the recipe: it knows nothing of them). The recipe has no generation, so the wrapper uses the party's ``cversion``
 at acquisition (one ``exists`` per acquisition, counted like every other call).
+
+Round trips: the recipe's own, which this wrapper does not change. Every member gives back its locks
+one by one (one delete each) and takes its new share one lock after another (``Lock.acquire``: an
+``ensure_path`` exists, a sequential create and a ``get_children``: 3 each), after the party held
+still for ``time_boundary``; so a rebalance's critical path grows with the share, about
+3·⌈P/N⌉ + ⌈P/(N-1)⌉ round trips plus the detection and the joiner's handshake
+(:func:`bench.model.zookeeper.setpartitioner_round_trips`).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ member owns nothing from the pause until its first ownership event after the res
     assignment, checked just before each action and at the end of the run - every partition is
     owned. ``not_stable_at_end``: live members had not settled when the run stopped.
 ``multiple_leaders``
-    Leader variants (zk chain and herd, coordinator classic): members name at most one leader per
+    Leader variants (zk chain and herd, coordinator classic and cooperative): members name at most one leader per
     generation (``leader`` on ``assigned`` and ``leader_elected``), and at most one member computes
     the assignment of a generation (``assignment_computed``). ``no_leader``: the generation the group
     converged on at the end, with no leader named.
@@ -46,6 +46,8 @@ from group_api import EventKind, TopicPartition
 #: (mode, variant) pairs in which one member leads each generation.
 LEADER_VARIANTS = frozenset(
     {("zk", "chain"), ("zk", "herd"), ("zk", "curator"), ("coordinator", "classic"), ("coordinator", "java")}
+    # KIP-429's cooperative rebalancing keeps the classic protocol's leader
+    | {("coordinator", "cooperative")}
     # real Kafka serving classic members: the coordinator elects one leader per generation (KIP-848's
     # consumer protocol has none: the broker assigns)
     | {(KAFKA_MODE, name) for name, t in KAFKA_TARGETS.items() if t.member_protocol == "classic"}

@@ -26,6 +26,7 @@ from bench.backends.samples import broker_sample, jolokia_sample, zk_sample
 from bench.experiment.history import History
 from bench.services.kafka_config import KAFKA_MODE, KafkaSettings, kafka_target
 from bench.services.members import MemberProcess
+from bench.services.mntr import namespace_of, wait_quiet
 from bench.services.proxy import links_meant
 from bench.services.zookeeper import ZooKeeperEnsemble
 
@@ -72,9 +73,21 @@ class LocalTopology:
                     advertise=self._broker_proxy if self.proxied else None,
                 )
                 self.broker_cluster.start()
+            if self.brokers:
+                self._wait_brokers_quiet()
         except BaseException:
             self.stop()
             raise
+
+    def _wait_brokers_quiet(self, timeout: float = 30.0) -> None:
+        """Until the brokers' own start-up in ZooKeeper is over (our controller re-reads the
+        cluster's metadata after the last registration settles): the run's first episode measures
+        the group's cold start, not the cluster's, on our brokers as on Kafka's."""
+        if self.kafka is not None and self.kafka.kraft:
+            return  # no ZooKeeper
+        root = self.broker_cluster.chroot if self.kafka is not None else self.broker_cluster.zk_root
+        servers = [("127.0.0.1", s.client_port) for s in self.ensemble.servers]
+        wait_quiet(servers, namespace_of(root), quiet_s=0.5, timeout=timeout)
 
     def _start_kafka(self) -> None:
         from bench.services.kafka import KafkaCluster
@@ -167,7 +180,7 @@ class LocalTopology:
                     out.append(sample)
         elif self.broker_cluster is not None:
             mono, wall = time.monotonic_ns(), time.time()
-            for broker_id, stats in self.broker_cluster.stats().items():
+            for broker_id, stats in self.broker_cluster.stats(fresh=True).items():
                 if stats:
                     out.append(broker_sample(broker_id, stats, mono, wall))
         return out
@@ -175,7 +188,9 @@ class LocalTopology:
     # -- faults (the local backend) --------------------------------------------------------------
 
     def coordinator_for(self, group: str) -> int:
-        broker = self.broker_cluster.coordinator_for(group)
+        # FindCoordinator, on our brokers as on Kafka's: no ZooKeeper reads of the harness's own in
+        # the brokers' namespace (a ZooKeeper view of the cluster is about 60 reads).
+        broker = self.broker_cluster.find_coordinator(group)
         if broker is None:
             raise RuntimeError(f"group {group} has no live coordinator")
         return broker.id

@@ -3,7 +3,9 @@
 Two scenarios from the library: ``demo`` (a group of eight through cold start, scale out, a member
 crash and a leader crash, under the ``fast`` profile, in both modes and every zk_mode variant) and
 ``cold-start`` under ``kafka-defaults`` for the coordinator and the chain variant, which shows
-the broker's initial rebalance delay. ``demo`` also lists real Kafka 3.9 (``kafka/3.9-classic``, our
+the broker's initial rebalance delay; and ``demo-sweep``, one join into 4, 16 and 64 members for the
+coordinator, chain and herd under ``fast``, so the report draws how each design's coordination
+ledger grows with the group. The headline table is the ledger's, the latency table follows it. ``demo`` also lists real Kafka 3.9 (``kafka/3.9-classic``, our
 members on it) as the reference row; where its jars are not built (no Java 17 or Maven) it is left
 out with the reason, as ``run`` does. One repetition each: the demo shows the shape of the answer
 in a few minutes; ``rebalance-lab run`` with repetitions gives confidence intervals.
@@ -21,7 +23,7 @@ import pandas as pd
 
 from bench.analysis.report.document import write_report
 from bench.analysis.report.load import Results, load_results
-from bench.analysis.report.tables import QUANTITIES, TIMING_HEADER, summary_table
+from bench.analysis.report.tables import QUANTITIES, TIMING_HEADER, ledger_table, summary_table
 from bench.backends import TARGETS, TargetError, backend_for, check_target
 from bench.experiment.history import RunState
 from bench.experiment.library import resolve
@@ -43,6 +45,7 @@ from bench.services.kafka_config import KAFKA_MODE
 SUITE: tuple[tuple[str, list[tuple[str, str]] | None], ...] = (
     ("demo", None),
     ("cold-start", [("coordinator", "classic"), ("zk", "chain")]),
+    ("demo-sweep", None),
 )
 
 
@@ -67,11 +70,21 @@ def suite_plan(
 
 
 def headline(res: Results) -> pd.DataFrame:
+    """The ledger's table (:func:`~bench.analysis.report.tables.ledger_table`): what each design's
+    coordination services served and wrote per rebalance and per idle second, the report's
+    "Coordination ledger" table."""
+    return ledger_table(res)
+
+
+def latency_headline(res: Results) -> pd.DataFrame:
     """The report's summary table, cut to the figures a reader looks for first: the same names and
-    units as the report, and like it without the failed or aborted runs."""
+    units as the report, and like it without the failed or aborted runs; sweep points are left to
+    the report (its "Sweep points" and figures)."""
     table = summary_table(res)
     if table.empty:
         return table
+    data = res.rebalances
+    table = table[~table["scenario"].isin(data.loc[data["scenario"] != data["family"], "scenario"])]
     q = QUANTITIES
     columns = [
         "scenario",
@@ -153,7 +166,11 @@ def demo(out: Path | None, scenario_names: tuple[str, ...], target: str) -> None
     results = load_results([out])
     report = write_report(results, out / "report")
     click.echo("")
+    click.echo("Coordination ledger, per rebalance and per idle second (coordination_load.csv):")
     click.echo(format_headline(headline(results)))
+    click.echo("")
+    click.echo("Latency (the report's summary):")
+    click.echo(format_headline(latency_headline(results)))
     click.echo("")
     for line in checks_summary(out):
         click.echo(f"CHECK FAILED {line}")

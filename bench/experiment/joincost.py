@@ -11,6 +11,9 @@ difference is the join's cost, from the server's counters and the clients' count
 Server reads exclude ``exists`` on a missing znode and server writes count each op of a ``multi``,
 which is why they can differ from the client counts in both directions.
 
+Beside each measurement it prints the cost model's prediction (:mod:`bench.model`) and the residual
+(measured minus the nearest value the model allows).
+
 Coordinator mode (variant ``classic``) is measured the same way on a broker cluster of its own
 (three brokers, so ``__consumer_offsets`` is replicated three ways), with our consumer's members:
 "quiet" then also means that the brokers' coordination counters held still between two of their
@@ -37,9 +40,10 @@ import click
 from bench.analysis.metrics.ledger import GROUP_APIS, LEDGER_VALUES, broker_entries, zookeeper_entry
 from bench.analysis.metrics.samples import BrokerSample
 from bench.analysis.ownership import GroupOwnership
+from bench.model import Count, Prediction, Workload, predict
 from bench.services.brokers import BrokerCluster
 from bench.services.catalog import provision_topics
-from bench.services.mntr import Mntr, ZkLoad, read_mntr, zk_load
+from bench.services.mntr import ZkLoad, wait_quiet, zk_load
 from group_api import ConfigError, ListSink, MemberConfig
 from group_api.registry import create_member, default_variants
 
@@ -76,27 +80,6 @@ class JoinCost:
 def parse_hosts(connect: str) -> list[tuple[str, int]]:
     """``host:port,host:port[/chroot]`` -> [(host, port), ...]."""
     return [(h, int(p)) for h, p in (s.rsplit(":", 1) for s in connect.split("/", 1)[0].split(","))]
-
-
-def _read_all(servers: Sequence[tuple[str, int]]) -> list[Mntr]:
-    return [read_mntr(host, port) for host, port in servers]
-
-
-def wait_quiet(
-    servers: Sequence[tuple[str, int]], namespace: str, quiet_s: float, timeout: float
-) -> list[Mntr]:
-    """Read mntr until the namespace's read/write counters hold still for ``quiet_s``."""
-    keys = (f"zk_cnt_{namespace}_read_per_namespace", f"zk_cnt_{namespace}_write_per_namespace")
-    deadline = time.monotonic() + timeout
-    last = _read_all(servers)
-    while True:
-        time.sleep(quiet_s)
-        now = _read_all(servers)
-        if all(a.get(k) == b.get(k) for a, b in zip(last, now, strict=True) for k in keys):
-            return now
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"ZooKeeper did not go quiet within {timeout:.0f}s")
-        last = now
 
 
 def _wait_stable(
@@ -290,8 +273,26 @@ def measure_coordinator_join(
     )
 
 
-def format_ledger(rows: Sequence[JoinCost]) -> str:
-    """Every measurement on the ledger of ``coordination_load.csv``: one line per service."""
+def predicted(row: JoinCost, partitions: int) -> Prediction:
+    """The cost model's prediction for one measured join (commits off, as measured)."""
+    mode = "coordinator" if row.variant == COORDINATOR_VARIANT else "zk"
+    # The coordinator's members keep auto-commit on (only its interval is long), so each commits
+    # before it rejoins; the zk members' commits are off (FAST_OPTIONS).
+    commits = mode == "coordinator"
+    return predict(
+        mode, row.variant, "join", Workload(members=row.members, partitions=partitions, commits=commits)
+    )
+
+
+def _beside(measured: float, model: Count) -> str:
+    """``measured/model (residual)``; the residual is 0 inside a bounded (racing) prediction."""
+    residual = model.residual(measured)
+    return f"{measured:g}/{model} ({residual:+g})"
+
+
+def format_ledger(rows: Sequence[JoinCost], partitions: int) -> str:
+    """Every measurement on the ledger of ``coordination_load.csv``: one line per service; the
+    coordinator's requests beside the model's."""
     short = {
         "requests": "requests",
         "bytes_in": "bytes in",
@@ -301,23 +302,39 @@ def format_ledger(rows: Sequence[JoinCost]) -> str:
         "replication_messages": "repl msgs",
         "replication_bytes": "repl bytes",
     }
-    head = f"{'variant':<15}{'N':>4}  {'service':<18}" + "".join(f"{short[k]:>11}" for k in LEDGER_VALUES)
+    head = (
+        f"{'variant':<15}{'N':>4}  {'service':<18}"
+        + "".join(f"{short[k]:>11}" for k in LEDGER_VALUES)
+        + f"  {'model requests':>16}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
+        model = predicted(r, partitions)
         for entry in r.ledger:
             cells = "".join(f"{'-' if entry[k] is None else entry[k]:>11}" for k in LEDGER_VALUES)
-            lines.append(f"{r.variant:<15}{r.members:>4}  {entry['service']:<18}{cells}")
+            beside = str(model.coordinator_requests) if entry["service"] == "group_coordinator" else "-"
+            lines.append(f"{r.variant:<15}{r.members:>4}  {entry['service']:<18}{cells}  {beside:>16}")
     return "\n".join(lines)
 
 
-def format_table(rows: Sequence[JoinCost]) -> str:
-    head = f"{'variant':<15}{'N':>4}  {'reads srv/cli':>15}  {'writes srv/cli':>15}  {'watch notif srv/cli':>20}  {'join->stable ms':>15}"
+def format_table(rows: Sequence[JoinCost], partitions: int) -> str:
+    """Server and client counts, then the client's beside the model's (measured/model (residual))."""
+    head = (
+        f"{'variant':<15}{'N':>4}  {'reads srv/cli':>15}  {'writes srv/cli':>15}  {'notif srv/cli':>14}"
+        f"  {'reads cli/model':>22}  {'writes cli/model':>20}  {'notif cli/model':>20}  {'join->stable ms':>15}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
+        if r.variant == COORDINATOR_VARIANT:
+            continue  # its costs are the ledger's
+        model = predicted(r, partitions)
+        reads, writes, notif = (r.client.get(k, 0) for k in ("reads", "writes", "watch_events"))
         lines.append(
-            f"{r.variant:<15}{r.members:>4}  {r.server.reads:>7}/{r.client.get('reads', 0):<7}  "
-            f"{r.server.writes:>7}/{r.client.get('writes', 0):<7}  "
-            f"{r.server.watch_notifications:>10}/{r.client.get('watch_events', 0):<9}  {r.join_to_stable_ms:>15.0f}"
+            f"{r.variant:<15}{r.members:>4}  {r.server.reads:>7}/{reads:<7}  "
+            f"{r.server.writes:>7}/{writes:<7}  "
+            f"{r.server.watch_notifications:>6}/{notif:<7}  "
+            f"{_beside(reads, model.zk_reads):>22}  {_beside(writes, model.zk_writes):>20}  "
+            f"{_beside(notif, model.zk_watch_events):>20}  {r.join_to_stable_ms:>15.0f}"
         )
     return "\n".join(lines)
 
@@ -397,8 +414,9 @@ def join_cost(
         raise click.ClickException(str(exc)) from None
     if as_json:
         for r in rows:
-            click.echo(json.dumps({**asdict(r), "server": r.server.as_dict()}))
+            model = predicted(r, partitions)
+            click.echo(json.dumps({**asdict(r), "server": r.server.as_dict(), "model": asdict(model)}))
     else:
-        click.echo(format_table(rows))
+        click.echo(format_table(rows, partitions))
         click.echo()
-        click.echo(format_ledger(rows))
+        click.echo(format_ledger(rows, partitions))

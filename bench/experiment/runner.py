@@ -38,6 +38,7 @@ from typing import Any
 import click
 import yaml
 
+from bench.analysis.metrics.rows import STEADY_SETTLE_S
 from bench.backends import (
     TARGETS,
     Backend,
@@ -280,7 +281,7 @@ class Run:
         elif step.wait.seconds:
             time.sleep(step.wait.seconds)  # the scenario asked for a fixed pause
         if step.hold:
-            time.sleep(step.hold)  # a quiet stretch the scenario wants measured (steady state)
+            self.hold(step.hold)
 
     def _groups_of(self, step: Step) -> list[MemberGroup]:
         index = step.as_dict().get("group")
@@ -328,6 +329,15 @@ class Run:
                     f"step {i} ({step.action}): not stable after {timeout:.0f}s; members: {states}"
                 )
             time.sleep(0.1)  # a poll: quiet means time passing with no event, which nothing signals
+
+    def hold(self, seconds: float) -> None:
+        """Keep still until a steady window of ``seconds`` is there to measure: it starts
+        ``STEADY_SETTLE_S`` after the last event (offset commits aside, as :meth:`wait_stable`), so
+        the quiet period the wait already spent counts."""
+        assert self.history is not None
+        last = max((e.mono_ns for e in self.history.snapshot() if e.kind not in OFFSET_EVENTS), default=0)
+        until_ns = last + int((STEADY_SETTLE_S + seconds) * 1e9)
+        time.sleep(max(0.0, (until_ns - time.monotonic_ns()) / 1e9))  # nothing to wait for but time
 
     def _wait_reported(
         self, i: int, step: Step, groups: list[MemberGroup], kind: EventKind, since_ns: int

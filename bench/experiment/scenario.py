@@ -56,9 +56,11 @@ there: ``group_initial_rebalance_delay_ms`` is Kafka's ``group.initial.rebalance
 ``wait`` on a step is ``stable`` (the default: until every group converged at a newer generation,
 at most ``timeout`` or the profile's ``stable_timeout_s`` seconds), ``offsets_committed`` /
 ``offsets_fetched`` (until every live member reported that event after the step began, bounded the
-same way) or a number of seconds. ``hold
-(seconds, default 0) then keeps everything still, so the metrics get a steady window in which to
-measure idle ZooKeeper load (they need 1 s to settle plus 2 s).
+same way) or a number of seconds. ``hold``
+(seconds, default 0) then keeps everything still until the groups have been quiet that long after
+settling (1 s after their last event, offset commits aside), so the metrics get a steady window of
+at least ``hold`` seconds in which to measure idle load (they need 2 s); the quiet period the wait
+already spent counts, so a broker mode's two-heartbeat quiet period needs little more.
 ``offsets: none`` (default ``commit``) turns offset commits and read-backs off in both modes, to
 isolate the election's own cost; no step may then wait for an offsets event.
 ``sweep: {groups.members: [2, 4, 8]}`` turns one file into the cartesian set of scenarios
@@ -304,7 +306,8 @@ class Step:
     action: Action
     params: tuple[tuple[str, Any], ...]  # every parameter of the action, defaults filled in
     wait: Wait
-    #: after the wait, seconds with nothing done: the steady state metrics measure idle load in
+    #: after the wait, the steady window to leave (seconds from 1 s after the last event): the
+    #: steady state metrics measure idle load in it
     hold: float = 0.0
 
     def param(self, name: str) -> Any:

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import socket
 import struct
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,7 +34,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from kafka.protocol.admin import DescribeGroupsRequest
-from kafka.protocol.metadata import MetadataRequest
+from kafka.protocol.metadata import FindCoordinatorRequest, MetadataRequest
 from kazoo.client import KazooClient
 
 from bench.services.catalog import write_catalogs
@@ -136,6 +139,20 @@ class BrokerProcess:
             return json.loads(self.stats_path.read_text())
         except (OSError, ValueError):
             return None
+
+    def ask_stats(self) -> float | None:
+        """Ask the broker to write its counters now (SIGUSR1); the wall time asked, or None when this
+        process cannot be asked (not running, or no stats file of its own yet: it may not handle the
+        signal yet). A paused broker writes when it resumes."""
+        last = self.stats()
+        if self.pid is None or not self.is_running() or last is None or last.get("pid") != self.pid:
+            return None
+        asked = time.time()
+        try:
+            os.kill(self.pid, signal.SIGUSR1)
+        except ProcessLookupError:
+            return None
+        return asked
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -395,6 +412,22 @@ class BrokerCluster:
         leader = view.live_leader(OFFSETS_TOPIC, partition_for(group, n))
         return None if leader is None else self.broker(leader.broker_id)
 
+    def find_coordinator(self, group: str) -> BrokerProcess | None:
+        """The broker coordinating ``group`` as FindCoordinator answers, asked of the first running
+        broker: how a client finds it, and how the harness asks real Kafka's brokers
+        (:meth:`bench.services.kafka.KafkaCluster.coordinator_for`). A run asks this, not
+        :meth:`coordinator_for`, whose ZooKeeper reads would count as the brokers' own."""
+        request = FindCoordinatorRequest(version=2, key=group, key_type=0)
+        for b in self.brokers:
+            if not b.is_running():
+                continue
+            try:
+                response = send_request(b.address, request)
+            except OSError:
+                continue
+            return self.broker(response.node_id) if response.error_code == 0 else None
+        return None
+
     def describe_group(self, group: str, timeout: float = 10.0) -> Any:
         """DescribeGroups (v5) for ``group``, asked of its coordinator; None if it has none now."""
         coordinator = self.coordinator_for(group)
@@ -405,9 +438,28 @@ class BrokerCluster:
         )
         return response.groups[0]
 
-    def stats(self) -> dict[int, dict[str, Any] | None]:
-        """Each broker's last ``broker_stats.json``: per-API requests and bytes, and more."""
-        return {b.id: b.stats() for b in self.brokers}
+    def stats(self, fresh: bool = False, timeout: float = 0.2) -> dict[int, dict[str, Any] | None]:
+        """Each broker's last ``broker_stats.json``: per-API requests and bytes, and more. With
+        ``fresh``, each running broker is asked to write it now (:meth:`BrokerProcess.ask_stats`)
+        and read once it did (at most ``timeout`` seconds), so that a reading taken right at an
+        action counts every request before it. Otherwise the counters are those of the broker's
+        last periodic write (once a second): a reading up to a second old, which puts the members'
+        heartbeat round or commits of that second into the next episode."""
+        if not fresh:
+            return {b.id: b.stats() for b in self.brokers}
+        asked = {b.id: b.ask_stats() for b in self.brokers}
+
+        def written() -> dict[int, dict[str, Any] | None] | None:
+            now = {b.id: b.stats() for b in self.brokers}
+            fresh_ones = (
+                now[b] is not None and now[b]["time"] >= t for b, t in asked.items() if t is not None
+            )
+            return now if all(fresh_ones) else None
+
+        try:
+            return wait_until(written, timeout, interval=0.01, what="the brokers' counters")
+        except TimeoutError:
+            return {b.id: b.stats() for b in self.brokers}  # a paused broker: its last counters
 
     def log_tails(self, lines: int = 30) -> str:
         return "\n".join(f"--- broker {b.id} ---\n{b.log_tail(lines)}" for b in self.brokers)

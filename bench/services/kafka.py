@@ -430,6 +430,10 @@ class KafkaCluster:
         except (OSError, RuntimeError):
             return None
 
+    def find_coordinator(self, group: str) -> KafkaBroker | None:
+        """As :meth:`coordinator_for` (the name the local backend asks both kinds of cluster by)."""
+        return self.coordinator_for(group)
+
     def describe_group(self, coordinator: KafkaBroker, group: str) -> Any:
         """DescribeGroups (v5) for ``group``, asked of ``coordinator``."""
         response = send_request(coordinator.address, DescribeGroupsRequest(version=5, groups=[group]))

@@ -292,3 +292,26 @@ def zk_load(before: Sequence[Mntr], after: Sequence[Mntr], namespace: str | None
         packets_received=traffic("zk_packets_received"),
         packets_sent=traffic("zk_packets_sent"),
     )
+
+
+def read_all(servers: Sequence[tuple[str, int]]) -> list[Mntr]:
+    """One reading of every server, in order."""
+    return [read_mntr(host, port) for host, port in servers]
+
+
+def wait_quiet(
+    servers: Sequence[tuple[str, int]], namespace: str, quiet_s: float, timeout: float
+) -> list[Mntr]:
+    """Read mntr until the namespace's read/write counters hold still for ``quiet_s``; the last
+    readings. Pings do not move them, so idle sessions do not count."""
+    keys = (f"zk_cnt_{namespace}_read_per_namespace", f"zk_cnt_{namespace}_write_per_namespace")
+    deadline = time.monotonic() + timeout
+    last = read_all(servers)
+    while True:
+        time.sleep(quiet_s)
+        now = read_all(servers)
+        if all(a.get(k) == b.get(k) for a, b in zip(last, now, strict=True) for k in keys):
+            return now
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"ZooKeeper did not go quiet within {timeout:.0f}s")
+        last = now

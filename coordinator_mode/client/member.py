@@ -18,7 +18,9 @@ thread, ``maybeLeaveGroup``):
    joining, a member that still holds its generation commits its offsets and waits for the answer
    when auto-commit is on (the Java consumer's ``ConsumerCoordinator.onJoinPrepare``, bounded by the
    rebalance timeout as its ``joinPrepareTimer``; a failed commit is logged and the join goes on),
-   then revokes everything it owns (the eager protocol). ``MEMBER_ID_REQUIRED`` on the first join:
+   then revokes everything it owns (the eager protocol; variant ``cooperative`` keeps it through
+   the join, revokes only what the SyncGroup answer takes away and then rejoins, KIP-429's
+   COOPERATIVE protocol, :mod:`.rebalance_protocol`). ``MEMBER_ID_REQUIRED`` on the first join:
    join again with the id the coordinator gave. The leader runs ``group_api.assignors.assign`` on
    its cached metadata and sends every member's assignment; followers send an empty SyncGroup. The
    SyncGroup answer is the member's complete new assignment.
@@ -111,6 +113,7 @@ from .rebalance import (
     JoinOutcome,
     SyncOutcome,
 )
+from .rebalance_protocol import RebalanceProtocol, assignor_for, protocol_of, reconcile
 from .settings import Backoff, CoordinatorSettings, client_id_of
 
 log = logging.getLogger(__name__)
@@ -118,8 +121,9 @@ log = logging.getLogger(__name__)
 #: Variants another program runs: ``java`` is Kafka's own consumer (kafka-clients, java/member's
 #: ConsumerMember) in the same groups on the same brokers; ``rebalance-lab member`` runs it on the JVM.
 EXTERNAL_VARIANTS = {"java": "java"}
-#: Variants of this mode; the first is the default.
-VARIANTS = ("classic", *EXTERNAL_VARIANTS)
+#: Variants of this mode; the first is the default. ``classic`` follows the EAGER rebalance protocol,
+#: ``cooperative`` the COOPERATIVE one of KIP-429 (:mod:`.rebalance_protocol`).
+VARIANTS = ("classic", "cooperative", *EXTERNAL_VARIANTS)
 
 #: Errors after which retrying cannot help (AbstractCoordinator's fatal JoinGroup errors, plus a
 #: broker that does not speak a version we need).
@@ -160,6 +164,7 @@ class CoordinatorMember(GroupMember):
     ) -> None:
         super().__init__(config, sink, clock=clock)
         self.settings = CoordinatorSettings.from_config(config)
+        self._protocol = protocol_of(config.variant)
         self._monotonic = monotonic
         # Validates interval < session timeout up front, so a bad config fails in the caller.
         self._heartbeat = Heartbeat(
@@ -363,9 +368,16 @@ class CoordinatorMember(GroupMember):
     async def _rebalance(self) -> None:
         """One join + sync round; on success the member owns the partitions SyncGroup gave it."""
         assert self._client is not None and self._coordinator is not None
+        cooperative = self._protocol is RebalanceProtocol.COOPERATIVE
+        if cooperative and self._owned and self._heartbeat.session_expired():
+            # Kept through a failed round for longer than a session: the coordinator may have
+            # expired us and handed them on (Java finds out from the JoinGroup answer; we must not
+            # own them meanwhile).
+            self._revoke("no request answered within the session timeout")
         if self._owned and self.settings.enable_auto_commit:
             await self._commit_before_rejoin()
-        self._revoke("rebalance")  # eager protocol: own nothing while the group rebalances
+        if not cooperative:
+            self._revoke("rebalance")  # eager protocol: own nothing while the group rebalances
         self.state = MemberState.REBALANCING
         coordinator = self._coordinator
         round_ = self._new_round(await self._client.connection(coordinator))
@@ -394,6 +406,7 @@ class CoordinatorMember(GroupMember):
             # coordinator hands back the same generation.
             self._generation = NO_GENERATION
             self._rejoin_needed = True
+            self._revoke("SyncGroup answer older than the session timeout")  # what COOPERATIVE kept
             log.warning("%s: SyncGroup answer is older than the session timeout; rejoining", self.member_id)
             return
         self._heartbeat.start_session(result.sent_at)
@@ -435,18 +448,22 @@ class CoordinatorMember(GroupMember):
 
     def _new_round(self, conn: KafkaConnection) -> GroupRebalance:
         assert self._client is not None
-        sticky_previous = self._last_owned if self.config.assignor == "sticky" else None
+        assignor = assignor_for(self._protocol, self.config.assignor)
+        if self._protocol is RebalanceProtocol.COOPERATIVE:
+            previous = self._owned or ()  # owned_partitions: what we keep through this round
+        else:
+            previous = self._last_owned if assignor == "sticky" else None
         return GroupRebalance(
             conn,
             self._client,
             group=self.config.group,
             topics=self.config.topics,
-            assignor=self.config.assignor,
+            assignor=assignor,
             member_id=self._kafka_member_id,
             group_instance_id=self.config.group_instance_id,
             session_timeout_ms=self.settings.session_timeout_ms,
             rebalance_timeout_ms=self.settings.rebalance_timeout_ms,
-            previous=sticky_previous,
+            previous=previous,
             previous_generation=self._last_generation,
             clock=self._monotonic,
         )
@@ -476,6 +493,19 @@ class CoordinatorMember(GroupMember):
         return self.member_id if generation.is_leader else client_id_of(generation.leader_id)
 
     def _own(self, generation: Generation, partitions: tuple[TopicPartition, ...]) -> None:
+        change = reconcile(self._protocol, self._owned, partitions)
+        if change.revoked:
+            # COOPERATIVE (ConsumerCoordinator.onJoinComplete): revoke only what the leader took
+            # away, then rejoin, so the next round hands it to its new owner.
+            self.emit(
+                EventKind.REVOKED,
+                generation=generation.generation_id,
+                partitions=change.revoked,
+                reason="cooperative",
+                kafka_member_id=generation.member_id,
+            )
+            self._rejoin_needed = True
+            self._wakeup.set()
         self._owned = partitions
         self._owned_generation = generation
         self._last_owned = partitions
@@ -494,7 +524,8 @@ class CoordinatorMember(GroupMember):
             leader_kafka_member_id=generation.leader_id,
         )
         self._hb_wakeup.set()
-        self._fetch_needed = True
+        # Read committed offsets for what is new; kept partitions keep their positions (COOPERATIVE).
+        self._fetch_needed = self._fetch_needed or bool(change.added)
         self._offsets_wakeup.set()
         self._consume_token += 1
         self._consume_wakeup.set()
@@ -740,8 +771,10 @@ class CoordinatorMember(GroupMember):
 
     def _request_rejoin(self, reason: str, *, keep_owned: bool = False) -> None:
         """Rejoin with our member id; ``keep_owned``: own our partitions until the commit before
-        the JoinGroup (:meth:`_rebalance`), as Java revokes only after ``onJoinPrepare``'s commit."""
-        if not keep_owned or not self.settings.enable_auto_commit:
+        the JoinGroup (:meth:`_rebalance`), as Java revokes only after ``onJoinPrepare``'s commit
+        (COOPERATIVE: through the JoinGroup too)."""
+        eager = self._protocol is RebalanceProtocol.EAGER
+        if not keep_owned or (eager and not self.settings.enable_auto_commit):
             self._revoke(reason)
         self._generation = Generation(-1, self._kafka_member_id, None, "")
         self._rejoin_needed = True

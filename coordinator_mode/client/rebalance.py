@@ -11,7 +11,10 @@ The round, as Kafka's coordinator runs it (``GroupMetadataManager.classicGroupJo
 2. **SyncGroup.** The leader runs the shared assignor for the protocol the group chose (by vote),
    on its cached metadata (:meth:`GroupRebalance.compute_assignment`), and sends every member's
    ``ConsumerProtocolAssignment``; followers send an empty SyncGroup and
-   are parked until the leader's arrives. Everyone gets back its own assignment.
+   are parked until the leader's arrives. Everyone gets back its own assignment. Under
+   ``cooperative-sticky`` (KIP-429) the subscriptions list what each member still owns, and the
+   assignor withholds what changes owner; what the member does with the answer is
+   :mod:`.rebalance_protocol`'s.
 
 Errors are raised as kafka-python's exception classes; the caller (the member) decides between
 rejoin, rediscovery and giving up. This class keeps no state between rounds.
@@ -162,7 +165,7 @@ class GroupRebalance:
         the update arrives (``rejoinNeededOrPending``, the metadata snapshot changed); both assign
         what exists.
         """
-        from group_api.assignors import assign  # helper-owned; imported late so codecs load alone
+        from group_api.assignors import COOPERATIVE_STICKY, assign  # late, so codecs load alone
 
         subscriptions = {member: list(sub.topics) for member, sub in joined.members.items()}
         wanted = sorted({t for topics in subscriptions.values() for t in topics})
@@ -174,9 +177,14 @@ class GroupRebalance:
                 "%s: no metadata for subscribed topics %s; leaving them unassigned", self.group, missing
             )
             subscriptions = {m: [t for t in topics if t in counts] for m, topics in subscriptions.items()}
-        previous = _valid_previous(joined.members)
         protocol = joined.generation.protocol or self.assignor
-        return assign(protocol, subscriptions, counts, previous)
+        if protocol == COOPERATIVE_STICKY:
+            # Every member's owned_partitions and their generation, as claimed: the assignor
+            # settles double claims itself (AbstractStickyAssignor.allSubscriptionsEqual).
+            owned = {member: sub.previous for member, sub in joined.members.items()}
+            generations = {member: sub.previous_generation for member, sub in joined.members.items()}
+            return assign(protocol, subscriptions, counts, owned, generations)
+        return assign(protocol, subscriptions, counts, _valid_previous(joined.members))
 
     async def sync(
         self, joined: JoinOutcome, assignment: Mapping[str, list[TopicPartition]] | None

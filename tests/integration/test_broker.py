@@ -18,6 +18,7 @@ from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, Met
 from kafka.structs import OffsetAndMetadata
 
 from bench.services.brokers import BrokerCluster, send_request
+from bench.services.mntr import Mntr, read_mntr, zk_load
 from bench.services.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.broker.controller import OFFSETS_TOPIC
 from coordinator_mode.broker.offsets_log import OffsetsLog
@@ -119,6 +120,24 @@ def test_cluster_is_ready_and_advertises_itself(cluster: BrokerCluster) -> None:
     assert cluster.coordinator_for("anything") is cluster.broker(1)
 
 
+def test_a_run_finds_the_coordinator_as_a_client_does_without_reading_zookeeper(
+    cluster: BrokerCluster, zk_server: ZooKeeperEnsemble
+) -> None:
+    """FindCoordinator (what kill_coordinator asks, as of real Kafka): no read in the brokers'
+    namespace, where the ZooKeeper view of the cluster reads every partition's state."""
+    port = zk_server.servers[0].client_port
+
+    def reads_since(before: Mntr) -> int:
+        return zk_load([before], [read_mntr("127.0.0.1", port)], namespace=cluster.zk_root).reads
+
+    before = read_mntr("127.0.0.1", port)
+    assert cluster.find_coordinator("anything") is cluster.broker(1)
+    assert reads_since(before) == 0
+    before = read_mntr("127.0.0.1", port)
+    assert cluster.coordinator_for("anything") is cluster.broker(1)
+    assert reads_since(before) > OFFSETS_PARTITIONS, "the view reads each offsets partition's state"
+
+
 def test_api_versions_advertises_exactly_the_implemented_ranges(cluster: BrokerCluster) -> None:
     response = send_request(cluster.broker(1).address, ApiVersionsRequest(version=3))
     assert response.error_code == 0
@@ -215,6 +234,20 @@ def test_broker_stats_count_requests_per_api(cluster: BrokerCluster) -> None:
     api = stats["apis"]["ApiVersions"]
     assert api["bytes_in"] > 0 and api["bytes_out"] > 0
     assert stats["broker_id"] == 1 and stats["offsets_partitions_led"] == list(range(OFFSETS_PARTITIONS))
+
+
+def test_a_fresh_reading_counts_every_request_answered_before_it(cluster: BrokerCluster) -> None:
+    """The sampler's reading at an action (``stats(fresh=True)``, SIGUSR1) counts the requests
+    answered just before it, where the periodic file can be a second old: the episode that starts
+    there must not be charged with them."""
+    before = cluster.stats(fresh=True)[1]
+    assert before is not None
+    for _ in range(3):
+        send_request(cluster.broker(1).address, ApiVersionsRequest(version=0))
+    after = cluster.stats(fresh=True)[1]
+    assert after is not None and after["time"] > before["time"]
+    answered = [s["apis"].get("ApiVersions", {}).get("requests", 0) for s in (before, after)]
+    assert answered[1] - answered[0] >= 3, answered
 
 
 def test_unsupported_api_versions_version_gets_v0_answer_with_our_ranges(cluster: BrokerCluster) -> None:

@@ -60,6 +60,7 @@ TARGETS = [
     Target("zk", "setpartitioner", False, ("time_boundary_s=0.5",)),
     # Kafka's brokers refuse sessions below group.min.session.timeout.ms (6 s).
     Target("coordinator", "classic", True, session_ms=6_000),
+    Target("coordinator", "cooperative", True, session_ms=6_000),
     pytest.param(Target("zk", "curator", True), marks=NEEDS_JAVA, id="zk-curator"),
     pytest.param(
         Target("coordinator", "java", True, session_ms=6_000), marks=NEEDS_JAVA, id="coordinator-java"
@@ -213,6 +214,10 @@ def pick(view: GroupOwnership, procs: list[MemberHandle], role: str, has_leader:
 def test_paused_member_never_reports_a_partition_another_owns(group: Group, role: str) -> None:
     if role == "leader" and not group.target.has_leader:
         pytest.skip(f"{group.target} has no leader")
+    if group.target.variant == "cooperative":
+        # A stable cooperative member watches its session exactly as classic does (the same code);
+        # left out to keep make test short.
+        pytest.skip("coordinator-cooperative: the session watch of coordinator-classic")
     procs = group.add(3)
     view = group.wait_converged(procs)
     first = generation_of(view, procs)

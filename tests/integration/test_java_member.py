@@ -29,7 +29,7 @@ from bench.experiment.history import History
 from bench.services.java import java_module
 from bench.services.members import MemberProcess
 from group_api import Event, EventKind
-from tests.conftest import running_brokers, wait_until
+from tests.conftest import committed_offsets, running_brokers, wait_until
 
 JAVA = java_module("member")
 pytestmark = [
@@ -253,6 +253,26 @@ def test_manual_commits_advance_and_survive_a_handover(brokers: Any, groups: Gro
     )
     read_back = {(t, p): o for t, p, o in fetched.extra["offsets"]}
     assert all(read_back[tp] >= last[tp] for tp in PARTITIONS), (last, read_back)
+
+
+def test_no_commit_at_all_with_auto_commit_off(brokers: Any, groups: Groups) -> None:
+    """enable_auto_commit=false (a scenario's offsets: none), with commit=auto and commit=manual:
+    no periodic commit, none before the rejoin a join causes, none on close, and the coordinator
+    holds no offset for the group (-1, Kafka's "none committed")."""
+    off = ("auto_commit_interval_ms=200", "enable_auto_commit=false")
+    auto = groups.kind(consumer_args(brokers.bootstrap, "java", "commit=auto", *off))
+    manual = groups.kind(consumer_args(brokers.bootstrap, "java", "commit=manual", *off))
+    (first,) = auto.spawn(1)
+    _, generation = groups.wait_converged()
+    (second,) = manual.spawn(1)  # the first member rejoins: with commits on, it commits first
+    groups.wait_converged(generation)
+    assert first.terminate() == 0 and second.terminate() == 0  # close(): would commit too
+    assert groups.events(EventKind.OFFSETS_COMMITTED) == []
+    for topic, n in TOPICS.items():
+        committed = wait_until(
+            lambda t=topic, k=n: committed_offsets(brokers, groups.name, t, k), 30, what="the OffsetFetch"
+        )
+        assert committed == dict.fromkeys(range(n), -1), (topic, committed)
 
 
 # -- the Curator member ---------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from kazoo.client import KazooClient
 
 from bench.analysis.ownership import GroupOwnership
 from bench.experiment.joincost import measure_join, parse_hosts
+from bench.model import Workload
+from bench.services.proxy import Proxy
 from group_api import ConfigError, EventKind, ListSink, MemberConfig
 from group_api.registry import create_member
 from tests.conftest import wait_until
@@ -172,8 +174,9 @@ def test_assigned_is_announced_once_per_generation(members, kazoo_client: KazooC
     for tp in sorted(PARTITIONS):
         kazoo_client.create(paths.owner(*tp), b"previous-owner", ephemeral=True, makepath=True)
     (a,) = start("chain", 1)
+    # (its assignment's read set one watch; its probes of the held claims one each)
     wait_until(
-        lambda: a.zk_counts().get("exists", 0) >= len(PARTITIONS), 30, what="a watch on every held claim"
+        lambda: a.zk_counts()["watches_set"] >= 1 + len(PARTITIONS), 30, what="a watch on every held claim"
     )
     # ... and all of them fire at once: one retry completes the claims, the others change nothing.
     tx = kazoo_client.transaction()
@@ -213,7 +216,8 @@ def test_a_leader_whose_member_znode_is_gone_cannot_publish(
     # As when its session expired unnoticed: the membership watch makes it try to publish for a
     # group without itself, and only the check on its own znode holds that off.
     kazoo_client.delete(f"{paths.members}/{a.node}")
-    wait_until(lambda: a.zk_counts().get("multi", 0) == 2, 30, what="the stale leader's publication")
+    # Its first publication and its claims were one multi each; the third is the stale publication.
+    wait_until(lambda: a.zk_counts().get("multi", 0) == 3, 30, what="the stale leader's publication")
     wait_until(
         lambda: not a.is_leader or kazoo_client.exists(paths.assignment).version != before.version,
         30,
@@ -245,8 +249,8 @@ def test_client_counts_match_what_a_member_did(members) -> None:
     counts = solo.zk_counts()
     # One member alone: it created its registration and claimed all 6 partitions ...
     assert counts["create"] >= 1 + len(PARTITIONS)
-    # ... published once through a multi, and watches the assignment.
-    assert counts["multi"] == 1
+    # ... published once and claimed through one multi each, and watches the assignment.
+    assert counts["multi"] == 2 and counts["multi_ops"] == 2 + len(PARTITIONS)
     assert counts["watches_set"] >= 2
     assert counts["reads"] == counts["get"] + counts["get_children"] + counts["exists"]
 
@@ -274,6 +278,42 @@ def test_session_loss_is_reported_and_the_member_rejoins(members, zk_server) -> 
     )
 
 
+@pytest.mark.parametrize("variant", ["chain", "herd", "selfbalance"])
+def test_a_member_cut_off_stops_owning_before_the_link_heals(zk_server, catalog: str, variant: str) -> None:
+    """A blackhole longer than the session: the member must give its partitions up while cut off.
+    Its commit timer keeps asking ZooKeeper; such a call must not hold the worker until the heal,
+    behind the SUSPENDED notice (the session expires meanwhile and others may take the partitions)."""
+    host, _, port = zk_server.connect_string.split(",")[0].rpartition(":")
+    sink = ListSink()
+    with Proxy((host, int(port))) as proxy:
+        config = MemberConfig(
+            group="g",
+            topics=("t",),
+            variant=variant,
+            zk_hosts=f"{proxy.address[0]}:{proxy.address[1]}",
+            zk_root=catalog,
+            session_timeout_ms=4000,
+            member_name="cut",
+            options={"auto_commit_interval_ms": 100},
+        )
+        member = create_member(config, sink)
+        member.start()
+        try:
+            assert sink.wait_for(lambda _: converged(sink, [member]), 60)
+            proxy.blackhole()
+            suspended = sink.wait_for(
+                lambda ev: any(
+                    e.kind == EventKind.REVOKED and e.extra.get("reason") == "suspended" for e in ev
+                ),
+                30,
+            )
+            proxy.heal()
+            assert suspended, "the member still owned its partitions while cut off from ZooKeeper"
+            assert sink.wait_for(lambda _: converged(sink, [member]), 60)
+        finally:
+            member.close()
+
+
 def test_herd_reads_grow_faster_than_chain(zk_server) -> None:
     servers = parse_hosts(zk_server.connect_string)
     cost = {
@@ -285,3 +325,31 @@ def test_herd_reads_grow_faster_than_chain(zk_server) -> None:
     herd_growth = cost["herd", 8] / cost["herd", 4]
     chain_growth = cost["chain", 8] / cost["chain", 4]
     assert herd_growth > 2.0 > chain_growth, cost
+
+
+def test_a_chain_join_hands_ownership_over_in_one_multi_per_member(members) -> None:
+    """Counted on the members' own calls: every owner znode a join moves is deleted and created as
+    an op of a multi, never one call per partition; a member that only gives up or only gains (the
+    newcomer) does it in one multi, one that does both in at most two (its releases, then the claims
+    their previous owners released); the leader's publication is one more."""
+    start, sink = members
+    no_commits = {"enable_auto_commit": "false"}  # commits are single sets, beside the hand-over
+    group = start("chain", 3, **no_commits)
+    assert sink.wait_for(lambda _: converged(sink, group), 60)
+    before = {m.member_id: m.zk_counts() for m in group}
+    group += start("chain", 1, **no_commits)
+    assert sink.wait_for(lambda _: converged(sink, group), 60)
+    moved = Workload(members=4, partitions=len(PARTITIONS)).moves("join")
+    multis, ops = {}, 0
+    for i, m in enumerate(group):
+        then, now = before.get(m.member_id, {}), m.zk_counts()
+        delta = {k: now.get(k, 0) - then.get(k, 0) for k in now}
+        single_writes = 3 if m is group[-1] else 0  # the newcomer's registration pipeline
+        assert delta["writes"] - single_writes == delta.get("multi_ops", 0), f"{m.member_id}: {delta}"
+        multis[f"m{i}"] = delta.get("multi", 0) - (1 if m.is_leader else 0)  # its publication
+        ops += delta.get("multi_ops", 0)
+    assert ops == 2 + 2 * moved.moved, "the publication's check and set, a delete and a create per move"
+    for name, count in multis.items():
+        lost, gained = moved.lost.get(name, 0), moved.gained.get(name, 0)
+        allowed = (1 if lost or gained else 0) + (1 if lost and gained else 0)
+        assert 0 < count <= allowed if (lost or gained) else count == allowed, (name, multis, moved)

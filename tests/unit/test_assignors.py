@@ -354,8 +354,8 @@ def test_registry_matches_the_config_names() -> None:
 
 
 def test_unknown_assignor_names_the_choices() -> None:
-    with pytest.raises(ConfigError, match="range, roundrobin, sticky.*'cooperative-sticky'"):
-        assign("cooperative-sticky", {"a": ["t0"]}, {"t0": 1})
+    with pytest.raises(ConfigError, match="range, roundrobin, sticky, cooperative-sticky.*'bogus'"):
+        assign("bogus", {"a": ["t0"]}, {"t0": 1})
 
 
 @pytest.mark.parametrize("name", ASSIGNOR_NAMES)

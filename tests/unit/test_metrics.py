@@ -44,6 +44,9 @@ def test_member_crash_unowned_partition_seconds_are_exact() -> None:
     assert (crash.convergence_ns - crash.trigger_ns) / 1e6 == pytest.approx(45_600)
     assert (crash.generation_before, crash.generation_after, crash.generations) == (1, 2, 1)
     assert (crash.members_before, crash.members_after, crash.members_involved) == (3, 2, 3)
+    # eager: a and b revoke all 4 of theirs; o2 (b -> a), o4 and o5 (c -> b) change owner
+    assert (crash.partitions_revoked, crash.partitions_moved) == (4, 3)
+    assert (cold.partitions_revoked, cold.partitions_moved) == (0, 0)
 
 
 def test_a_pause_splits_into_the_pause_and_the_resume() -> None:

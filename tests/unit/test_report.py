@@ -16,8 +16,8 @@ from bench.analysis.report.document import build_report, report
 from bench.analysis.report.figures import latency_canvas
 from bench.analysis.report.load import load_results
 from bench.analysis.report.style import log_limits, with_triggers
-from bench.analysis.report.tables import summary_table
-from bench.experiment.demo import headline
+from bench.analysis.report.tables import IDLE, summary_table
+from bench.experiment.demo import headline, latency_headline
 from bench.experiment.history import RunState, RunStatus
 
 DATA = Path(__file__).parents[1] / "data"
@@ -110,7 +110,7 @@ def test_sweeps_and_several_result_sets_get_their_figures(tmp_path: Path) -> Non
     names = {p.name for p in files.figures}
     assert {"latency-vs-size-size-sweep.png", "zk-ops-vs-size-size-sweep.png", "comparison.png"} <= names
     md = files.markdown.read_text()
-    assert "chain ∝ N" in md and "herd ∝ N²" in md, "the caption states the expected growth"
+    assert "chain N + T + 6 + M" in md and "herd N² + 2N" in md, "the caption states the model's counts"
     assert "### Sweep points" in md
 
 
@@ -219,9 +219,23 @@ def test_the_summary_table_puts_both_designs_durable_writes_side_by_side(tmp_pat
     assert table.loc[("member crash", "coordinator/classic"), "durable writes"] == "0"
 
 
-def test_the_demo_table_speaks_the_report_s_names_and_units(tmp_path: Path) -> None:
+def test_the_demo_s_headline_is_the_ledger_per_rebalance_and_per_idle_second(tmp_path: Path) -> None:
     res = load_results([canned(tmp_path, "run-member-crash", "run-scale-out-chain")])
-    table = headline(res)
+    table = headline(res).set_index(["trigger", "mode/variant"])
+    assert {"requests", "bytes in", "durable writes", "fsyncs", "repl msgs", "n"} <= set(table.columns)
+    # Every service of a design summed: the coordinator's group APIs and ZooKeeper's namespace.
+    ledger = res.ledger
+    crash = ledger[(ledger["kind"] == "episode") & (ledger["action"] == "kill_member")]
+    assert int(table.loc[("member crash", "coordinator/classic"), "requests"]) == crash["requests"].sum()
+    assert int(table.loc[("scale out", "zk/chain"), "durable writes"]) > 0
+    idle = table.loc[IDLE]
+    assert not idle.empty, "a row per design's steady windows, as rates"
+    assert (idle["n"] >= 1).all()
+
+
+def test_the_demo_s_latency_table_speaks_the_report_s_names_and_units(tmp_path: Path) -> None:
+    res = load_results([canned(tmp_path, "run-member-crash", "run-scale-out-chain")])
+    table = latency_headline(res)
     report_columns = list(summary_table(res).columns)
     assert set(table.columns) <= set(report_columns)
     assert {"detection (s)", "convergence (s) [95% CI]", "unowned (partition·s)"} <= set(table.columns)

@@ -467,6 +467,7 @@ def test_variant_all_leaves_out_the_java_variants_which_a_scenario_names(tmp_pat
         "zk/selfbalance",
         "zk/setpartitioner",
         "coordinator/classic",
+        "coordinator/cooperative",
     ]
     named = [{"mode": "zk", "variant": "curator"}, {"mode": "coordinator", "variant": "java"}]
     s = load_scenario(write(tmp_path, changed(modes=named)))

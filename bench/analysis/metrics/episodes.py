@@ -16,6 +16,12 @@ convergence
 unowned partition-seconds
     the integral of the number of the group's partitions nobody counts as owning, from the
     trigger to convergence (to the end of the episode when it never converged).
+partitions revoked, partitions moved
+    what separates eager from incremental rebalancing: revoked counts every partition a member
+    reported it stopped owning (``revoked``, ``left``, ``session_lost``, or an ``assigned`` without
+    it), from the trigger to convergence (to the episode's end); moved counts the partitions whose
+    one owner at the trigger is not their owner at convergence (empty when it never converged).
+    An eager join revokes every partition and moves a few; a cooperative one revokes what moves.
 outcome
     ``converged``; ``no_rebalance`` (no newer generation, and the group was still converged at the
     generation it had at the trigger, e.g. a coordinator failover within the session timeout);
@@ -35,7 +41,7 @@ import numpy as np
 
 from bench.analysis.replay import ActionRecord, Replay, RunHistory
 from bench.experiment.actions import ACTIONS
-from group_api import Event, EventKind
+from group_api import Event, EventKind, TopicPartition
 
 
 class Outcome(StrEnum):
@@ -62,6 +68,8 @@ class Episode:
     generation_before: int | None
     generation_after: int | None
     generations: int
+    partitions_revoked: int
+    partitions_moved: int | None
     members_before: int
     members_after: int
     members_involved: int
@@ -83,6 +91,9 @@ class _Open:
     members_before: int
     concurrent_groups: int
     rtt_ms: float
+    owners_before: dict[TopicPartition, str] = field(default_factory=dict)
+    owners_after: dict[TopicPartition, str] | None = None
+    revoked: int = 0
     detection: tuple[int, str, str] | None = None
     convergence_ns: int | None = None
     settled: tuple[int, int] | None = None  # (generation, live members) at convergence
@@ -139,6 +150,7 @@ class EpisodeBuilder:
         if state.converged() and newer and state.live_count >= ep.min_live:
             ep.convergence_ns = self._converged_since[group]
             ep.settled = (generation, state.live_count)
+            ep.owners_after = self._owners(group)
 
     def _open_episode(self, group: str, trigger: ActionRecord | None, now: int, concurrent: int) -> None:
         state = self.replay.groups[group]
@@ -164,7 +176,12 @@ class EpisodeBuilder:
             members_before=state.live_count,
             concurrent_groups=concurrent,
             rtt_ms=self._rtt_ms,
+            owners_before=self._owners(group),
         )
+
+    def _owners(self, group: str) -> dict[TopicPartition, str]:
+        """Each partition's one counted owner (partitions owned twice or by nobody left out)."""
+        return {tp: next(iter(ms)) for tp, ms in self.replay.groups[group].owners.items() if len(ms) == 1}
 
     def _close_episode(self, group: str, now: int) -> None:
         ep = self._open.pop(group, None)
@@ -204,6 +221,10 @@ class EpisodeBuilder:
                 generation_before=ep.generation_before,
                 generation_after=generation_after,
                 generations=len(ep.generations),
+                partitions_revoked=ep.revoked,
+                partitions_moved=None
+                if ep.owners_after is None
+                else sum(ep.owners_after.get(tp) != m for tp, m in ep.owners_before.items()),
                 members_before=ep.members_before,
                 members_after=members_after,
                 members_involved=len(ep.involved | members),
@@ -258,8 +279,11 @@ class EpisodeBuilder:
             else:
                 g = item.group
                 self._integrate(g, now)
+                reported = self._reported(g, item.member)
                 applied = self.replay.apply(item) is not None
                 ep = self._open.get(g)
+                if applied and ep is not None and ep.convergence_ns is None:
+                    ep.revoked += len(reported - self._reported(g, item.member))
                 if applied and ep is not None and ep.convergence_ns is None:
                     if ep.detection is None and now > ep.trigger_ns:
                         ep.detection = (now, item.member, item.kind.value)
@@ -278,6 +302,10 @@ class EpisodeBuilder:
             self._close_episode(g, end)
         self.episodes.sort(key=lambda e: (e.trigger_ns, e.group))
         return self
+
+    def _reported(self, group: str, member: str) -> frozenset[TopicPartition]:
+        m = self.replay.groups[group].members.get(member)
+        return m.reported if m is not None else frozenset()
 
     def _live_total(self) -> int:
         return sum(s.live_count for s in self.replay.groups.values())

@@ -91,6 +91,8 @@ def _rebalance_row(
         "generation_before": ep.generation_before,
         "generation_after": ep.generation_after,
         "generations": ep.generations,
+        "partitions_revoked": ep.partitions_revoked,
+        "partitions_moved": ep.partitions_moved,
         "members_before": ep.members_before,
         "members_after": ep.members_after,
         "members_involved": ep.members_involved,

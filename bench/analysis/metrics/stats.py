@@ -25,6 +25,8 @@ METRICS = {
     "convergence_ms": "ms",
     "unowned_partition_s": "partition-s",
     "generations": "generations",
+    "partitions_revoked": "partitions",
+    "partitions_moved": "partitions",
     "zk_reads": "requests",
     "zk_writes": "znode changes",
     "zk_watch_notifications": "notifications",

@@ -196,6 +196,8 @@ INTEGER_COLUMNS = frozenset(
         "generation_before",
         "generation_after",
         "generations",
+        "partitions_revoked",
+        "partitions_moved",
         "members_before",
         "members_after",
         "members_involved",

@@ -24,7 +24,7 @@ from bench.analysis.metrics.tables import find_runs
 from bench.analysis.report.figures import Figure, Skipped, all_figures
 from bench.analysis.report.load import Results, load_results
 from bench.analysis.report.style import plural, series_order
-from bench.analysis.report.tables import html_table, md_table, summary_table
+from bench.analysis.report.tables import IDLE, html_table, ledger_table, md_table, summary_table
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,19 @@ def write_report(res: Results, out: Path) -> ReportFiles:
             doc.table(
                 table[points], folded=f"{int(points.sum())} rows, one per sweep point, trigger and mode"
             )
+
+    ledger = ledger_table(res)
+    doc.heading(2, "Coordination ledger")
+    doc.para(
+        "What every coordination service of each design served and wrote (coordination_load.csv, "
+        "summed over its services): the median over a trigger's episodes per rebalance, and the median "
+        f"rate over steady windows ('{IDLE}'); n is how many episodes or windows a row rests on (with "
+        "n = 1, one value: no spread). Real Kafka's own costs are read over JMX and left out here."
+    )
+    if ledger.empty:
+        doc.para("No ledger rows.")
+    else:
+        doc.table(ledger)
 
     kept = res.summaries + ([] if res.include_failed else res.incomplete)
     problems = [f"{s['run_id']}: {p}" for s in kept for p in s.get("problems", [])]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,22 +36,24 @@ from bench.analysis.report.style import (
     with_triggers,
     y_axis,
 )
-from bench.analysis.report.tables import QUANTITIES
+from bench.analysis.report.tables import QUANTITIES, ledger_costs
 from bench.experiment.actions import ACTIONS
+from bench.model import Workload, predict
 
 log = logging.getLogger(__name__)
-#: Actions that change membership by one member (the ZooKeeper cost formulas are per such change).
+#: Actions that change membership by one member (a sweep's points compare one such change).
 SINGLE_CHANGES = tuple(str(a) for a, spec in ACTIONS.items() if spec.single_change)
-#: Analytic growth of ZooKeeper reads per membership change with group size N. chain follows ZooKeeper's
-#: leader-election recipe without a herd effect (each member watches its predecessor; ZooKeeper's
-#: "Recipes and Solutions", Leader Election), so one change costs reads by the leader only; herd is
-#: the recipe's naive form (every member watches and re-reads the membership); selfbalance is Kafka
-#: 0.8's ZookeeperConsumerConnector rebalance, where every consumer re-reads every registration.
-EXPECTED_READS: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = {
-    "zk/chain": ("∝ N", lambda n: n),
-    "zk/herd": ("∝ N²", lambda n: n**2),
-    "zk/selfbalance": ("∝ N²", lambda n: n**2),
-}
+#: The cost model's joins (bench.model) drawn beside the measured ones: series -> zk variant.
+MODELLED_JOINS = {"zk/chain": "chain", "zk/herd": "herd", "zk/selfbalance": "selfbalance"}
+
+
+def model_curve(variant: str, sizes: np.ndarray, partitions: int, metric: str) -> np.ndarray:
+    """The model's reads or writes of one join per group size (the middle of a racing interval)."""
+    out = []
+    for n in sizes:
+        p = predict("zk", variant, "join", Workload(members=int(n), partitions=partitions, commits=True))
+        out.append((p.zk_reads if metric == "zk_reads" else p.zk_writes).mid)
+    return np.array(out)
 
 
 @dataclass(frozen=True)
@@ -203,8 +204,8 @@ def fig_latency_vs_size(res: Results) -> list[Figure | Skipped]:
 
 
 def fig_zk_ops_vs_size(res: Results) -> list[Figure | Skipped]:
-    """One figure per sweep family: reads and writes per rebalance against N, with the O(N) and
-    O(N²) guides. Long (80 lines) because it is one figure's layout, read top to bottom: data,
+    """One figure per sweep family: reads and writes per rebalance against N, with the cost
+    model's curves on joins. Long (80 lines) because it is one figure's layout, read top to bottom: data,
     panels, guides, caption; pieces of it would only be called from here."""
     title = "ZooKeeper operations per rebalance against group size"
     data = res.rebalances
@@ -232,24 +233,21 @@ def fig_zk_ops_vs_size(res: Results) -> list[Figure | Skipped]:
                         zeros.add(f"{s} ({label.split()[0]})")
                 medians = medians_by(sub[sub[metric] > 0], "scenario_members", metric)
                 drawn += [s for s in stat_lines(ax, medians) if s not in drawn]
-                if row == 0 and sub["action"].iloc[0] in SINGLE_CHANGES:
-                    for s, (formula, shape) in EXPECTED_READS.items():
+                if sub["action"].iloc[0] == "add_members":
+                    partitions = int(sub["partitions"].dropna().iloc[0])
+                    for s, variant in MODELLED_JOINS.items():
                         m = medians[medians["series"] == s].sort_values("x")
                         if len(m) < 2:
                             continue
-                        # Anchored at the largest group, where the leading term dominates.
-                        n_max, at_max = m["x"].iloc[-1], m["median"].iloc[-1]
-                        grid = np.geomspace(m["x"].iloc[0], n_max, 50)
+                        grid = np.unique(np.geomspace(m["x"].iloc[0], m["x"].iloc[-1], 30).round())
                         ax.plot(
                             grid,
-                            at_max * shape(grid) / shape(np.array(n_max)),
+                            model_curve(variant, grid, partitions, metric),
                             ls="--",
                             lw=1.2,
                             color=series_color(s),
                         )
-                        expected[s] = Line2D(
-                            [], [], ls="--", color=series_color(s), label=f"{s} expected {formula}"
-                        )
+                        expected[s] = Line2D([], [], ls="--", color=series_color(s), label=f"{s} model")
                 sizes_axis(ax, frame["scenario_members"].dropna(), "members in the group")
                 if not medians.empty:
                     ax.set_yscale("log")
@@ -274,13 +272,12 @@ def fig_zk_ops_vs_size(res: Results) -> list[Figure | Skipped]:
                 f"{family}: ZooKeeper operations per rebalance against group size",
                 "Solid: measured reads (top) and znode changes (bottom) in each mode's namespace (zk members "
                 "under /zkmode, coordinator-mode brokers under /kafka) between the mntr readings that bracket "
-                "the episode; pings are not counted. Dashed: the analytic growth per membership change, drawn "
-                "through the measurement at the largest group, so compare slopes: chain ∝ N (only the leader "
-                "watches and reads the membership), herd ∝ N² (all N members are notified and each reads all "
-                "N registrations), selfbalance ∝ N² (Kafka 0.8: every consumer reads about N + B + T + 5 "
-                "znodes, so about N·(N + B + T + 5) + P reads per rebalance for B brokers, T topics and P "
-                "partitions, as Kafka 0.8's ZookeeperConsumerConnector rebalances). No formula is drawn for setpartitioner."
-                + zero_note,
+                "the episode; pings are not counted. Dashed, on joins: the cost model's prediction "
+                "(bench.model, commits on, the assignor's moves at each size; the middle of its interval where "
+                "claims race), counted on the members' calls: chain N + T + 6 + M reads, herd N² + 2N + T + 2 + M, "
+                "selfbalance T + N(N + 1) (Kafka 0.8: every consumer reads every registration), plus one read "
+                "and one write per moved partition for the offsets. The server counts reads of existing "
+                "znodes only, so measured may sit a little below." + zero_note,
                 png_bytes(fig),
             )
         )
@@ -335,45 +332,50 @@ def fig_steady(res: Results) -> Figure | Skipped:
     )
 
 
+#: The ledger's panels: (cost, axis label); bytes are in and out together.
+LEDGER_PANELS = (
+    ("requests", "requests served"),
+    ("bytes", "bytes in + out"),
+    ("durable_writes", "durable writes"),
+    ("fsyncs", "fsyncs"),
+    ("replication_messages", "replication messages"),
+)
+
+
 def fig_ledger(res: Results) -> Figure | Skipped:
-    """Both designs on one ledger: requests and durable writes of every coordination service summed,
-    per rebalance (episodes) and per idle second (steady windows), against the group's size."""
+    """Both designs on one ledger against the group's size: requests, bytes, durable writes, fsyncs
+    and replication of every coordination service summed, per rebalance (episodes) and per idle
+    second (steady windows). With a group-size sweep among the runs (``demo-sweep``,
+    ``group-size-sweep``), the rebalances drawn are its one-member changes, so that each size shows
+    the same rebalance; without one, every episode is drawn at its group size."""
     title = "Coordination cost on one ledger: per rebalance and per idle second"
-    ledger = res.ledger
-    if ledger.empty or "service" not in ledger:
+    if res.ledger.empty or "service" not in res.ledger:
         return Skipped(title, "no coordination_load.csv rows in the runs")
-    # Each service has its own reading span, so the rows of one episode or window are matched by what
-    # they measure: the episode (run, group, step, phase), or the n-th steady window of the run.
-    ledger = ledger.assign(members=ledger["members"].fillna(0))
-    episodes = (
-        ledger[ledger["kind"] == "episode"]
-        .groupby(["series", "run_id", "group", "step", "phase", "members"])[["requests", "durable_writes"]]
-        .sum()
-        .reset_index()
-    )
-    steady = ledger[(ledger["kind"] == "steady") & (ledger["duration_s"] > 0)]
-    steady = steady.assign(
-        window=steady.groupby(["run_id", "service"])["start_s"].rank(method="first"),
-        requests=steady["requests"] / steady["duration_s"],
-        durable_writes=steady["durable_writes"] / steady["duration_s"],
-    )
-    steady = (
-        steady.groupby(["series", "run_id", "window", "members"])[["requests", "durable_writes"]]
-        .sum()
-        .reset_index()
-    )
-    fig, axes = new_canvas(2, 2, figsize=(12, 8), squeeze=False)
+    episodes, steady = ledger_costs(res.ledger)
+    sweeps = sweep_families(episodes, "scenario_members")
+    what = "every episode at its group size"
+    if sweeps:
+        episodes = episodes[episodes["family"].isin(sweeps) & episodes["action"].isin(SINGLE_CHANGES)]
+        # each sweep point's idle stretch at its own size (a coordinator run has one after the join too)
+        steady = steady[steady["family"].isin(sweeps) & (steady["members"] == steady["scenario_members"])]
+        what = f"the one-member changes (joins, leaves, crashes) of {', '.join(sweeps)}"
+    frames = []
+    for frame in (episodes, steady):
+        frame = frame[frame["members"] > 0]
+        frames.append(frame.assign(bytes=frame[["bytes_in", "bytes_out"]].sum(axis=1, min_count=1)))
+    fig, axes = new_canvas(2, len(LEDGER_PANELS), figsize=(4 * len(LEDGER_PANELS), 8), squeeze=False)
     drawn: list[str] = []
-    for row, (frame, per) in enumerate(((episodes, "per rebalance"), (steady, "per idle second"))):
-        for col, (metric, label) in enumerate(
-            (("requests", "requests served"), ("durable_writes", "durable writes"))
-        ):
+    single: set[str] = set()
+    for row, (frame, per) in enumerate(zip(frames, ("per rebalance", "per idle second"), strict=True)):
+        for col, (metric, label) in enumerate(LEDGER_PANELS):
             ax = axes[row][col]
             ax.set_title(f"{label}, {per}", fontsize=10)
-            data = frame[frame["members"] > 0]
+            data = frame.dropna(subset=[metric])
             if data.empty:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
                 continue
+            counts = data.groupby(["series", "members"]).size()
+            single |= {s for (s, _), n in counts.items() if n == 1}
             medians = medians_by(data, "members", metric)
             drawn += [s for s in stat_lines(ax, medians) if s not in drawn]
             sizes_axis(ax, data["members"], "members in the group")
@@ -384,14 +386,24 @@ def fig_ledger(res: Results) -> Figure | Skipped:
         [series_handle(s) for s in series_order(drawn)],
         "Every coordination service of each design summed (median, 95 % CI)",
     )
+    one_value = (
+        f" Points of {', '.join(series_order(sorted(single)))} rest on one value (one episode or window): "
+        "the shape of the answer, no confidence interval."
+        if single
+        else ""
+    )
     return Figure(
         "coordination-ledger",
         title,
         "From coordination_load.csv: zk mode's ZooKeeper (its namespace) against coordinator mode's group "
         "coordinators, offsets-topic replicas and the ZooKeeper holding the brokers' metadata, summed per "
-        "episode (top) and divided by the steady window's length (bottom). Requests exclude ZooKeeper's "
-        "pings but include the coordinator's heartbeats and the followers' replica fetches; durable "
-        "writes are znode changes against records appended to __consumer_offsets, on every replica.",
+        f"episode (top; {what}) and divided by the steady window's length (bottom). Requests exclude "
+        "ZooKeeper's pings but include the coordinator's heartbeats and the followers' replica fetches; "
+        "durable writes are znode changes against records appended to __consumer_offsets, on every "
+        "replica; fsyncs are ZooKeeper's transaction-log syncs against the offsets replicas' (none per "
+        "append by default, as Kafka); replication is ZooKeeper's proposals to followers against the "
+        "replica fetches that carried records (0 with one ZooKeeper server and one broker). Real Kafka "
+        "is not drawn: its costs are read over JMX (broker_load.csv)." + one_value,
         png_bytes(fig),
     )
 

@@ -13,6 +13,7 @@ from bench.analysis.metrics.stats import describe
 from bench.analysis.report.load import Results
 from bench.analysis.report.style import SERIES_ORDER, series_order, with_triggers
 from bench.experiment.history import RunState
+from bench.services.kafka_config import KAFKA_MODE
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ QUANTITIES = {
     "detection_sessions": Quantity("detection", "× session"),
     "convergence_ms": Quantity("convergence", "s", 1e-3),
     "unowned_partition_s": Quantity("unowned", "partition·s"),
+    # eager against incremental: rounds per episode, and what members revoked against what moved
+    "generations": Quantity("rounds", "", digits=0),
+    "partitions_revoked": Quantity("revoked", "", digits=0),
+    "partitions_moved": Quantity("moved", "", digits=0),
     "join_ms": Quantity("join median / max / span", "ms", digits=0),
     "zk_reads": Quantity("zk reads", "", digits=0),
     "zk_writes": Quantity("zk writes", "", digits=0),
@@ -119,6 +124,10 @@ def summary_table(res: Results) -> pd.DataFrame:
                 q["unowned_partition_s"].header: q["unowned_partition_s"].format(
                     frame["unowned_partition_s"].median()
                 ),
+                **{
+                    q[c].header: q[c].format(frame[c].median() if c in frame else None)
+                    for c in ("generations", "partitions_revoked", "partitions_moved")
+                },
                 # per joining member, join start -> first assignment (median, max), and first join
                 # out -> all of them assigned (span): medians over episodes, the max's max
                 q["join_ms"].header: " / ".join(
@@ -147,6 +156,88 @@ def summary_table(res: Results) -> pd.DataFrame:
         table = table.drop(columns="not completed")
     table["_series"] = table["mode/variant"].map(lambda s: series_order(list(SERIES_ORDER) + [s]).index(s))
     return table.sort_values(["scenario", "_order", "trigger", "_series"]).drop(columns=["_order", "_series"])
+
+
+#: The ledger's cost columns (``coordination_load.csv``) and how the ledger table heads them.
+LEDGER_COSTS = {
+    "requests": "requests",
+    "bytes_in": "bytes in",
+    "bytes_out": "bytes out",
+    "durable_writes": "durable writes",
+    "fsyncs": "fsyncs",
+    "replication_messages": "repl msgs",
+    "replication_bytes": "repl bytes",
+}
+#: The ledger table's label for a design's rates over steady windows.
+IDLE = "idle, per second"
+
+
+def ledger_costs(ledger: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every coordination service of a design summed: one row per episode (its costs), and one per
+    steady window (its costs per second). Each service has its own reading span, so the rows of one
+    episode are matched by what they measure (run, group, step, phase), a steady window by its rank
+    in the run. A cost no service of the row measured stays empty (``min_count``), never 0."""
+    costs = [c for c in LEDGER_COSTS if c in ledger]
+    keys = ["scenario", "family", "scenario_members", "series", "run_id"]
+    # Real Kafka's own costs are read over JMX (broker_load.csv, `rebalance-lab validation`): its
+    # ledger rows hold only the ZooKeeper side, which would read as a design that costs nothing.
+    ledger = ledger[ledger["mode"] != KAFKA_MODE]
+    ledger = ledger.assign(members=ledger["members"].fillna(0))
+    episodes = (
+        ledger[ledger["kind"] == "episode"]
+        .groupby([*keys, "group", "step", "action", "phase", "members"])[costs]
+        .sum(min_count=1)
+        .reset_index()
+    )
+    steady = ledger[(ledger["kind"] == "steady") & (ledger["duration_s"] > 0)]
+    steady = steady.assign(
+        window=steady.groupby(["run_id", "service"])["start_s"].rank(method="first"),
+        **{c: steady[c] / steady["duration_s"] for c in costs},
+    )
+    steady = steady.groupby([*keys, "window", "members"])[costs].sum(min_count=1).reset_index()
+    return episodes, steady
+
+
+def ledger_table(res: Results) -> pd.DataFrame:
+    """The ledger's headline: per scenario (sweep point) and design, the median over episodes of
+    each trigger of what every coordination service served and wrote per rebalance, and the median
+    rate over steady windows (``IDLE``); ``n`` says how many episodes or windows each rests on."""
+    if res.ledger.empty or "service" not in res.ledger:
+        return pd.DataFrame()
+    episodes, steady = ledger_costs(res.ledger)
+    timing: dict[str, str] = {}
+    if not res.rebalances.empty and "timing" in res.rebalances:
+        timing = res.rebalances.drop_duplicates("run_id").set_index("run_id")["timing"].to_dict()
+    episodes = with_triggers(episodes) if not episodes.empty else episodes.assign(trigger=[])
+    if episodes.empty and steady.empty:
+        return pd.DataFrame()
+    rows = []
+    for frame in (episodes, steady.assign(trigger=IDLE, step=float("inf"))):
+        for (scenario, trigger, series), group in frame.groupby(
+            ["scenario", "trigger", "series"], sort=False
+        ):
+            rows.append(
+                {
+                    "scenario": scenario,
+                    "trigger": trigger,
+                    "mode/variant": series,
+                    "members": _fmt(group["members"].median(), 0),
+                    TIMING_HEADER: ", ".join(sorted({timing.get(r, "–") for r in group["run_id"]})),
+                    "n": len(group),
+                    **{
+                        header: _fmt(group[c].median(), 1 if trigger == IDLE else 0)
+                        for c, header in LEDGER_COSTS.items()
+                        if c in group
+                    },
+                    "_family": group["family"].iloc[0],
+                    "_size": group["scenario_members"].iloc[0],
+                    "_order": group["step"].min(),
+                    "_series": series_order(list(SERIES_ORDER) + [series]).index(series),
+                }
+            )
+    table = pd.DataFrame(rows)
+    order = ["_family", "_size", "scenario", "_order", "trigger", "_series"]
+    return table.sort_values(order).drop(columns=[c for c in order if c.startswith("_")])
 
 
 def md_table(frame: pd.DataFrame) -> str:

@@ -39,6 +39,10 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
  * (default: {@code enable.auto.commit}, every {@code auto_commit_interval_ms}, and once more on close,
  * as the Java consumer does) or {@code manual} (commitSync every {@code auto_commit_interval_ms},
  * the position advanced by one per commit as our members do, there being no records);
+ * {@code enable_auto_commit} {@code false} (a scenario's {@code offsets: none}) turns commits off
+ * whichever {@code commit} is chosen: {@code enable.auto.commit=false}, so neither the periodic
+ * auto-commit nor the ones before a rejoin and on close ({@code ConsumerCoordinator.onJoinPrepare},
+ * {@code close -> maybeAutoCommitOffsetsSync}) happen, and no commitSync;
  * {@code request_timeout_ms}, {@code retry_backoff_ms}.
  */
 final class ConsumerMember implements Member, ConsumerRebalanceListener {
@@ -46,6 +50,7 @@ final class ConsumerMember implements Member, ConsumerRebalanceListener {
     private final EventSink sink;
     private final String protocol;
     private final boolean autoCommit;
+    private final boolean commits;
     private final int commitIntervalMs;
     private final int requestTimeoutMs;
     private final Thread thread;
@@ -72,6 +77,7 @@ final class ConsumerMember implements Member, ConsumerRebalanceListener {
             default -> throw new IllegalArgumentException(
                     "options.commit: expected auto or manual, got " + settings.option("commit", ""));
         };
+        this.commits = settings.autoCommitEnabled();
         this.commitIntervalMs = settings.intOption("auto_commit_interval_ms", 5_000);
         this.requestTimeoutMs = settings.intOption("request_timeout_ms", 30_000);
         properties(); // fail on a bad configuration now, before anything starts
@@ -89,7 +95,7 @@ final class ConsumerMember implements Member, ConsumerRebalanceListener {
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
-        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, Boolean.toString(autoCommit));
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, Boolean.toString(commits && autoCommit));
         p.put(ConsumerConfig.AUTO_COMMIT_INTERVAL_MS_CONFIG, commitIntervalMs);
         p.put(ConsumerConfig.REQUEST_TIMEOUT_MS_CONFIG, requestTimeoutMs);
         p.put(ConsumerConfig.RETRY_BACKOFF_MS_CONFIG, settings.intOption("retry_backoff_ms", 100));
@@ -169,7 +175,7 @@ final class ConsumerMember implements Member, ConsumerRebalanceListener {
                     if (protocol.equals("consumer")) {
                         followEpoch(c);
                     }
-                    if (!autoCommit) {
+                    if (commits && !autoCommit) {
                         maybeCommit(c);
                     }
                 } catch (WakeupException e) {
