@@ -14,6 +14,12 @@ Ownership semantics, which the checker relies on:
 
 ``offsets_committed`` and ``offsets_fetched`` carry ``offsets`` as ``[[topic, partition, offset], ...]``
 (and ``request_mono_ns``, when the fetch was sent); they say nothing about ownership.
+
+``consumed`` says the member processed one fetched batch of one partition (``partitions``: that
+one): ``first_offset``, ``last_offset``, ``count`` and the produce-time range of its records
+(``produce_ms_min``/``produce_ms_max``, epoch ms, null for records the harness did not write), emitted
+once processing finished and before the position moves past it; enough to tell who processed which
+offset when, without a line per record.
 """
 
 from __future__ import annotations
@@ -41,10 +47,12 @@ class EventKind(StrEnum):
     # prove that no committed offset is lost, across a coordinator failover or a change of owner.
     OFFSETS_COMMITTED = "offsets_committed"  # the coordinator (or ZooKeeper) acknowledged these
     OFFSETS_FETCHED = "offsets_fetched"  # what the coordinator (or ZooKeeper) answered (-1: none)
+    # Records (both modes, when members consume): one per fetched batch and partition processed.
+    CONSUMED = "consumed"
 
 
 #: Events a member emits on its own schedule, not in reaction to the group changing.
-OFFSET_EVENTS = frozenset({EventKind.OFFSETS_COMMITTED, EventKind.OFFSETS_FETCHED})
+OFFSET_EVENTS = frozenset({EventKind.OFFSETS_COMMITTED, EventKind.OFFSETS_FETCHED, EventKind.CONSUMED})
 
 
 _CORE_KEYS = ("event", "member", "group", "mode", "variant", "generation", "partitions", "mono_ns", "wall")

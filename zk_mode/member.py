@@ -38,6 +38,13 @@ new owner reads the stored offsets back once it holds its claims and before it r
 ``assigned`` (0.8.2's ``rebalance`` → ``fetchOffsets`` before ``reflectPartitionOwnershipDecision``
 reports success). ``enable_auto_commit=false`` (a scenario's ``offsets: none``) turns commits and
 read-backs off.
+
+Records (``options.consume``): the member hands what it owns to its records thread
+(:mod:`zk_mode.consumption`) after announcing it, stops it before the commit that precedes giving
+partitions up, and commits the positions that thread reached instead of advancing them by one.
+
+This module is a little over 500 lines because the session, worker, claims, offsets and records
+hooks of a member share its ownership state; the variants and the records thread live apart.
 """
 
 from __future__ import annotations
@@ -75,9 +82,11 @@ from group_api import (
     MemberConfig,
     MemberState,
 )
+from group_api.consumption import ConsumeSettings
 from group_api.events import TopicPartition
 
 from . import catalog
+from .consumption import DEFAULT_BROKERS_ZK_ROOT, RecordsFetcher, brokers_from_zookeeper
 from .counting import CountingKazooClient
 from .offsets import ZkOffsets
 from .paths import GroupPaths
@@ -197,6 +206,17 @@ class ZkMember(GroupMember):
         self._committer = threading.Thread(
             target=self._commit_timer, name=f"zk-commit-{self.member_id}", daemon=True
         )
+        # Records (options.consume): fetched from the brokers that register in this ZooKeeper.
+        self.records: RecordsFetcher | None = None
+        consume = ConsumeSettings.from_options(config.options)
+        if consume.enabled:
+            brokers_root = str(config.options.get("brokers_zk_root", DEFAULT_BROKERS_ZK_ROOT))
+            self.records = RecordsFetcher(
+                self.member_id,
+                lambda: brokers_from_zookeeper(self.client, brokers_root),
+                consume,
+                self._on_consumed,
+            )
 
     # -- the interface -------------------------------------------------------------------------
 
@@ -219,6 +239,8 @@ class ZkMember(GroupMember):
         self._worker.start()
         if self.commits.enabled:
             self._committer.start()
+        if self.records is not None:
+            self.records.start()
         self.submit("join")
 
     def leave(self) -> None:
@@ -243,6 +265,8 @@ class ZkMember(GroupMember):
             log.error("%s: leave did not finish within %.1f s", self.member_id, LEAVE_BOUND_S)
 
     def close(self) -> None:
+        if self.records is not None:
+            self.records.close()
         self._stopping.set()
         self._tasks.put(("stop", ()))
         if self._worker.is_alive() and threading.current_thread() is not self._worker:
@@ -337,6 +361,7 @@ class ZkMember(GroupMember):
 
     def _task_leave(self) -> None:
         try:
+            self._stop_consuming(self._owned)
             if self.client.connected and not self._suspended:
                 self._commit(self._owned)  # 0.8.2's shutdown: commitOffsets before closing
             self._revoke(self._owned, reason="leave")
@@ -403,13 +428,37 @@ class ZkMember(GroupMember):
             return False
         if self.state == MemberState.STABLE and self.generation == generation and self._owned == target:
             return True  # already announced: one more released claim or resync changes nothing
-        self._take_offsets(target - self._owned, generation)
+        new = target - self._owned
+        stored = self._take_offsets(new, generation)
         self.generation = generation
         self._owned = set(target)
         self._set_assignment(Assignment.of(generation or 0, target, leader, self.member_id))
         self.state = MemberState.STABLE
         self.emit(EventKind.ASSIGNED, generation=generation, partitions=target, leader=leader)
+        if self.records is not None:
+            self.records.assign({tp: stored.get(tp, -1) for tp in new})
         return True
+
+    # -- records ---------------------------------------------------------------------------------
+
+    def _stop_consuming(self, partitions: Iterable[TopicPartition]) -> None:
+        """Before a commit that precedes giving partitions up, and on revocation: fetched records of
+        ``partitions`` no longer count (:meth:`RecordsFetcher.stop_partitions`)."""
+        if self.records is not None:
+            self.records.stop_partitions(partitions)
+
+    def _on_consumed(self, records: Any) -> None:
+        """The records thread processed one fetched batch of an owned partition."""
+        self.emit(
+            EventKind.CONSUMED,
+            generation=self.generation,
+            partitions=[records.tp],
+            first_offset=records.offsets[0],
+            last_offset=records.offsets[-1],
+            count=len(records.offsets),
+            produce_ms_min=min(records.produce_ms, default=None),
+            produce_ms_max=max(records.produce_ms, default=None),
+        )
 
     # -- offsets -------------------------------------------------------------------------------
 
@@ -418,7 +467,8 @@ class ZkMember(GroupMember):
         partitions = set(partitions)
         if not self.commits.enabled or not partitions:
             return
-        written = self.offsets.commit(partitions)
+        reached = None if self.records is None else self.records.positions(partitions)
+        written = self.offsets.commit(partitions, reached)
         if written:
             self.emit(
                 EventKind.OFFSETS_COMMITTED,
@@ -430,15 +480,18 @@ class ZkMember(GroupMember):
         """Stop owning ``partitions``: commit them first while our claims still stand, so their
         next owner reads what we consumed (0.8.2 commits before ``releasePartitionOwnership``)."""
         partitions = set(partitions) & self._owned
+        self._stop_consuming(partitions)
         self._commit(partitions)
         self._revoke(partitions, reason=reason)
         self.offsets.forget(partitions)
 
-    def _take_offsets(self, partitions: Iterable[TopicPartition], generation: int | None) -> None:
+    def _take_offsets(
+        self, partitions: Iterable[TopicPartition], generation: int | None
+    ) -> dict[TopicPartition, int]:
         """Read back the stored offsets of newly owned partitions before announcing them."""
         partitions = set(partitions)
         if not self.commits.enabled or not partitions:
-            return
+            return {}
         sent_ns = self._clock()
         fetched = self.offsets.fetch(partitions)
         extra: dict[str, Any] = {"unreadable": list(fetched.unreadable)} if fetched.unreadable else {}
@@ -449,6 +502,7 @@ class ZkMember(GroupMember):
             request_mono_ns=sent_ns,
             **extra,
         )
+        return fetched.offsets
 
     # -- claims ----------------------------------------------------------------------------------
 
@@ -580,6 +634,7 @@ class ZkMember(GroupMember):
         partitions = set(partitions) & self._owned
         if not partitions:
             return
+        self._stop_consuming(partitions)
         self._owned -= partitions
         self._set_assignment(None if not self._owned else self._assignment_with(self._owned))
         self.emit(EventKind.REVOKED, generation=self.generation, partitions=partitions, reason=reason)

@@ -111,13 +111,19 @@ class ZkOffsets:
             self.positions[tp] = max(offset, 0)
         return Fetched(offsets, tuple(unreadable))
 
-    def commit(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        """Advance each partition's position by one and write those that differ from the checkpoint
-        (0.8.2's ``commitOffsets``, only changed offsets), pipelined: one round trip, one more for
-        the znodes that do not exist yet; returns what was written."""
+    def commit(
+        self, partitions: Iterable[TopicPartition], reached: dict[TopicPartition, int] | None = None
+    ) -> dict[TopicPartition, int]:
+        """Write each partition's position where it differs from the checkpoint (0.8.2's
+        ``commitOffsets``, only changed offsets), pipelined: one round trip, one more for the znodes
+        that do not exist yet; returns what was written. ``reached``: the positions the member's
+        records reached (partitions without one are skipped); None, when no records flow: each
+        position advances by one."""
         written: dict[TopicPartition, int] = {}
         for tp in sorted(partitions):
-            offset = self.positions.get(tp, 0) + 1
+            if reached is not None and tp not in reached:
+                continue
+            offset = reached[tp] if reached is not None else self.positions.get(tp, 0) + 1
             if self.checkpointed.get(tp) != offset:
                 written[tp] = offset
         self._write({self.paths.offset(*tp): str(o).encode() for tp, o in written.items()})

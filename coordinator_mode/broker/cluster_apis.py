@@ -1,10 +1,9 @@
-"""The cluster and data-plane API handlers: ApiVersions, Metadata, FindCoordinator, ListOffsets, Fetch.
+"""The cluster API handlers: ApiVersions, Metadata, FindCoordinator, and a follower's Fetch.
 
 Metadata and FindCoordinator answer from the cluster view the broker learned from ZooKeeper.
-ListOffsets and Fetch serve empty partitions: every data partition is an empty log whose end is
-wherever the consumer stands (high watermark = fetch offset), so real consumers keep polling
-quietly; this project studies coordination, not data. A Fetch with a replica id is another broker
-replicating ``__consumer_offsets``: the replica manager (:mod:`.replication`) answers it.
+A Fetch with a replica id is another broker replicating ``__consumer_offsets``: the replica manager
+(:mod:`.replication`) answers it (:meth:`ClusterApis.replica_fetch`, which the data plane's Fetch
+handler, :mod:`.data_apis`, hands such fetches to).
 """
 
 from __future__ import annotations
@@ -14,10 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kafka.protocol.api_key import ApiKey
-from kafka.protocol.consumer import (
-    FetchResponse,
-    ListOffsetsResponse,
-)
+from kafka.protocol.consumer import FetchResponse
 from kafka.protocol.metadata import (
     ApiVersionsResponse,
     FindCoordinatorResponse,
@@ -26,12 +22,11 @@ from kafka.protocol.metadata import (
 
 from ..group.errors import ErrorCode
 from ..hashing import partition_for
-from ..waiting import sleep_unless
 from .controller import OFFSETS_TOPIC, ClusterView
 from .protocol import NO_AUTHORIZED_OPERATIONS, BrokerContext, RequestContext, api_key_ranges
 from .replication import FetchedPartition
 
-#: Longest a Fetch of empty partitions waits (clients ask for ``fetch.max.wait.ms``, 500 ms default).
+#: Longest a follower's Fetch waits (followers ask for ``replica.fetch.wait.max.ms``, 500 ms default).
 _MAX_FETCH_WAIT_MS = 10_000
 CLUSTER_ID = "rebalance-lab"
 
@@ -52,8 +47,6 @@ class ClusterApis:
             ApiKey.ApiVersions: self._api_versions,
             ApiKey.Metadata: self._metadata,
             ApiKey.FindCoordinator: self._find_coordinator,
-            ApiKey.ListOffsets: self._list_offsets,
-            ApiKey.Fetch: self._fetch,
         }
 
     # -- ApiVersions, Metadata, FindCoordinator --------------------------------------------------
@@ -155,42 +148,9 @@ class ClusterApis:
             )
         return FindCoordinatorResponse(version=ctx.version, throttle_time_ms=0, coordinators=coordinators)
 
-    # -- the data plane: empty partitions --------------------------------------------------------
+    # -- a follower's Fetch of the offsets topic ------------------------------------------------
 
-    def _partition_error(self, topic: str, partition: int) -> ErrorCode:
-        if topic not in self.broker.view.topics or not 0 <= partition < self.broker.view.topics[topic]:
-            return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-        state = self.broker.view.leader(topic, partition)
-        if state is None or state.leader != self.broker.config.broker_id:
-            return ErrorCode.NOT_LEADER_OR_FOLLOWER
-        return ErrorCode.NONE
-
-    def _leader_epoch(self, topic: str, partition: int) -> int:
-        state = self.broker.view.leader(topic, partition)
-        return -1 if state is None else state.epoch
-
-    async def _list_offsets(self, req: Any, ctx: RequestContext) -> Any:
-        """Every partition is empty: earliest and latest are offset 0."""
-        tcls = ListOffsetsResponse.ListOffsetsTopicResponse
-        pcls = tcls.ListOffsetsPartitionResponse
-        topics = []
-        for t in req.topics or []:
-            parts = []
-            for p in t.partitions or []:
-                error = self._partition_error(t.name, p.partition_index)
-                parts.append(
-                    pcls(
-                        partition_index=p.partition_index,
-                        error_code=error,
-                        timestamp=-1,
-                        offset=0 if error is ErrorCode.NONE else -1,
-                        leader_epoch=self._leader_epoch(t.name, p.partition_index),
-                    )
-                )
-            topics.append(tcls(name=t.name, partitions=parts))
-        return ListOffsetsResponse(version=ctx.version, throttle_time_ms=0, topics=topics)
-
-    async def _replica_fetch(self, req: Any, ctx: RequestContext) -> Any:
+    async def replica_fetch(self, req: Any, ctx: RequestContext) -> Any:
         """A follower's Fetch of offsets partitions (``replica_id`` >= 0): served by the replica manager,
         held up to ``max_wait_ms`` while there is nothing new (Kafka's ``DelayedFetch``)."""
         tcls = FetchResponse.FetchableTopicResponse
@@ -235,41 +195,6 @@ class ClusterApis:
             wait_ms = min(req.max_wait_ms, _MAX_FETCH_WAIT_MS)
             await self.broker.replicas.wait_for_data(partitions, wait_ms / 1000.0)
             responses, _ = serve()
-        return FetchResponse(
-            version=ctx.version, throttle_time_ms=0, error_code=0, session_id=0, responses=responses
-        )
-
-    async def _fetch(self, req: Any, ctx: RequestContext) -> Any:
-        """No records ever; wait up to ``max_wait_ms`` like a long poll on an idle partition."""
-        if req.replica_id >= 0:
-            return await self._replica_fetch(req, ctx)
-        tcls = FetchResponse.FetchableTopicResponse
-        pcls = tcls.PartitionData
-        any_error = False
-        responses = []
-        for t in req.topics or []:
-            parts = []
-            for p in t.partitions or []:
-                error = self._partition_error(t.topic, p.partition)
-                any_error |= error is not ErrorCode.NONE
-                end = max(p.fetch_offset, 0) if error is ErrorCode.NONE else -1
-                parts.append(
-                    pcls(
-                        partition_index=p.partition,
-                        error_code=error,
-                        high_watermark=end,
-                        last_stable_offset=end,
-                        log_start_offset=0 if error is ErrorCode.NONE else -1,
-                        aborted_transactions=None,
-                        preferred_read_replica=-1,
-                        records=b"",
-                    )
-                )
-            responses.append(tcls(topic=t.topic, partitions=parts))
-        if not any_error:
-            wait_ms = min(max(req.max_wait_ms, 0), _MAX_FETCH_WAIT_MS)
-            await sleep_unless(self.broker.stopping, wait_ms / 1000.0)
-        # Fetch sessions (v7+): session id 0 means none was created, so clients send full fetches.
         return FetchResponse(
             version=ctx.version, throttle_time_ms=0, error_code=0, session_id=0, responses=responses
         )

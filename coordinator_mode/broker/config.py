@@ -8,6 +8,7 @@ from pathlib import Path
 from ..group.config import CoordinatorConfig
 from ..hashing import DEFAULT_OFFSETS_PARTITIONS
 from .controller import DEFAULT_ZK_ROOT
+from .data_log import DEFAULT_RETENTION_BYTES, DEFAULT_SEGMENT_BYTES
 from .replication import ReplicationConfig
 
 
@@ -40,6 +41,8 @@ class BrokerConfig:
     max_session_timeout_ms: int = CoordinatorConfig.max_session_timeout_ms
     consumer_session_timeout_ms: int = CoordinatorConfig.consumer_session_timeout_ms
     consumer_heartbeat_interval_ms: int = CoordinatorConfig.consumer_heartbeat_interval_ms
+    segment_bytes: int = DEFAULT_SEGMENT_BYTES  # segment.bytes of data topics
+    retention_bytes: int = DEFAULT_RETENTION_BYTES  # retention.bytes of data topics, per partition
     zk_session_timeout_ms: int = 18_000  # zookeeper.session.timeout.ms (Kafka's default)
     max_frame_bytes: int = 100 * 1024 * 1024  # socket.request.max.bytes
     idle_timeout_s: float = 600.0  # connections.max.idle.ms

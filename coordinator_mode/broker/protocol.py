@@ -31,6 +31,7 @@ from kafka.protocol.metadata import (
     FindCoordinatorRequest,
     MetadataRequest,
 )
+from kafka.protocol.producer import InitProducerIdRequest, ProduceRequest
 
 from ..group.coordinator import GroupCoordinator
 from ..group.errors import ErrorCode
@@ -43,9 +44,12 @@ from .replication import ReplicaManager
 #: overlaps what kafka-python 3.0 and librdkafka 2.x need (librdkafka's balanced consumer wants
 #: FindCoordinator/JoinGroup/SyncGroup/Heartbeat/LeaveGroup v0, OffsetCommit 1-2, OffsetFetch 1);
 #: the upper ends stop before topic ids in requests (Fetch 13, OffsetCommit/OffsetFetch 10) and
-#: KIP-848-only fields of the classic APIs. ConsumerGroupHeartbeat v0-1 and ConsumerGroupDescribe v0
-#: are KIP-848's APIs, as Kafka 4.0 advertises them (librdkafka 2.4+ negotiates them).
+#: KIP-848-only fields of the classic APIs. Produce 3-11 and InitProducerId 0-4 are Kafka 3.9's
+#: record-batch-v2 range and the idempotent producer's (no transactions); ListOffsets 7 adds
+#: MAX_TIMESTAMP. ConsumerGroupHeartbeat v0-1 and ConsumerGroupDescribe v0 are KIP-848's APIs, as
+#: Kafka 4.0 advertises them (librdkafka 2.4+ negotiates them).
 API_VERSIONS: dict[int, tuple[int, int]] = {
+    ApiKey.Produce: (3, 11),
     ApiKey.Fetch: (4, 12),
     ApiKey.ListOffsets: (1, 7),
     ApiKey.Metadata: (0, 12),
@@ -61,9 +65,11 @@ API_VERSIONS: dict[int, tuple[int, int]] = {
     ApiKey.ApiVersions: (0, 4),
     ApiKey.ConsumerGroupHeartbeat: (0, 1),
     ApiKey.ConsumerGroupDescribe: (0, 0),
+    ApiKey.InitProducerId: (0, 4),
 }
 
 REQUEST_CLASSES: dict[int, Any] = {
+    ApiKey.Produce: ProduceRequest,
     ApiKey.Fetch: FetchRequest,
     ApiKey.ListOffsets: ListOffsetsRequest,
     ApiKey.Metadata: MetadataRequest,
@@ -79,6 +85,7 @@ REQUEST_CLASSES: dict[int, Any] = {
     ApiKey.ApiVersions: ApiVersionsRequest,
     ApiKey.ConsumerGroupHeartbeat: ConsumerGroupHeartbeatRequest,
     ApiKey.ConsumerGroupDescribe: ConsumerGroupDescribeRequest,
+    ApiKey.InitProducerId: InitProducerIdRequest,
 }
 
 #: Authorized-operations bitfields when the client did not ask (encoded as Kafka's ``Integer.MIN_VALUE``).

@@ -51,6 +51,8 @@ from ..waiting import run_within
 from .cluster_apis import ClusterApis
 from .config import BrokerConfig
 from .controller import OFFSETS_TOPIC, BrokerInfo, BrokerZk, ClusterView, PartitionLeader
+from .data_apis import DataApis
+from .data_log import DataLogs
 from .fetcher import ReplicaFetchers
 from .group_apis import GroupApis
 from .offsets_log import OffsetsLog
@@ -100,9 +102,14 @@ class Broker:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.data_logs = DataLogs(
+            Path(config.log_dir), config.segment_bytes, config.retention_bytes
+        )  # the data partitions' logs, beside the offsets partitions'
+        cluster_apis = ClusterApis(self)
         self._handlers: dict[int, Callable[[Any, RequestContext], Awaitable[Any]]] = {
-            **ClusterApis(self).handlers(),
+            **cluster_apis.handlers(),
             **GroupApis(self).handlers(),
+            **DataApis(self, self.data_logs, cluster_apis.replica_fetch).handlers(),
         }
 
     def _clock_ms(self) -> float:
@@ -173,6 +180,7 @@ class Broker:
         for task in list(self._tasks):
             task.cancel()
         self.log.close()  # flushes, as Kafka does on a clean shutdown
+        self.data_logs.close()
         self._write_stats()
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
@@ -307,8 +315,9 @@ class Broker:
                     return
                 payload = await run_within(reader.readexactly(size), self.config.idle_timeout_s)
                 response = await self._dispatch(payload, host)
-                writer.write(response)
-                await writer.drain()
+                if response:  # a Produce with acks=0 gets none
+                    writer.write(response)
+                    await writer.drain()
         except CloseConnection as exc:
             log.warning("closing connection from %s: %s", host, exc)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
@@ -346,6 +355,13 @@ class Broker:
         header = request.header
         ctx = RequestContext(api_key, version, correlation_id, header.client_id or "", client_host)
         response = await self._handlers[api_key](request, ctx)
+        if api_key == ApiKey.Produce and request.acks == 0:
+            # KafkaApis.handleProduceRequest: no response for acks=0; an error closes the connection.
+            failed = [p for t in response.responses for p in t.partition_responses if p.error_code]
+            self.stats.count("Produce", len(payload) + 4, 0, failed[0].error_code if failed else 0)
+            if failed:
+                raise CloseConnection(f"acks=0 produce failed: {ErrorCode(failed[0].error_code).name}")
+            return b""
         response.with_header(correlation_id=correlation_id)
         data = bytes(response.encode(header=True, framed=True))
         # Responses with a top-level error code (the group APIs, FindCoordinator v0-3) are counted by it.

@@ -95,6 +95,7 @@ from group_api import (
     MemberState,
     TopicPartition,
 )
+from group_api.consumption import ConsumeSettings
 
 from .connection import (
     BrokerAddress,
@@ -102,6 +103,7 @@ from .connection import (
     KafkaConnection,
     RequestStats,
 )
+from .consumer import RecordsConsumer
 from .heartbeat import Heartbeat
 from .rebalance import (
     JOIN_TIMEOUT_SLACK_S,
@@ -187,6 +189,10 @@ class CoordinatorMember(GroupMember):
         self._last_owned: tuple[TopicPartition, ...] | None = None  # sticky's "previous assignment"
         self._last_generation = -1
         self._positions: dict[TopicPartition, int] = {}  # our consumed position per owned partition
+        self._consume = ConsumeSettings.from_options(config.options)
+        # Bumped whenever fetched records may no longer be processed (a revocation, the commit
+        # before giving partitions up), so a fetch or processing in flight is dropped (.consumer).
+        self._consume_token = 0
         self._fetch_needed = False  # a new assignment: read its committed offsets first
         self._tasks: list[asyncio.Task[None]] = []
         self._leaving = False  # the routines' loops end once a leave started
@@ -266,11 +272,15 @@ class CoordinatorMember(GroupMember):
             request_timeout=self.settings.request_timeout_ms / 1000,
         )
         self._loop = loop
+        self._consume_wakeup = asyncio.Event()  # the records routine should look at the state again
         self._tasks = [
             loop.create_task(self._coordination_routine(), name="coordination"),
             loop.create_task(self._heartbeat_routine(), name="heartbeat"),
             loop.create_task(self._offsets_routine(), name="offsets"),
         ]
+        if self._consume.enabled:
+            consumer = RecordsConsumer(self, self._client, self._consume)
+            self._tasks.append(loop.create_task(consumer.run(), name="records"))
         self._ready.set()
         try:
             await self._stop.wait()
@@ -301,6 +311,7 @@ class CoordinatorMember(GroupMember):
         self._wakeup.set()
         self._hb_wakeup.set()
         self._offsets_wakeup.set()
+        self._consume_wakeup.set()
 
     # -- coordination: discovery and rebalances ------------------------------------------------
 
@@ -428,6 +439,7 @@ class CoordinatorMember(GroupMember):
         expired our session: we still own the partitions meanwhile, and must not once another
         member may have been given them."""
         timeout_s = min(timeout_ms / 1000, self._heartbeat.time_to_session_expiry())
+        self._consume_token += 1  # nothing processed after the commit's snapshot counts
         try:
             async with asyncio.timeout(timeout_s):
                 await self._commit_offsets()
@@ -515,14 +527,17 @@ class CoordinatorMember(GroupMember):
         # Read committed offsets for what is new; kept partitions keep their positions (COOPERATIVE).
         self._fetch_needed = self._fetch_needed or bool(change.added)
         self._offsets_wakeup.set()
+        self._consume_token += 1
+        self._consume_wakeup.set()
 
     # -- offsets: what auto-commit does, on a position that advances by itself -------------------
 
     async def _offsets_routine(self) -> None:
         """After each assignment, OffsetFetch the owned partitions and resume from what is stored;
-        then OffsetCommit every ``auto.commit.interval.ms``. No records flow in this project, so the
-        position advances by one per interval: what matters is that every acknowledged commit
-        reads back after a coordinator failover (the checker compares the two event streams)."""
+        then OffsetCommit every ``auto.commit.interval.ms``: the position the records routine
+        (:mod:`.consumer`, ``options.consume``) reached, or without records one more per interval;
+        every acknowledged commit must read back after a coordinator failover (the checker
+        compares the two event streams)."""
         if not self.settings.enable_auto_commit:
             return  # offsets: none; a consumer that keeps its positions elsewhere
         backoff = Backoff(self.settings.retry_backoff_ms, self.settings.retry_backoff_max_ms)
@@ -573,8 +588,12 @@ class CoordinatorMember(GroupMember):
         offsets = [
             (t.name, p.partition_index, p.committed_offset) for t in response.topics for p in t.partitions
         ]
-        self._positions = {(t, p): max(o, 0) for t, p, o in offsets}
+        if self._consume.enabled:  # no committed offset: auto.offset.reset decides (.consumer)
+            self._positions = {(t, p): o for t, p, o in offsets if o >= 0}
+        else:
+            self._positions = {(t, p): max(o, 0) for t, p, o in offsets}
         self._fetch_needed = False
+        self._consume_wakeup.set()
         self.emit(
             EventKind.OFFSETS_FETCHED,
             generation=self._generation.generation_id,
@@ -589,7 +608,14 @@ class CoordinatorMember(GroupMember):
         generation = self._owned_generation
         if self._client is None or coordinator is None or not self._owned or generation is None:
             return  # lost meanwhile (rediscovery wakes us again), or nothing to commit
-        positions = {tp: self._positions.get(tp, 0) + 1 for tp in self._owned or ()}
+        if self._consume.enabled:  # the position the processed records reached
+            if self._fetch_needed:
+                return  # the positions are still the previous assignment's: nothing processed yet
+            positions = {tp: self._positions[tp] for tp in self._owned or () if tp in self._positions}
+        else:  # no records flow: a synthetic position advancing by one per commit
+            positions = {tp: self._positions.get(tp, 0) + 1 for tp in self._owned or ()}
+        if not positions:
+            return
         by_topic: dict[
             str, list[OffsetCommitRequest.OffsetCommitRequestTopic.OffsetCommitRequestPartition]
         ] = {}
@@ -618,7 +644,8 @@ class CoordinatorMember(GroupMember):
         errors = {p.error_code for t in response.topics for p in t.partitions} - {0}
         if errors:
             raise Errors.for_code(errors.pop())()
-        self._positions.update(positions)
+        if not self._consume.enabled:
+            self._positions.update(positions)
         self.emit(
             EventKind.OFFSETS_COMMITTED,
             generation=generation.generation_id,
@@ -767,6 +794,7 @@ class CoordinatorMember(GroupMember):
         generation = self._generation.generation_id
         self._owned = None
         self._owned_generation = None
+        self._consume_token += 1
         with self._lock:
             self._assignment = None
         if had_membership:
@@ -790,6 +818,7 @@ class CoordinatorMember(GroupMember):
             return
         self._owned = None
         self._owned_generation = None
+        self._consume_token += 1
         with self._lock:
             self._assignment = None
         if owned:

@@ -24,6 +24,7 @@ from bench.experiment.fuzz import advertised, format_report, run_fuzz
 from bench.services.brokers import BrokerCluster, send_request
 from bench.services.zookeeper import ZooKeeperEnsemble
 from coordinator_mode.broker.protocol import API_VERSIONS
+from tests.batches import batch, fetch, produce, values
 from tests.conftest import running_brokers, wait_until
 from tests.kp_consumer import ConsumerDied, PolledConsumer
 
@@ -165,7 +166,8 @@ def test_truncated_frames_close_the_connection(
 def test_unknown_api_keys_and_versions(cluster: BrokerCluster, healthy_consumer: PolledConsumer) -> None:
     port = cluster.broker(1).port
     cases = [
-        (0, 9),  # Produce: a real API this broker does not implement
+        (0, 2),  # Produce below v3: message formats before record batch v2
+        (24, 0),  # AddPartitionsToTxn: transactions are not implemented
         (19, 5),  # CreateTopics
         (68, 0),  # ConsumerGroupHeartbeat (KIP-848)
         (500, 0),  # no such API
@@ -316,3 +318,78 @@ def test_brokers_and_zookeeper_listen_on_loopback_only(
         assert addresses, f"{what} listens on nothing we could see"
         assert all(loopback(ip) for ip, _ in addresses), f"{what} listens on {addresses}"
     assert (ipaddress.ip_address("127.0.0.1"), broker.port) in listening_addresses(broker.pid)
+
+
+def test_bad_produce_input_gets_kafka_error_codes_and_loses_nothing(
+    cluster: BrokerCluster, healthy_consumer: PolledConsumer
+) -> None:
+    address = cluster.broker(1).address
+    assert produce(address, TOPIC, 0, batch([b"before"])).error_code == 0
+    good = batch([b"x"])
+    corrupt = bytearray(good)
+    corrupt[-2] ^= 0x55
+    cases = [
+        (TOPIC, 0, bytes(corrupt), 2),  # CORRUPT_MESSAGE: CRC32C mismatch
+        (TOPIC, 0, good[:-5], 2),  # a torn batch
+        (TOPIC, 0, good + b"\x00" * 7, 2),  # trailing bytes
+        (TOPIC, 0, batch([b"z" * 1_100_000]), 10),  # MESSAGE_TOO_LARGE (message.max.bytes)
+        (TOPIC, PARTITIONS, good, 3),  # UNKNOWN_TOPIC_OR_PARTITION
+        ("nope", 0, good, 3),
+    ]
+    for topic, partition, data, code in cases:
+        assert produce(address, topic, partition, data).error_code == code, (topic, partition, code)
+    assert produce(address, TOPIC, 0, good, acks=2).error_code == 21  # INVALID_REQUIRED_ACKS
+    # acks=0 with an error: no answer, the connection is closed (the producer learns it that way).
+    outcome, _ = exchange(address_port(address), produce_frame(bytes(corrupt)), half_close=False)
+    assert outcome == "closed"
+    assert produce(address, TOPIC, 0, batch([b"after"])).error_code == 0
+    stored = [v for _, v in values(fetch(address, TOPIC, 0, 0).records)]
+    assert stored == [b"before", b"after"]  # none of the rejected batches was appended
+    assert_alive(cluster, healthy_consumer)
+
+
+def address_port(address: str) -> int:
+    return int(address.rpartition(":")[2])
+
+
+def produce_frame(records: bytes, acks: int = 0) -> bytes:
+    from kafka.protocol.producer import ProduceRequest
+
+    pcls = ProduceRequest.TopicProduceData.PartitionProduceData
+    request = ProduceRequest(
+        version=9,
+        transactional_id=None,
+        acks=acks,
+        timeout_ms=1000,
+        topic_data=[
+            ProduceRequest.TopicProduceData(name=TOPIC, partition_data=[pcls(index=1, records=records)])
+        ],
+    )
+    return encoded(request)
+
+
+def test_mutated_produce_and_fetch_requests(cluster: BrokerCluster, healthy_consumer: PolledConsumer) -> None:
+    """Seeded bit flips in valid Produce and Fetch requests: each gets an answer for this request or
+    a closed connection, and the log keeps only valid batches."""
+    port = cluster.broker(1).port
+    rng = random.Random(77)
+    frames = [produce_frame(batch([b"fuzz-%d" % i for i in range(3)]), acks=1) for _ in range(2)]
+    for _ in range(120):
+        data = bytearray(rng.choice(frames))
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(
+                18, len(data)
+            )  # past the header (size, key, version, correlation id, client id)
+            data[i] = rng.randrange(256)
+        outcome, answer = exchange(port, bytes(data))
+        if outcome == "response":
+            assert struct.unpack(">i", answer[4:8])[0] == 9  # our correlation id
+    address = cluster.broker(1).address
+    for partition in range(PARTITIONS):
+        for offset in (-5, 0, 2**40):
+            answer = fetch(address, TOPIC, partition, offset)
+            assert answer.error_code in (0, 1)  # records or OFFSET_OUT_OF_RANGE
+    # Whatever was appended reads back as valid batches with consecutive offsets.
+    got = values(fetch(address, TOPIC, 1, 0).records)
+    assert [o for o, _ in got] == list(range(len(got)))
+    assert_alive(cluster, healthy_consumer)
