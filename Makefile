@@ -34,8 +34,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+# Two workers, each taking whole test files (--dist loadfile keeps a file's module-scoped clusters
+# in one process): most tests wait on sessions and heartbeats, not on the CPU.
 test: setup
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # The unit tests only (tests/unit: no servers, sockets or clusters), with fewer Hypothesis examples
 # (the "fast" profile, tests/conftest.py): under 30 s.

@@ -11,11 +11,6 @@ request that carries a watcher sets a watch; a watcher's callback firing is a wa
 Pings and session setup do not pass through ``_call`` and are not counted here: the server's
 ``mntr`` readings carry those.
 
-A request made while the connection is down fails at once with ``ConnectionLoss`` instead of
-waiting in kazoo's queue for a reconnection: kazoo's synchronous calls have no timeout, so a member
-worker that asked ZooKeeper anything during a partition (its commit timer fires every second) stayed
-blocked until the network healed, behind the SUSPENDED notice that tells it to stop acting as owner.
-Meanwhile its session expired and others took its partitions: double ownership.
 """
 
 from __future__ import annotations
@@ -26,9 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import ConnectionLoss
 from kazoo.protocol import serialization as s
-from kazoo.protocol.states import KeeperState
 
 _READS = (s.GetData, s.GetChildren, s.GetChildren2, s.Exists)
 _KIND = {
@@ -55,10 +48,6 @@ class CountingKazooClient(KazooClient):
         self._wrapped: dict[Callable[..., Any], Callable[..., Any]] = {}
 
     def _call(self, request: Any, async_object: Any) -> Any:
-        if self._state == KeeperState.CONNECTING and self._session_id is not None:
-            # Disconnected inside a session (not the first connect): fail fast, never queue.
-            async_object.set_exception(ConnectionLoss("not connected to ZooKeeper"))
-            return False
         is_multi = isinstance(request, s.Transaction)
         if is_multi or type(request) in _KIND:
             with self._count_lock:

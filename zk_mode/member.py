@@ -356,7 +356,11 @@ class ZkMember(GroupMember):
             self._apply(*self._target)
 
     def _task_commit(self) -> None:
-        if self.state == MemberState.STABLE and not self._suspended:
+        # Not while disconnected: kazoo queues a request until it reconnects and its synchronous
+        # calls have no timeout, so a commit asked for now would hold this worker until the network
+        # heals, behind the SUSPENDED task that stops us acting as owner (our session expires
+        # meanwhile and others take our partitions). A commit in flight at the drop fails at once.
+        if self.state == MemberState.STABLE and not self._suspended and self.client.connected:
             self._commit(self._owned)
 
     def _task_leave(self) -> None:
